@@ -1,0 +1,97 @@
+"""Input validation shared by every module.
+
+Policy (see README, "Errors"): structure (shapes, dtypes) is always checked;
+values are checked when they are concrete (Python numbers, NumPy arrays, or
+JAX arrays outside a trace). Every error is a ``ValueError`` whose message
+names the argument and the value that was expected, e.g.
+``Expected lam=-1.0 > 0.``. Nothing here runs inside ``jit``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import numpy as np
+
+
+def is_concrete(x: Any) -> bool:
+    """True when ``x`` has a value now (it is not a tracer inside ``jit``/``vmap``)."""
+    leaves = jax.tree.leaves(x)
+    return not any(isinstance(leaf, jax.core.Tracer) for leaf in leaves)
+
+
+def _as_float(name: str, value: Any) -> float | None:
+    if not is_concrete(value):
+        return None
+    arr = np.asarray(value)
+    if arr.ndim != 0:
+        raise ValueError(f"Expected {name} to be a scalar, got shape {arr.shape}.")
+    v = float(arr)
+    if math.isnan(v):
+        raise ValueError(f"Expected {name} to be a number, got NaN.")
+    return v
+
+
+def positive(**kwargs: Any) -> None:
+    """Raises unless every concrete keyword value is a finite number > 0."""
+    for name, value in kwargs.items():
+        v = _as_float(name, value)
+        if v is not None and not (v > 0 and math.isfinite(v)):
+            raise ValueError(f"Expected {name}={v} > 0 (finite).")
+
+
+def non_negative(**kwargs: Any) -> None:
+    """Raises unless every concrete keyword value is a finite number >= 0."""
+    for name, value in kwargs.items():
+        v = _as_float(name, value)
+        if v is not None and not (v >= 0 and math.isfinite(v)):
+            raise ValueError(f"Expected {name}={v} >= 0 (finite).")
+
+
+def open_interval(lo: float, hi: float, **kwargs: Any) -> None:
+    """Raises unless every concrete keyword value lies in the open interval (lo, hi)."""
+    for name, value in kwargs.items():
+        v = _as_float(name, value)
+        if v is not None and not (lo < v < hi):
+            raise ValueError(f"Expected {name}={v} in the open interval ({lo}, {hi}).")
+
+
+def positive_int(**kwargs: Any) -> None:
+    """Raises unless every keyword value is a Python/NumPy integer >= 1."""
+    for name, value in kwargs.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"Expected {name} to be an integer >= 1, got {value!r}.")
+        if value < 1:
+            raise ValueError(f"Expected {name}={value} >= 1.")
+
+
+def finite_array(name: str, x: Any) -> None:
+    """Raises if a concrete array holds NaN or inf, naming the first bad entry."""
+    if not is_concrete(x):
+        return
+    arr = np.asarray(x)
+    if arr.dtype.kind in "fc":
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(
+                f"Expected {name} to be finite; found {arr[where]} at index {where}."
+            )
+
+
+def ndim(name: str, x: Any, expected: int | tuple[int, ...]) -> None:
+    """Raises unless ``x.ndim`` is ``expected`` (or one of them)."""
+    allowed = (expected,) if isinstance(expected, int) else expected
+    if np.ndim(x) not in allowed:
+        raise ValueError(
+            f"Expected {name} to have ndim in {allowed}, got shape {np.shape(x)}."
+        )
+
+
+def same_leading_dim(**kwargs: Any) -> None:
+    """Raises unless all arrays share their leading dimension."""
+    dims = {k: np.shape(v)[0] if np.ndim(v) else None for k, v in kwargs.items()}
+    if len(set(dims.values())) > 1:
+        raise ValueError(f"Shape mismatch: leading dimensions differ: {dims}.")
