@@ -95,3 +95,46 @@ def same_leading_dim(**kwargs: Any) -> None:
     dims = {k: np.shape(v)[0] if np.ndim(v) else None for k, v in kwargs.items()}
     if len(set(dims.values())) > 1:
         raise ValueError(f"Shape mismatch: leading dimensions differ: {dims}.")
+
+
+def array_in_range(
+    name: str,
+    x: Any,
+    lo: float,
+    hi: float,
+    *,
+    lo_closed: bool = False,
+    hi_closed: bool = False,
+) -> None:
+    """Raises unless every entry of a concrete array (or scalar) lies in the range.
+
+    The range is ``(lo, hi)`` with ends included per ``lo_closed``/``hi_closed``
+    (``hi=math.inf`` with ``hi_closed=True`` admits ``inf``). NaN always fails.
+    The message names the argument, the first bad entry and its index.
+    """
+    if not is_concrete(x):
+        return
+    arr = np.asarray(x, dtype=np.float64)
+    ok = (arr >= lo if lo_closed else arr > lo) & (arr <= hi if hi_closed else arr < hi)
+    if not ok.all():
+        where = tuple(int(i) for i in np.argwhere(~ok)[0])
+        left, right = ("[" if lo_closed else "("), ("]" if hi_closed else ")")
+        at = f" at index {where}" if where else ""
+        raise ValueError(
+            f"Expected {name} in the interval {left}{lo}, {hi}{right}; "
+            f"found {arr[where]}{at}."
+        )
+
+
+def array_non_negative_int(name: str, x: Any) -> None:
+    """Raises unless a concrete array (or scalar) holds only integers >= 0."""
+    if not is_concrete(x):
+        return
+    arr = np.asarray(x)
+    if arr.dtype == bool or arr.dtype.kind not in "iuf":
+        raise ValueError(f"Expected {name} to hold integers >= 0, got dtype {arr.dtype}.")
+    bad = ~(np.isfinite(arr) & (arr >= 0) & (arr == np.floor(arr)))
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        at = f" at index {where}" if where else ""
+        raise ValueError(f"Expected {name} to hold integers >= 0; found {arr[where]}{at}.")
