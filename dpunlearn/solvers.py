@@ -1,0 +1,237 @@
+"""Linear algebra for certified removal: Hessians, Newton fits, certified solves.
+
+Everything here is in the *sum form* of Guo et al. (ICML 2020, eq. 1):
+
+    L_b(w; D′) = Σ_{i∈D′} ℓ(wᵀx_i, y_i) + (λ n′/2) ‖w‖² + bᵀw,
+
+where ``D′`` is given by a 0/1 row ``weights`` vector and ``n′ = Σ weights``.
+The mean form ``(1/n′)Σℓ + (λ/2)‖w‖² + bᵀw/n′`` has the same minimiser; its
+gradient is the sum-form one divided by ``n′``.
+
+Design notes (measured on XLA's CPU backend, n = 11,982, d = 784): ``u @ X``
+takes 0.65 ms where ``X.T @ u`` takes 15 ms, so every ``Xᵀu`` below is written
+``u @ X``. A Hessian–vector product costs two passes over ``X`` (≈1 ms); a dense
+Hessian ``Xᵀ D X`` costs ``n d²`` flops (≈50 ms).
+
+All functions are pure, work under ``jit`` and ``vmap``, and compute in the
+dtype of ``X`` (float32 by default, float64 when x64 is enabled).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.linalg import cho_solve
+
+from dpunlearn.losses import MarginLoss
+from dpunlearn.types import Array
+
+__all__ = [
+    "FitInfo",
+    "objective",
+    "gradient",
+    "hessian",
+    "hvp",
+    "newton_fit",
+    "cg_solve",
+    "spectral_norm_bound",
+]
+
+
+def _reg(lam: Array, weights: Array) -> Array:
+    return lam * jnp.sum(weights)
+
+
+def objective(w, X, y, weights, b, lam, loss: MarginLoss) -> Array:
+    """Sum-form perturbed objective ``L_b(w; D′)``."""
+    z = X @ w
+    return (
+        jnp.sum(weights * loss.value(z, y))
+        + 0.5 * _reg(lam, weights) * jnp.vdot(w, w)
+        + jnp.vdot(b, w)
+    )
+
+
+def gradient(w, X, y, weights, b, lam, loss: MarginLoss) -> Array:
+    """Sum-form gradient ``Σ_{D′} ℓ'(x_iᵀw, y_i) x_i + λ n′ w + b``."""
+    z = X @ w
+    return (weights * loss.grad(z, y)) @ X + _reg(lam, weights) * w + b
+
+
+def hessian(w, X, y, weights, lam, loss: MarginLoss) -> Array:
+    """Dense sum-form Hessian ``Xᵀ diag(weights·ℓ'') X + λ n′ I`` (``n d²`` flops)."""
+    D = weights * loss.hess(X @ w, y)
+    H = (X * D[:, None]).T @ X
+    return H + _reg(lam, weights) * jnp.eye(X.shape[1], dtype=X.dtype)
+
+
+def hvp(w, X, y, weights, lam, loss: MarginLoss, v) -> Array:
+    """Hessian–vector product without forming the Hessian (two passes over ``X``)."""
+    D = weights * loss.hess(X @ w, y)
+    return (D * (X @ v)) @ X + _reg(lam, weights) * v
+
+
+def cg_solve(matvec, rhs, *, x0=None, precond=None, tol, maxiter: int):
+    """Solves ``A x = rhs`` by (preconditioned) conjugate gradients.
+
+    Uses :func:`jax.scipy.sparse.linalg.cg`, which reports no convergence
+    information; we therefore recompute the residual explicitly,
+    ``r = rhs − A x``, and return it so callers can *charge* ``‖r‖`` to a
+    certificate instead of trusting a tolerance.
+
+    Returns:
+      ``(x, residual_norm)``.
+    """
+    x, _ = jax.scipy.sparse.linalg.cg(
+        matvec, rhs, x0=x0, tol=tol, atol=0.0, maxiter=maxiter, M=precond
+    )
+    r = rhs - matvec(x)
+    return x, jnp.linalg.norm(r)
+
+
+class FitInfo(NamedTuple):
+    """Diagnostics of :func:`newton_fit`.
+
+    Attributes:
+      grad_norm: Sum-form gradient norm left at the returned ``w``.
+      num_steps: Newton steps taken.
+      converged: Whether ``grad_norm <= tol``.
+    """
+
+    grad_norm: Array
+    num_steps: Array
+    converged: Array
+
+
+def newton_fit(
+    X,
+    y,
+    weights,
+    b,
+    lam,
+    *,
+    loss: MarginLoss,
+    w0=None,
+    tol,
+    max_steps: int,
+    matrix_free: bool = False,
+    cg_maxiter: int = 100,
+):
+    """Minimises the sum-form perturbed objective by damped Newton's method.
+
+    Each step solves ``H p = −g`` (dense Cholesky, or conjugate gradients on
+    Hessian–vector products when ``matrix_free``), then backtracks on the
+    objective (Armijo, factor 1/2, up to 30 halvings) so that logistic fits
+    from ``w = 0`` converge globally. Stops when the sum-form gradient norm is
+    at most ``tol`` or after ``max_steps`` steps; the leftover gradient norm is
+    returned so that it can be charged to a certificate.
+
+    Args:
+      X: Features ``[n, d]``. y: Labels ``[n]``. weights: 0/1 row mask ``[n]``.
+      b: Perturbation ``[d]``. lam: L2 strength (mean form, ``> 0``).
+      loss: The margin loss. Static.
+      w0: Start (zeros if ``None``).
+      tol: Sum-form gradient-norm tolerance.
+      max_steps: Newton step limit. Static.
+      matrix_free: Use CG on Hessian–vector products (no ``d × d`` matrix). Static.
+      cg_maxiter: CG iteration limit per Newton step (matrix-free only). Static.
+
+    Returns:
+      ``(w, FitInfo)``.
+    """
+    d = X.shape[1]
+    w0 = jnp.zeros((d,), X.dtype) if w0 is None else w0
+    obj = lambda w: objective(w, X, y, weights, b, lam, loss)  # noqa: E731
+    grad = lambda w: gradient(w, X, y, weights, b, lam, loss)  # noqa: E731
+
+    def direction(w, g):
+        if matrix_free:
+            gn = jnp.linalg.norm(g)
+            # Forcing term min(1/2, sqrt‖g‖) relative tolerance (Nocedal–Wright 7.1).
+            rel = jnp.minimum(0.5, jnp.sqrt(gn / (1.0 + gn)))
+            p, _ = jax.scipy.sparse.linalg.cg(
+                lambda v: hvp(w, X, y, weights, lam, loss, v),
+                -g,
+                tol=rel,
+                maxiter=cg_maxiter,
+            )
+            return p
+        H = hessian(w, X, y, weights, lam, loss)
+        return cho_solve((jnp.linalg.cholesky(H), True), -g)
+
+    def line_search(w, g, p, f):
+        slope = jnp.vdot(g, p)
+
+        def cond(c):
+            t, ft, k = c
+            return (ft > f + 0.25 * t * slope) & (k < 30)
+
+        def body(c):
+            t, _, k = c
+            t = 0.5 * t
+            return t, obj(w + t * p), k + 1
+
+        one = jnp.ones((), X.dtype)
+        t, _, _ = jax.lax.while_loop(cond, body, (one, obj(w + p), 0))
+        return t
+
+    def cond(c):
+        _, g, k = c
+        return (jnp.linalg.norm(g) > tol) & (k < max_steps)
+
+    def body(c):
+        w, g, k = c
+        p = direction(w, g)
+        t = line_search(w, g, p, obj(w))
+        w = w + t * p
+        return w, grad(w), k + 1
+
+    w, g, k = jax.lax.while_loop(cond, body, (w0, grad(w0), 0))
+    gn = jnp.linalg.norm(g)
+    return w, FitInfo(grad_norm=gn, num_steps=k, converged=gn <= tol)
+
+
+def spectral_norm_bound(X, *, method: str = "auto") -> Array:
+    """A certified upper bound on ``‖X‖₂`` (never an estimate that can undershoot).
+
+    Power iteration (the reference code's 20 steps) approaches ``‖X‖₂`` from
+    *below*, so a bound built on it can undershoot. Instead:
+
+    * ``"gram"``: the largest eigenvalue ``μ̂`` of the smaller Gram matrix
+      (``XᵀX`` or ``XXᵀ``), computed in ``X``'s dtype by a symmetric
+      eigensolver, plus a rounding margin. With unit roundoff ``u`` and
+      ``m = max(n, d)``, the computed Gram matrix differs from the exact one by
+      at most ``γ_m ‖X‖_F²`` in spectral norm (``γ_m = m u/(1 − m u)``, Higham,
+      *Accuracy and Stability*, Thm 3.5 / eq. 3.13), and a backward-stable
+      symmetric eigensolver moves eigenvalues by at most ``c·k·u·‖G‖``
+      (Weyl's inequality; we take ``c·k = 10·min(n, d)``). We add both, then
+      take the square root and inflate by ``(1 + 4u)``. Cost: ``n d min(n,d)``.
+    * ``"frobenius"``: ``min(‖X‖_F, √(‖X‖₁ ‖X‖_∞))``, valid always and costing
+      one pass over ``X``; loose (by up to ``√rank``), for the matrix-free path.
+    * ``"auto"``: ``"gram"`` when ``min(n, d) <= 4096``, else ``"frobenius"``.
+
+    The bound holds for every subset of rows too (``X′ᵀX′ ⪯ XᵀX``), so it is
+    computed once at training time and reused after every removal.
+    """
+    n, d = X.shape
+    if method == "auto":
+        method = "gram" if min(n, d) <= 4096 else "frobenius"
+    u = jnp.finfo(X.dtype).eps / 2
+    fro2 = jnp.sum(X * X)
+    # The true value is never above the Frobenius norm; keep it as a cap.
+    abs_x = jnp.abs(X)
+    mixed = jnp.sqrt(jnp.max(jnp.sum(abs_x, axis=0)) * jnp.max(jnp.sum(abs_x, axis=1)))
+    fro_bound = jnp.minimum(jnp.sqrt(fro2), mixed) * (1 + 4 * u)
+    if method == "frobenius":
+        return fro_bound
+    if method != "gram":
+        raise ValueError(f"Expected method in ('auto', 'gram', 'frobenius'), got {method!r}.")
+    G = X.T @ X if d <= n else X @ X.T
+    mu = jnp.linalg.eigvalsh(G)[-1]
+    m = max(n, d)
+    gamma_m = m * u / (1 - m * u)
+    margin = gamma_m * fro2 + 10 * min(n, d) * u * jnp.abs(mu)
+    gram_bound = jnp.sqrt(jnp.maximum(mu, 0) + margin) * (1 + 4 * u)
+    return jnp.minimum(gram_bound, fro_bound)
