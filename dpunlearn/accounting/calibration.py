@@ -167,13 +167,14 @@ def _safety_fn(
 ) -> tuple[Callable[[float, int], float], float]:
     """Returns ``(g, target)`` with ``g(sigma, count) <= target`` iff (ε, δ) holds."""
     if accountant == "exact":
-        log_target = math.log(delta)
+        # k releases with noise σ compose exactly into one with noise σ/√k; the
+        # check is literally gaussian_delta(ε, sigma=σ/√k, sensitivity=Δ) ≤ δ.
 
         def g(sigma: float, count: int) -> float:
-            r = sensitivity * math.sqrt(count) / sigma
-            return mechanisms._gaussian_log_delta(epsilon, r)
+            r = sensitivity / (sigma / math.sqrt(count))
+            return math.exp(mechanisms._gaussian_log_delta(epsilon, r))
 
-        return g, log_target
+        return g, delta
     if accountant == "rdp":
 
         def g(sigma: float, count: int) -> float:

@@ -155,10 +155,11 @@ def gaussian_epsilon(delta: float, *, sigma: float, sensitivity: float = 1.0) ->
     _validate.open_interval(0.0, 1.0, delta=delta)
     _validate.positive(sigma=sigma, sensitivity=sensitivity)
     r = float(sensitivity) / float(sigma)
-    log_target = math.log(float(delta))
+    target = float(delta)
 
     def ok(eps: float) -> bool:
-        return _gaussian_log_delta(eps, r) <= log_target
+        # Same arithmetic as gaussian_delta, so the check holds for its output.
+        return math.exp(_gaussian_log_delta(eps, r)) <= target
 
     if ok(0.0):
         return 0.0
@@ -241,10 +242,11 @@ def gaussian_sigma_analytic(
     _validate.positive(epsilon=epsilon, sensitivity=sensitivity)
     _validate.open_interval(0.0, 1.0, delta=delta)
     eps, sens = float(epsilon), float(sensitivity)
-    log_target = math.log(float(delta))
+    target = float(delta)
 
     def ok(sigma: float) -> bool:
-        return _gaussian_log_delta(eps, sens / sigma) <= log_target
+        # Same arithmetic as gaussian_delta, so the check holds for its output.
+        return math.exp(_gaussian_log_delta(eps, sens / sigma)) <= target
 
     hi = sens * math.sqrt(2.0 * math.log(1.25 / float(delta))) / eps
     for _ in range(_MAX_DOUBLINGS):

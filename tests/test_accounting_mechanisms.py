@@ -1,0 +1,188 @@
+"""Tests for dpunlearn.accounting.mechanisms.
+
+Oracles: dp_accounting 0.6.0 (``get_epsilon_gaussian``/``get_sigma_gaussian``,
+an independent implementation of Balle & Wang 2018) and mpmath at 50 digits.
+Tolerances are stated at each assert.
+"""
+
+import math
+
+import dp_accounting
+import mpmath
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from dpunlearn.accounting import mechanisms as m
+
+SETTINGS = settings(derandomize=True, max_examples=60, deadline=None)
+
+
+def _mp_gaussian_delta(eps, sigma, sens=1.0):
+    with mpmath.workdps(50):
+        r = mpmath.mpf(sens) / mpmath.mpf(sigma)
+        e = mpmath.mpf(eps)
+        return float(mpmath.ncdf(r / 2 - e / r) - mpmath.exp(e) * mpmath.ncdf(-r / 2 - e / r))
+
+
+@pytest.mark.parametrize("sigma", [0.3, 1.0, 3.0, 10.0])
+@pytest.mark.parametrize("delta", [1e-2, 1e-5, 1e-10])
+def test_gaussian_epsilon_matches_dp_accounting(sigma, delta):
+    ours = m.gaussian_epsilon(delta, sigma=sigma)
+    theirs = dp_accounting.get_epsilon_gaussian(sigma, delta)
+    assert ours == pytest.approx(theirs, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "eps,sigma,sens",
+    [(0.5, 1.0, 1.0), (4.0, 1.0, 1.0), (1.0, 3.0, 2.0), (30.0, 0.2, 1.0), (50.0, 0.1, 1.0),
+     (200.0, 0.05, 1.0), (500.0, 0.04, 1.0), (12.0, 1.0, 1.0), (0.01, 0.5, 1.0)],
+)
+def test_gaussian_delta_matches_mpmath_including_large_epsilon(eps, sigma, sens):
+    ours = m.gaussian_delta(eps, sigma=sigma, sensitivity=sens)
+    exact = _mp_gaussian_delta(eps, sigma, sens)
+    # Log-space evaluation: no overflow of e^ε, full relative precision for tiny δ.
+    assert exact > 0
+    assert ours == pytest.approx(exact, rel=1e-9)
+
+
+def test_gaussian_delta_underflows_to_zero_not_nan():
+    # True δ ≈ exp(−20000): below float64, must be 0.0 (not NaN, not negative).
+    assert m.gaussian_delta(200.0, sigma=1.0) == 0.0
+
+
+def test_gaussian_delta_reference_and_round_trip():
+    # accountant_reference_values.json: gauss_1step_analytic = 4.377178095681137.
+    eps = m.gaussian_epsilon(1e-5, sigma=1.0)
+    assert eps == pytest.approx(4.377178095681137, abs=1e-9)
+    d = m.gaussian_delta(eps, sigma=1.0)
+    assert d <= 1e-5  # never above the target
+    assert d == pytest.approx(1e-5, rel=1e-9)
+
+
+@SETTINGS
+@given(
+    delta=st.floats(1e-12, 0.5),
+    sigma=st.floats(0.05, 100.0),
+    sens=st.floats(0.1, 10.0),
+)
+def test_gaussian_epsilon_never_exceeds_delta(delta, sigma, sens):
+    eps = m.gaussian_epsilon(delta, sigma=sigma, sensitivity=sens)
+    if eps > 0:
+        assert m.gaussian_delta(eps, sigma=sigma, sensitivity=sens) <= delta
+        # Tight: a slightly smaller ε exceeds δ (rel 1e-9 on ε).
+        assert m.gaussian_delta(eps * (1 - 1e-9), sigma=sigma, sensitivity=sens) > delta * (
+            1 - 1e-6
+        )
+
+
+@SETTINGS
+@given(
+    delta=st.floats(1e-10, 0.1),
+    sigma=st.floats(0.1, 30.0),
+    factor=st.floats(1.01, 3.0),
+)
+def test_gaussian_epsilon_monotone(delta, sigma, factor):
+    e = m.gaussian_epsilon(delta, sigma=sigma)
+    assert m.gaussian_epsilon(delta, sigma=sigma * factor) <= e  # ↓ in σ
+    assert m.gaussian_epsilon(min(0.5, delta * factor), sigma=sigma) <= e  # ↓ in δ
+    assert m.gaussian_epsilon(delta, sigma=sigma, sensitivity=factor) >= e  # ↑ in Δ
+
+
+def test_gaussian_epsilon_zero_when_tv_below_delta():
+    # δ(0) = 2Φ(r/2) − 1 ≈ 0.0399 for σ = 10: any δ above it needs ε = 0.
+    assert m.gaussian_epsilon(0.05, sigma=10.0) == 0.0
+
+
+@pytest.mark.parametrize("eps", [0.1, 0.5, 1.0, 2.0, 8.0])
+@pytest.mark.parametrize("delta", [1e-3, 1e-5, 1e-9])
+@pytest.mark.parametrize("sens", [1.0, 0.3])
+def test_gaussian_sigma_analytic(eps, delta, sens):
+    s = m.gaussian_sigma_analytic(eps, delta, sens)
+    theirs = dp_accounting.get_sigma_gaussian(eps, delta) * sens
+    assert s == pytest.approx(theirs, rel=1e-9)
+    assert m.gaussian_delta(eps, sigma=s, sensitivity=sens) <= delta  # never undershoots σ
+    assert m.gaussian_delta(eps, sigma=s * (1 - 1e-9), sensitivity=sens) > delta  # tight
+    if eps < 1:
+        assert m.gaussian_sigma_classic(eps, delta, sens) >= s
+
+
+def test_gaussian_sigma_analytic_reference():
+    # calib_sigma_analytic: 3.7306316348159374, abs 1e-6.
+    assert m.gaussian_sigma_analytic(1.0, 1e-5) == pytest.approx(3.7306316348159374, abs=1e-9)
+
+
+def test_gaussian_sigma_classic_formula_and_range():
+    assert m.gaussian_sigma_classic(0.5, 1e-5, 2.0) == pytest.approx(
+        2.0 * math.sqrt(2 * math.log(1.25e5)) / 0.5, rel=1e-14
+    )
+    with pytest.raises(ValueError, match="epsilon"):
+        m.gaussian_sigma_classic(1.0, 1e-5)
+    with pytest.raises(ValueError, match="epsilon"):
+        m.gaussian_sigma_classic(2.5, 1e-5)
+
+
+def test_laplace_and_zcdp_closed_forms():
+    assert m.laplace_epsilon(2.0, 3.0) == 1.5
+    assert m.gaussian_zcdp(2.0, 3.0) == pytest.approx(9 / 8, rel=1e-15)
+
+
+def test_zcdp_to_dp():
+    # Bun-Steinke Prop 1.3 (accountants.md zcdp_curve_conversion: 5.2985259).
+    assert m.zcdp_to_dp(0.5, 1e-5) == pytest.approx(0.5 + 2 * math.sqrt(0.5 * math.log(1e5)), rel=1e-14)
+    assert m.zcdp_to_dp(0.5, 1e-5) == pytest.approx(5.2985259, abs=1e-7)
+    # Continuous-order improved conversion: 4.7283870 (accountants.md §6 / algorithms.md §12.0).
+    improved = m.zcdp_to_dp(0.5, 1e-5, method="improved")
+    assert improved == pytest.approx(4.728387, abs=2e-7)
+    # Improved ≤ classic, and ≥ the exact ε of the Gaussian with the same ρ (σ = 1).
+    for rho in [1e-4, 0.01, 0.5, 3.0, 50.0]:
+        for delta in [1e-2, 1e-6, 1e-12]:
+            imp = m.zcdp_to_dp(rho, delta, method="improved")
+            assert imp <= m.zcdp_to_dp(rho, delta) + 1e-12
+            sigma = 1.0 / math.sqrt(2 * rho)
+            assert imp >= m.gaussian_epsilon(delta, sigma=sigma) - 1e-9
+
+
+def test_group_privacy():
+    e, d = m.group_privacy(1.0, 1e-5, 3)
+    assert e == 3.0
+    assert d == pytest.approx(3 * math.exp(2.0) * 1e-5, rel=1e-14)
+    assert m.group_privacy(0.5, 0.0, 4) == (2.0, 0.0)
+    assert m.group_privacy(2.0, 1e-3, 1) == (2.0, pytest.approx(1e-3, rel=1e-14))
+    assert m.group_privacy(5.0, 0.1, 100)[1] == 1.0  # capped: vacuous, not overflow
+
+
+@pytest.mark.parametrize(
+    "call,name",
+    [
+        (lambda: m.gaussian_delta(0.0, sigma=1.0), "epsilon"),
+        (lambda: m.gaussian_delta(-1.0, sigma=1.0), "epsilon"),
+        (lambda: m.gaussian_delta(float("nan"), sigma=1.0), "epsilon"),
+        (lambda: m.gaussian_delta(1.0, sigma=0.0), "sigma"),
+        (lambda: m.gaussian_delta(1.0, sigma=1.0, sensitivity=-1.0), "sensitivity"),
+        (lambda: m.gaussian_epsilon(0.0, sigma=1.0), "delta"),
+        (lambda: m.gaussian_epsilon(1.0, sigma=1.0), "delta"),
+        (lambda: m.gaussian_epsilon(float("nan"), sigma=1.0), "delta"),
+        (lambda: m.gaussian_epsilon(1e-5, sigma=float("inf")), "sigma"),
+        (lambda: m.gaussian_sigma_analytic(0.0, 1e-5), "epsilon"),
+        (lambda: m.gaussian_sigma_analytic(1.0, 1.5), "delta"),
+        (lambda: m.gaussian_sigma_classic(0.5, 0.0), "delta"),
+        (lambda: m.laplace_epsilon(0.0), "scale"),
+        (lambda: m.zcdp_to_dp(-0.1, 1e-5), "rho"),
+        (lambda: m.zcdp_to_dp(0.1, 1e-5, method="tight"), "method"),
+        (lambda: m.gaussian_zcdp(-1.0), "sigma"),
+        (lambda: m.group_privacy(1.0, 1.0, 2), "delta"),
+        (lambda: m.group_privacy(1.0, 1e-5, 0), "k"),
+        (lambda: m.group_privacy(1.0, 1e-5, 2.0), "k"),
+        (lambda: m.group_privacy(0.0, 1e-5, 2), "epsilon"),
+    ],
+)
+def test_bad_input_names_argument(call, name):
+    with pytest.raises(ValueError, match=name):
+        call()
+
+
+def test_outputs_are_python_floats():
+    assert type(m.gaussian_delta(np.float64(1.0), sigma=np.float64(1.0))) is float
+    assert type(m.gaussian_epsilon(1e-5, sigma=np.array(1.0))) is float
+    assert type(m.gaussian_sigma_analytic(1.0, 1e-5)) is float
