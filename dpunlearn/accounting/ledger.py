@@ -1,0 +1,980 @@
+"""An append-only, crash-safe privacy ledger for a model's lifetime.
+
+Every release of a model (the first training, each deletion request, each
+retrain) is one JSON line in a file. The first line records the configuration
+(currency, its constants, the target (ε, δ), and an optional DP budget), so a
+ledger can be replayed from the file alone. At any point the ledger reports
+two different things (``accountants.md`` §5.1, §8):
+
+* **(U) the unlearning certificate** of the current model for the deleted
+  records, in the currency of the unlearning method
+  (:mod:`dpunlearn.accounting.currencies`). A full retrain resets it.
+* **(D) the DP cost of all releases** for the records that remain (or for an
+  observer of the whole transcript): every release's declared mechanisms are
+  composed in RDP over *all* entries, retrains included. It never resets. A
+  release that declares no mechanism (``"dp": null``) makes (D) infinite, and
+  the report lists it.
+
+File format (JSON Lines, UTF-8; one object per ``\\n``-terminated line, keys
+sorted)::
+
+    {"kind": "config", "format": "dpunlearn-ledger", "version": 1,
+     "currency": "langevin", "params": {...}, "target": {"epsilon": 1.0,
+     "delta": 1e-4}, "budget": {"dp_epsilon": 8.0, "dp_delta": 1e-5}, ...}
+    {"kind": "train", "seq": 1, "dp": [{"mechanism": "gaussian",
+     "noise_multiplier": 40.0, "count": 1000}], "time": ...}
+    {"kind": "request", "seq": 2, "removed": 1, "steps": 1000, "dp": [...]}
+    {"kind": "retrain", "seq": 3, "dp": [...]}
+
+Crash safety: an entry is appended with a single ``os.write`` of the full
+line to a descriptor opened with ``O_APPEND``, then ``os.fsync``; the file is
+never rewritten. A crash can therefore only leave a *torn last line* (bytes
+after the last ``\\n``). Readers recover every complete line before it and
+report the torn tail with its byte offset (:class:`TornTail`); opening such a
+ledger for appending raises :class:`TornTailError` until
+:func:`repair_torn_tail` has moved the torn bytes to a side file. Appends hold
+an exclusive ``flock`` and re-read the file if another writer appended.
+
+A request that would exceed a configured budget raises
+:class:`BudgetExceededError` (a ``ValueError``) that says what is left and
+what a retrain would restore; the file is untouched (all checks run before
+the write).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+import math
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from dpunlearn import _validate
+from dpunlearn.accounting import currencies as cur
+from dpunlearn.accounting import events as ev
+from dpunlearn.accounting import rdp
+
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "CURRENCIES",
+    "LedgerError",
+    "LedgerCorruptError",
+    "TornTailError",
+    "BudgetExceededError",
+    "TornTail",
+    "LedgerRead",
+    "LedgerSetup",
+    "LedgerSummary",
+    "make_config",
+    "parse_config",
+    "initial_summary",
+    "apply_entry",
+    "check_entry",
+    "entry_events",
+    "dp_epsilon_pld",
+    "replay",
+    "read_ledger",
+    "replay_file",
+    "repair_torn_tail",
+    "encode_entry",
+    "summary_to_dict",
+    "gaussian_release",
+    "subsampled_gaussian_release",
+    "laplace_release",
+    "Ledger",
+]
+
+FORMAT = "dpunlearn-ledger"
+VERSION = 1
+CURRENCIES = ("certified_removal", "sekhari", "d2d", "langevin", "wsgd", "dp_extractor")
+_KINDS = ("train", "request", "retrain")
+_COMMON_KEYS = {"kind", "seq", "time", "note", "dp"}
+_REQUEST_KEYS = {
+    "certified_removal": {"removed", "residual_bound"},
+    "sekhari": {"removed"},
+    "d2d": {"removed"},
+    "langevin": {"removed", "steps"},
+    "wsgd": {"removed", "epochs"},
+    "dp_extractor": {"removed", "residual_bound"},
+}
+_MECHANISM_KEYS = {
+    "gaussian": {"noise_multiplier"},
+    "subsampled_gaussian": {"sampling_rate", "noise_multiplier"},
+    "laplace": {"scale"},
+}
+
+
+# ---------------------------------------------------------------------------
+# errors and small records
+# ---------------------------------------------------------------------------
+
+
+class LedgerError(ValueError):
+    """Base class of ledger errors (a ``ValueError``)."""
+
+
+class LedgerCorruptError(LedgerError):
+    """A complete line of the ledger is not a valid entry (not a crash artefact)."""
+
+
+class TornTailError(LedgerCorruptError):
+    """The file ends in an incomplete line (a write was interrupted).
+
+    Attributes:
+      offset: Byte offset at which the torn line starts.
+      length: Number of torn bytes.
+      num_complete: Number of complete lines before it (config included).
+    """
+
+    def __init__(self, message: str, *, offset: int, length: int, num_complete: int):
+        super().__init__(message)
+        self.offset = offset
+        self.length = length
+        self.num_complete = num_complete
+
+
+class BudgetExceededError(LedgerError):
+    """A release was refused because it would exceed a configured budget.
+
+    Attributes:
+      ledger: ``"U"`` (unlearning certificate) or ``"D"`` (DP of all releases).
+      remaining: Budget left before the refused release, in ``unit``.
+      restored_by_retrain: Budget a full retrain would restore (``None`` for
+        the D ledger, which a retrain never restores).
+      unit: Unit of ``remaining``.
+    """
+
+    def __init__(self, message: str, *, ledger: str, remaining: float,
+                 restored_by_retrain: float | None, unit: str):
+        super().__init__(message)
+        self.ledger = ledger
+        self.remaining = remaining
+        self.restored_by_retrain = restored_by_retrain
+        self.unit = unit
+
+
+class TornTail(NamedTuple):
+    """An incomplete last line: where it starts and how long it is."""
+
+    offset: int
+    length: int
+    preview: str
+
+
+class LedgerRead(NamedTuple):
+    """What :func:`read_ledger` recovered from a file."""
+
+    entries: tuple[dict, ...]
+    torn_tail: TornTail | None
+    size: int  # bytes of complete lines (the offset the next append lands at)
+
+
+class LedgerSetup(NamedTuple):
+    """The parsed configuration line."""
+
+    currency: str
+    config: Any  # the currency's config dataclass
+    target_epsilon: float
+    target_delta: float
+    dp_epsilon: float | None
+    dp_delta: float
+    raw: dict
+
+
+class LedgerSummary(NamedTuple):
+    """Everything the ledger certifies after a prefix of its entries.
+
+    Attributes:
+      currency: The unlearning currency.
+      num_entries: Entries after the config line.
+      num_releases: Released models (train + requests + retrains).
+      num_retrains: Retrains.
+      num_requests: Deletion requests in total.
+      requests_since_retrain: Requests since the last (re)train.
+      total_removed: Points removed over the lifetime.
+      state: The currency state (a NamedTuple from :mod:`currencies`).
+      unlearning: (U) certificate of the current model.
+      dp_epsilon: (D) ε of all releases at ``dp_delta`` (RDP, improved
+        conversion); 0 before any release; ``inf`` if a release is non-private.
+      dp_delta: δ of the (D) report.
+      dp_order: Rényi order at which ``dp_epsilon`` was attained (or None).
+      dp_rdp: (D) RDP curve on :data:`rdp.DEFAULT_ORDERS` (tuple of floats).
+      non_private_entries: ``seq`` of releases that declared no mechanism.
+    """
+
+    currency: str
+    num_entries: int
+    num_releases: int
+    num_retrains: int
+    num_requests: int
+    requests_since_retrain: int
+    total_removed: int
+    state: Any
+    unlearning: cur.CertificateReport
+    dp_epsilon: float
+    dp_delta: float
+    dp_order: float | None
+    dp_rdp: tuple[float, ...]
+    non_private_entries: tuple[int, ...]
+
+
+# ---------------------------------------------------------------------------
+# configuration
+# ---------------------------------------------------------------------------
+
+
+def _fields(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def _currency_config(currency: str, params: Mapping[str, Any], eps: float, delta: float):
+    p = dict(params)
+    if currency == "certified_removal":
+        allowed = {"sigma", "method"}
+        _check_keys("params", p, allowed)
+        return cur.CertifiedRemovalConfig(epsilon=eps, delta=delta, **p)
+    if currency == "sekhari":
+        allowed = {"capacity"}
+        _check_keys("params", p, allowed)
+        return cur.SekhariConfig(epsilon=eps, delta=delta, **p)
+    if currency == "d2d":
+        allowed = _fields(cur.D2DConfig) - {"epsilon", "delta"}
+        _check_keys("params", p, allowed)
+        return cur.D2DConfig(epsilon=eps, delta=delta, **p)
+    if currency == "langevin":
+        _check_keys("params", p, _fields(cur.LangevinConfig))
+        return cur.LangevinConfig(**p)
+    if currency == "wsgd":
+        _check_keys("params", p, _fields(cur.WassersteinConfig))
+        return cur.WassersteinConfig(**p)
+    if currency == "dp_extractor":
+        _check_keys("params", p, {"extractor_epsilon", "extractor_delta", "head"})
+        head = dict(p.pop("head", {}) or {})
+        _check_keys("params.head", head, {"sigma", "epsilon", "delta", "method"})
+        return cur.ExtractorHeadConfig(
+            head=cur.CertifiedRemovalConfig(**head), target_epsilon=eps,
+            target_delta=delta, **p)
+    raise ValueError(f"Expected currency in {CURRENCIES}, got {currency!r}.")
+
+
+def _check_keys(where: str, d: Mapping[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(d) - allowed)
+    if unknown:
+        raise ValueError(
+            f"Unknown key(s) {unknown} in {where}; expected a subset of {sorted(allowed)}."
+        )
+
+
+def _u_budget(setup_currency: str, config) -> dict:
+    if setup_currency == "certified_removal":
+        return {"residual_budget": config.budget}
+    if setup_currency == "dp_extractor":
+        return {"head_residual_budget": config.head.budget}
+    if setup_currency == "sekhari":
+        return {"capacity": config.capacity}
+    return {}
+
+
+def make_config(
+    *,
+    currency: str,
+    params: Mapping[str, Any],
+    target_epsilon: float,
+    target_delta: float,
+    dp_epsilon: float | None = None,
+    dp_delta: float | None = None,
+    note: str | None = None,
+) -> dict:
+    """Builds (and validates) the configuration line of a new ledger.
+
+    Args:
+      currency: One of :data:`CURRENCIES`.
+      params: Constants of the currency's config dataclass (for
+        ``certified_removal``: ``sigma`` and ``method``; for ``dp_extractor``:
+        ``extractor_epsilon``, ``extractor_delta`` and ``head`` = dict of a
+        :class:`~currencies.CertifiedRemovalConfig`; see the dataclasses).
+      target_epsilon, target_delta: The (U) target every release must certify
+        (for ``certified_removal``/``sekhari``, the certified (ε, δ)).
+      dp_epsilon: Optional (D) budget: refuse a release that would push the
+        DP ε of all releases above it.
+      dp_delta: δ of the (D) report (default: ``target_delta``).
+      note: Free text kept in the file.
+
+    Returns:
+      The config dict (JSON-serialisable), with derived U budgets recorded
+      under ``"budget"`` for the reader (replay recomputes them).
+    """
+    cur._check_delta(target_delta)
+    if dp_delta is None:
+        dp_delta = float(target_delta)
+    cur._check_delta(dp_delta)
+    if dp_epsilon is not None:
+        _validate.positive(dp_epsilon=dp_epsilon)
+    _validate.positive(target_epsilon=target_epsilon)
+    config = _currency_config(currency, params, float(target_epsilon), float(target_delta))
+    raw = {
+        "kind": "config",
+        "format": FORMAT,
+        "version": VERSION,
+        "currency": currency,
+        "params": json.loads(json.dumps(dict(params))),
+        "target": {"epsilon": float(target_epsilon), "delta": float(target_delta)},
+        "budget": {"dp_epsilon": None if dp_epsilon is None else float(dp_epsilon),
+                   "dp_delta": float(dp_delta), **_u_budget(currency, config)},
+    }
+    if note is not None:
+        raw["note"] = str(note)
+    return raw
+
+
+def parse_config(raw: Mapping[str, Any]) -> LedgerSetup:
+    """Validates a configuration line and builds the currency config."""
+    if not isinstance(raw, Mapping) or raw.get("kind") != "config":
+        raise LedgerCorruptError("Expected the first line to be the ledger configuration "
+                                 "(kind='config').")
+    if raw.get("format") != FORMAT or raw.get("version") != VERSION:
+        raise LedgerCorruptError(
+            f"Expected format={FORMAT!r} version={VERSION}, got "
+            f"{raw.get('format')!r} version={raw.get('version')!r}.")
+    try:
+        target = raw["target"]
+        budget = raw.get("budget") or {}
+        eps, delta = float(target["epsilon"]), float(target["delta"])
+        config = _currency_config(raw["currency"], raw.get("params") or {}, eps, delta)
+        dp_eps = budget.get("dp_epsilon")
+        dp_delta = float(budget.get("dp_delta", delta))
+        cur._check_delta(dp_delta)
+    except (KeyError, TypeError, ValueError) as e:
+        raise LedgerCorruptError(f"Invalid ledger configuration: {e}") from None
+    return LedgerSetup(raw["currency"], config, eps, delta,
+                       None if dp_eps is None else float(dp_eps), dp_delta, dict(raw))
+
+
+# ---------------------------------------------------------------------------
+# (D) mechanisms
+# ---------------------------------------------------------------------------
+
+
+def gaussian_release(noise_multiplier: float, count: int = 1) -> dict:
+    """(D) mechanism: ``count`` Gaussian releases of sensitivity-1 queries with
+    noise multiplier σ/Δ (Mironov 2017, Prop. 7)."""
+    _validate.positive(noise_multiplier=noise_multiplier)
+    _validate.positive_int(count=count)
+    return {"mechanism": "gaussian", "noise_multiplier": float(noise_multiplier),
+            "count": int(count)}
+
+
+def subsampled_gaussian_release(sampling_rate: float, noise_multiplier: float,
+                                count: int = 1) -> dict:
+    """(D) mechanism: ``count`` Poisson-subsampled Gaussian steps (DP-SGD/noisy SGD)."""
+    _validate.positive(sampling_rate=sampling_rate)
+    if float(sampling_rate) > 1.0:
+        raise ValueError(f"Expected sampling_rate={sampling_rate} in (0, 1].")
+    _validate.positive(noise_multiplier=noise_multiplier)
+    _validate.positive_int(count=count)
+    return {"mechanism": "subsampled_gaussian", "sampling_rate": float(sampling_rate),
+            "noise_multiplier": float(noise_multiplier), "count": int(count)}
+
+
+def laplace_release(scale: float, count: int = 1) -> dict:
+    """(D) mechanism: ``count`` Laplace releases (sensitivity 1, scale b)."""
+    _validate.positive(scale=scale)
+    _validate.positive_int(count=count)
+    return {"mechanism": "laplace", "scale": float(scale), "count": int(count)}
+
+
+def _mechanism_event(mech: Mapping[str, Any], where: str) -> ev.Event:
+    """The :mod:`events` event of one declared mechanism (validated)."""
+    if not isinstance(mech, Mapping) or mech.get("mechanism") not in _MECHANISM_KEYS:
+        raise ValueError(
+            f"Expected {where} to be a mechanism with 'mechanism' in "
+            f"{sorted(_MECHANISM_KEYS)}, got {mech!r}.")
+    kind = mech["mechanism"]
+    _check_keys(where, mech, _MECHANISM_KEYS[kind] | {"mechanism", "count"})
+    missing = sorted(_MECHANISM_KEYS[kind] - set(mech))
+    if missing:
+        raise ValueError(f"Missing key(s) {missing} in {where}.")
+    count = mech.get("count", 1)
+    _validate.positive_int(count=count)
+    try:
+        if kind == "gaussian":
+            return ev.GaussianEvent(sigma=float(mech["noise_multiplier"]), count=int(count))
+        if kind == "subsampled_gaussian":
+            return ev.SubsampledGaussianEvent(q=float(mech["sampling_rate"]),
+                                              sigma=float(mech["noise_multiplier"]),
+                                              count=int(count))
+        return ev.LaplaceEvent(scale=float(mech["scale"]), count=int(count))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{where}: {e}") from None
+
+
+def entry_events(entry: Mapping[str, Any], where: str = "entry") -> list | None:
+    """Events declared by one release (None if it declares no mechanism)."""
+    dp = entry.get("dp")
+    if dp is None:
+        return None
+    if not isinstance(dp, Sequence) or isinstance(dp, (str, bytes)) or not dp:
+        raise ValueError(
+            f"Expected {where}.dp to be null or a non-empty list of mechanisms, got {dp!r}.")
+    return [_mechanism_event(m, f"{where}.dp[{i}]") for i, m in enumerate(dp)]
+
+
+def dp_epsilon_pld(entries: Sequence[Mapping[str, Any]], delta: float) -> float:
+    """(D) ε of all releases in ``entries`` via dp_accounting's PLD (reporting).
+
+    ``entries`` may start with the config line. ``inf`` if a release declares
+    no mechanism; 0 if there is no mechanism at all.
+    """
+    events = []
+    for i, e in enumerate(entries):
+        if e.get("kind") == "config":
+            continue
+        got = entry_events(e, f"entry {e.get('seq', i)}")
+        if got is None:
+            return math.inf
+        events.extend(got)
+    if not events:
+        return 0.0
+    return ev.epsilon_pld(events, delta)
+
+
+def _entry_rdp(entry: Mapping[str, Any], where: str) -> np.ndarray | None:
+    """RDP curve of one release on DEFAULT_ORDERS, or None if it declares none."""
+    events = entry_events(entry, where)
+    if events is None:
+        return None
+    return ev.rdp_curve(events, rdp.DEFAULT_ORDERS)
+
+
+# ---------------------------------------------------------------------------
+# the fold
+# ---------------------------------------------------------------------------
+
+
+def _init_state(currency: str):
+    return {
+        "certified_removal": cur.cr_init,
+        "sekhari": cur.sekhari_init,
+        "d2d": cur.d2d_init,
+        "langevin": cur.langevin_init,
+        "wsgd": cur.wsgd_init,
+        "dp_extractor": cur.extractor_init,
+    }[currency]()
+
+
+def _report(setup: LedgerSetup, state) -> cur.CertificateReport:
+    c, cfg = setup.currency, setup.config
+    if c == "certified_removal":
+        return cur.cr_report(state, cfg)
+    if c == "sekhari":
+        return cur.sekhari_report(state, cfg)
+    if c == "d2d":
+        return cur.d2d_report(state, cfg)
+    if c == "langevin":
+        return cur.langevin_report(state, cfg, target_epsilon=setup.target_epsilon,
+                                   delta=setup.target_delta)
+    if c == "wsgd":
+        return cur.wsgd_report(state, cfg, target_epsilon=setup.target_epsilon,
+                               delta=setup.target_delta)
+    return cur.extractor_report(state, cfg)
+
+
+def _request(setup: LedgerSetup, state, entry: Mapping[str, Any]):
+    c, cfg = setup.currency, setup.config
+    removed = entry.get("removed", 1)
+    _validate.positive_int(removed=removed)
+    if c in ("certified_removal", "dp_extractor"):
+        if "residual_bound" not in entry:
+            raise ValueError(f"Expected residual_bound in a {c} request.")
+        bound = float(entry["residual_bound"])
+        _validate.non_negative(residual_bound=bound)
+        if c == "certified_removal":
+            return cur.cr_update(state, bound, removed)
+        return cur.extractor_update(state, bound, removed)
+    if c == "sekhari":
+        return cur.sekhari_update(state, removed)
+    if c == "d2d":
+        return cur.d2d_update(state, removed)
+    if c == "langevin":
+        if "steps" not in entry:
+            raise ValueError("Expected steps in a langevin request.")
+        return cur.langevin_update(state, removed=removed, steps=entry["steps"])
+    if "epochs" not in entry:
+        raise ValueError("Expected epochs in a wsgd request.")
+    return cur.wsgd_update(state, cfg, removed=removed, epochs=entry["epochs"])
+
+
+def _retrain(setup: LedgerSetup, state, entry: Mapping[str, Any]):
+    c = setup.currency
+    if c == "dp_extractor":
+        return cur.extractor_reset(state, scope=entry.get("scope", "full"))
+    return {
+        "certified_removal": cur.cr_reset,
+        "sekhari": cur.sekhari_reset,
+        "d2d": cur.d2d_reset,
+        "langevin": cur.langevin_reset,
+        "wsgd": cur.wsgd_reset,
+    }[c](state)
+
+
+def initial_summary(setup: LedgerSetup) -> LedgerSummary:
+    """Summary of a ledger with only its configuration line (no release yet)."""
+    state = _init_state(setup.currency)
+    zero = tuple(0.0 for _ in rdp.DEFAULT_ORDERS)
+    return LedgerSummary(setup.currency, 0, 0, 0, 0, 0, 0, state,
+                         _report(setup, state), 0.0, setup.dp_delta, None, zero, ())
+
+
+def _validate_entry(setup: LedgerSetup, entry: Any, seq: int, prev: LedgerSummary):
+    where = f"entry {seq}"
+    if not isinstance(entry, Mapping):
+        raise ValueError(f"Expected {where} to be a JSON object, got {type(entry).__name__}.")
+    kind = entry.get("kind")
+    if kind not in _KINDS:
+        raise ValueError(f"Expected {where}.kind in {_KINDS}, got {kind!r}.")
+    allowed = set(_COMMON_KEYS)
+    if kind == "request":
+        allowed |= _REQUEST_KEYS[setup.currency]
+    if kind == "retrain" and setup.currency == "dp_extractor":
+        allowed |= {"scope"}
+    _check_keys(where, entry, allowed)
+    if entry.get("seq", seq) != seq:
+        raise LedgerCorruptError(
+            f"Expected {where}.seq={seq}, got {entry.get('seq')!r} (entries out of order "
+            "or missing).")
+    if kind == "train" and prev.num_releases:
+        raise ValueError(f"{where}: 'train' after the first release; use 'retrain'.")
+    if kind != "train" and not prev.num_releases:
+        raise ValueError(f"{where}: {kind!r} before any 'train' entry.")
+
+
+def apply_entry(setup: LedgerSetup, summary: LedgerSummary, entry: Mapping[str, Any]
+                ) -> LedgerSummary:
+    """Pure fold step: the summary after one more release.
+
+    Raises ``ValueError`` for a malformed entry. Budgets are *not* enforced
+    here (replay must reproduce history as written); see :meth:`Ledger.append`.
+    """
+    seq = summary.num_entries + 1
+    _validate_entry(setup, entry, seq, summary)
+    kind = entry["kind"]
+    state = summary.state
+    removed = 0
+    if kind == "request":
+        state = _request(setup, state, entry)
+        removed = int(entry.get("removed", 1))
+    else:  # train / retrain: the model is trained from scratch
+        state = _retrain(setup, state, entry) if kind == "retrain" else \
+            _init_state(setup.currency)
+    curve = _entry_rdp(entry, f"entry {seq}")
+    non_private = summary.non_private_entries
+    total = np.asarray(summary.dp_rdp, np.float64)
+    if curve is None:
+        non_private = non_private + (seq,)
+    else:
+        total = rdp.compose_rdp(np.stack([total, curve]))
+    if non_private:
+        dp_eps, dp_order = math.inf, None
+    elif not np.any(total > 0):
+        dp_eps, dp_order = 0.0, None
+    else:
+        e, a = rdp.rdp_to_dp(rdp.DEFAULT_ORDERS, total, setup.dp_delta, method="improved")
+        dp_eps, dp_order = float(e), float(a)
+    return LedgerSummary(
+        currency=setup.currency,
+        num_entries=seq,
+        num_releases=summary.num_releases + 1,
+        num_retrains=summary.num_retrains + (kind == "retrain"),
+        num_requests=summary.num_requests + (kind == "request"),
+        requests_since_retrain=(summary.requests_since_retrain + 1
+                                if kind == "request" else 0),
+        total_removed=summary.total_removed + removed,
+        state=state,
+        unlearning=_report(setup, state),
+        dp_epsilon=dp_eps,
+        dp_delta=setup.dp_delta,
+        dp_order=dp_order,
+        dp_rdp=tuple(float(x) for x in total),
+        non_private_entries=non_private,
+    )
+
+
+def replay(entries: Iterable[Mapping[str, Any]]) -> LedgerSummary:
+    """Pure replay: the summary certified by a sequence of entries.
+
+    ``entries[0]`` must be the configuration line. Equal to the summary the
+    live :class:`Ledger` returned after its last append.
+    """
+    it = iter(entries)
+    try:
+        first = next(it)
+    except StopIteration:
+        raise LedgerCorruptError("Empty ledger: no configuration line.") from None
+    setup = parse_config(first)
+    summary = initial_summary(setup)
+    for entry in it:
+        summary = apply_entry(setup, summary, entry)
+    return summary
+
+
+def _refusal(setup: LedgerSetup, before: LedgerSummary, after: LedgerSummary,
+             entry: Mapping[str, Any]) -> BudgetExceededError | None:
+    """The error to raise if ``after`` breaks a configured budget."""
+    u_before, u_after = before.unlearning, after.unlearning
+    if entry["kind"] == "request" and not u_after.certified:
+        fresh = _report(setup, _init_state(setup.currency))
+        hint = ""
+        if setup.currency == "langevin":
+            try:
+                k = cur.langevin_min_steps(before.state, setup.config,
+                                           removed=int(entry.get("removed", 1)),
+                                           target_epsilon=setup.target_epsilon,
+                                           delta=setup.target_delta)
+                hint = f"; this request needs steps >= {k}"
+            except ValueError:
+                hint = "; no number of steps certifies it without a retrain"
+        elif setup.currency == "wsgd":
+            try:
+                k = cur.wsgd_min_epochs(before.state, setup.config,
+                                        removed=int(entry.get("removed", 1)),
+                                        target_epsilon=setup.target_epsilon,
+                                        delta=setup.target_delta)
+                hint = f"; this request needs epochs >= {k}"
+            except ValueError:
+                hint = "; no number of epochs certifies it without a retrain"
+        restore = fresh.remaining
+        msg = (
+            f"Request refused ({setup.currency}): it would bring the unlearning "
+            f"certificate to {u_after.used:.6g} {u_after.unit} > budget "
+            f"{u_after.budget:.6g}; {max(u_before.remaining, 0.0):.6g} {u_before.unit} "
+            f"left; a full retrain would restore {restore:.6g} {u_before.unit}"
+            f"{hint}. The ledger file is unchanged.")
+        return BudgetExceededError(msg, ledger="U", remaining=u_before.remaining,
+                                   restored_by_retrain=restore, unit=u_before.unit)
+    if setup.dp_epsilon is not None and not after.dp_epsilon <= setup.dp_epsilon:
+        left = setup.dp_epsilon - before.dp_epsilon
+        msg = (
+            f"Release refused: the DP cost of all releases for the remaining records "
+            f"would be epsilon={after.dp_epsilon:.6g} > dp budget {setup.dp_epsilon:.6g} "
+            f"(delta={setup.dp_delta:g}); {max(left, 0.0):.6g} epsilon left; a retrain "
+            "would not restore it (this ledger never resets). The ledger file is "
+            "unchanged.")
+        return BudgetExceededError(msg, ledger="D", remaining=left,
+                                   restored_by_retrain=None, unit="epsilon")
+    return None
+
+
+def check_entry(setup: LedgerSetup, summary: LedgerSummary, entry: Mapping[str, Any]
+                ) -> LedgerSummary:
+    """:func:`apply_entry` plus budget enforcement: raises BudgetExceededError."""
+    after = apply_entry(setup, summary, entry)
+    err = _refusal(setup, summary, after, entry)
+    if err is not None:
+        raise err
+    return after
+
+
+# ---------------------------------------------------------------------------
+# the file
+# ---------------------------------------------------------------------------
+
+
+def encode_entry(entry: Mapping[str, Any]) -> bytes:
+    """One ledger line: compact JSON, sorted keys, ASCII, newline-terminated.
+
+    Non-finite floats are rejected (they are not JSON)."""
+    try:
+        text = json.dumps(entry, sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=True, allow_nan=False)
+    except ValueError as e:
+        raise ValueError(f"Entry is not JSON-serialisable without NaN/inf: {e}") from None
+    return text.encode("ascii") + b"\n"
+
+
+def _parse_bytes(data: bytes, path: str = "<bytes>") -> LedgerRead:
+    last_nl = data.rfind(b"\n")
+    complete_end = last_nl + 1
+    tail = data[complete_end:]
+    torn = None
+    if tail:
+        torn = TornTail(complete_end, len(tail), tail[:60].decode("utf-8", "replace"))
+    entries = []
+    offset = 0
+    for lineno, line in enumerate(data[:complete_end].split(b"\n")[:-1], start=1):
+        try:
+            obj = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise LedgerCorruptError(
+                f"{path}: line {lineno} (byte offset {offset}) is not valid JSON: {e}."
+            ) from None
+        if not isinstance(obj, dict):
+            raise LedgerCorruptError(
+                f"{path}: line {lineno} (byte offset {offset}) is not a JSON object.")
+        entries.append(obj)
+        offset += len(line) + 1
+    return LedgerRead(tuple(entries), torn, complete_end)
+
+
+def read_ledger(path: str | os.PathLike) -> LedgerRead:
+    """Reads every complete line of a ledger file and reports a torn tail.
+
+    Returns:
+      :class:`LedgerRead` with the parsed entries (config first), the torn
+      tail (or None) and the byte size of the complete lines.
+
+    Raises:
+      FileNotFoundError: If the file does not exist.
+      LedgerCorruptError: If a *complete* line is not a JSON object (that is
+        not a crash artefact: the file was edited or damaged).
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    return _parse_bytes(data, os.fspath(path))
+
+
+def replay_file(path: str | os.PathLike, *, allow_torn: bool = False
+                ) -> tuple[LedgerSummary, TornTail | None]:
+    """Replays a ledger file. A torn tail raises :class:`TornTailError` unless
+    ``allow_torn``, in which case the complete entries are replayed and the
+    tail is returned for reporting."""
+    got = read_ledger(path)
+    if got.torn_tail is not None and not allow_torn:
+        raise _torn_error(path, got)
+    if not got.entries:
+        raise LedgerCorruptError(f"{os.fspath(path)}: no complete configuration line.")
+    try:
+        summary = replay(got.entries)
+    except LedgerCorruptError:
+        raise
+    except ValueError as e:
+        raise LedgerCorruptError(f"{os.fspath(path)}: {e}") from None
+    return summary, got.torn_tail
+
+
+def _torn_error(path, got: LedgerRead) -> TornTailError:
+    t = got.torn_tail
+    return TornTailError(
+        f"{os.fspath(path)}: torn last line at byte offset {t.offset} ({t.length} bytes, "
+        f"after {len(got.entries)} complete lines): an append was interrupted. The "
+        "complete entries are intact; use repair_torn_tail() / --repair to set the "
+        "torn bytes aside before appending.",
+        offset=t.offset, length=t.length, num_complete=len(got.entries))
+
+
+def repair_torn_tail(path: str | os.PathLike) -> TornTail | None:
+    """Moves a torn last line to ``PATH.torn-<offset>`` and truncates it away.
+
+    Only bytes after the last newline are removed (an append that never
+    returned, so it was never acknowledged); they are saved first (fsynced).
+    Returns the tail that was removed, or None if the file was intact.
+    """
+    path = os.fspath(path)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        data = _read_fd(fd)
+        got = _parse_bytes(data, path)
+        if got.torn_tail is None:
+            return None
+        side = f"{path}.torn-{got.torn_tail.offset}"
+        sfd = os.open(side, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            _write_all(sfd, data[got.size:])
+            os.fsync(sfd)
+        finally:
+            os.close(sfd)
+        os.ftruncate(fd, got.size)
+        os.fsync(fd)
+        return got.torn_tail
+    finally:
+        os.close(fd)
+
+
+def _read_fd(fd: int) -> bytes:
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while True:
+        b = os.read(fd, 1 << 20)
+        if not b:
+            break
+        chunks.append(b)
+    return b"".join(chunks)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    # A regular-file write is complete in one call in practice; continue if
+    # the kernel returns short, so the line is still contiguous (O_APPEND).
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _fsync_dir(path: str) -> None:
+    d = os.open(os.path.dirname(os.path.abspath(path)) or ".", os.O_RDONLY)
+    try:
+        os.fsync(d)
+    finally:
+        os.close(d)
+
+
+def summary_to_dict(summary: LedgerSummary) -> dict:
+    """JSON-friendly view of a summary (inf becomes the string "inf")."""
+    def num(x):
+        if x is None:
+            return None
+        x = float(x)
+        return x if math.isfinite(x) else ("inf" if x > 0 else "-inf")
+
+    u = summary.unlearning
+    state = summary.state
+    state_d = {}
+    for k, v in state._asdict().items():
+        state_d[k] = v._asdict() if hasattr(v, "_asdict") else (list(v) if isinstance(v, tuple) else v)
+    return {
+        "currency": summary.currency,
+        "num_entries": summary.num_entries,
+        "num_releases": summary.num_releases,
+        "num_retrains": summary.num_retrains,
+        "num_requests": summary.num_requests,
+        "requests_since_retrain": summary.requests_since_retrain,
+        "total_removed": summary.total_removed,
+        "state": state_d,
+        "unlearning": {"certified": u.certified, "epsilon": num(u.epsilon),
+                       "delta": num(u.delta), "used": num(u.used), "budget": num(u.budget),
+                       "remaining": num(u.remaining), "unit": u.unit},
+        "dp": {"epsilon": num(summary.dp_epsilon), "delta": summary.dp_delta,
+               "order": num(summary.dp_order), "accountant": "rdp",
+               "non_private_entries": list(summary.non_private_entries)},
+    }
+
+
+class Ledger:
+    """A ledger file opened for appending.
+
+    Use :meth:`create` for a new file and :meth:`open` for an existing one;
+    :meth:`append` (or :meth:`train` / :meth:`request` / :meth:`retrain`)
+    checks the budgets, appends one line crash-safely and returns the new
+    :class:`LedgerSummary`. The object caches the summary and the file size;
+    if another process appended meanwhile, the file is re-read and replayed
+    under the lock before the check.
+    """
+
+    def __init__(self, path: str, setup: LedgerSetup, summary: LedgerSummary, size: int):
+        self._path = path
+        self._setup = setup
+        self._summary = summary
+        self._size = size
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    @property
+    def setup(self) -> LedgerSetup:
+        return self._setup
+
+    @property
+    def summary(self) -> LedgerSummary:
+        return self._summary
+
+    @classmethod
+    def create(cls, path: str | os.PathLike, **config_kwargs) -> "Ledger":
+        """Creates a new ledger whose first line is :func:`make_config` (kwargs).
+
+        Raises FileExistsError if ``path`` exists (a ledger is never
+        overwritten)."""
+        path = os.fspath(path)
+        raw = make_config(**config_kwargs)
+        setup = parse_config(raw)
+        line = encode_entry(raw)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        try:
+            _write_all(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _fsync_dir(path)
+        return cls(path, setup, initial_summary(setup), len(line))
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> "Ledger":
+        """Opens an existing ledger, replaying it.
+
+        Raises:
+          FileNotFoundError: If it does not exist.
+          TornTailError: If its last line is torn (see :func:`repair_torn_tail`).
+          LedgerCorruptError: If a complete line is invalid.
+        """
+        path = os.fspath(path)
+        got = read_ledger(path)
+        if got.torn_tail is not None:
+            raise _torn_error(path, got)
+        if not got.entries:
+            raise LedgerCorruptError(f"{path}: no complete configuration line.")
+        setup = parse_config(got.entries[0])
+        try:
+            summary = replay(got.entries)
+        except LedgerCorruptError:
+            raise
+        except ValueError as e:
+            raise LedgerCorruptError(f"{path}: {e}") from None
+        return cls(path, setup, summary, got.size)
+
+    def append(self, event: Mapping[str, Any]) -> LedgerSummary:
+        """Checks budgets, appends one release, fsyncs, returns the new summary.
+
+        ``seq`` and ``time`` are filled in. Raises :class:`BudgetExceededError`
+        (file unchanged) if the release would exceed a configured budget, and
+        ``ValueError`` for a malformed event (file unchanged).
+        """
+        entry = dict(event)
+        entry.pop("seq", None)
+        entry.setdefault("time", round(time.time(), 6))
+        fd = os.open(self._path, os.O_WRONLY | os.O_APPEND)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            size = os.fstat(fd).st_size
+            if size != self._size:  # another writer appended (or the file changed)
+                fresh = Ledger.open(self._path)
+                self._setup, self._summary, self._size = fresh._setup, fresh._summary, \
+                    fresh._size
+            entry["seq"] = self._summary.num_entries + 1
+            new = check_entry(self._setup, self._summary, entry)
+            line = encode_entry(entry)
+            _write_all(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)  # releases the lock
+        self._summary = new
+        self._size += len(line)
+        return new
+
+    def train(self, *, dp: Sequence[Mapping[str, Any]] | None, note: str | None = None
+              ) -> LedgerSummary:
+        """Records the first training release (``dp``: its mechanisms or None)."""
+        return self.append(_event("train", dp=dp, note=note))
+
+    def retrain(self, *, dp: Sequence[Mapping[str, Any]] | None, note: str | None = None,
+                **extra) -> LedgerSummary:
+        """Records a full retrain (resets U, adds to D)."""
+        return self.append(_event("retrain", dp=dp, note=note, **extra))
+
+    def request(self, *, dp: Sequence[Mapping[str, Any]] | None, removed: int = 1,
+                note: str | None = None, **fields) -> LedgerSummary:
+        """Records a deletion request (currency fields such as ``residual_bound``,
+        ``steps`` or ``epochs`` as keywords)."""
+        return self.append(_event("request", dp=dp, note=note, removed=removed, **fields))
+
+
+def _event(kind: str, *, dp, note, **fields) -> dict:
+    e = {"kind": kind, "dp": None if dp is None else [dict(m) for m in dp], **fields}
+    if note is not None:
+        e["note"] = note
+    return e

@@ -1,0 +1,359 @@
+"""Tests for dpunlearn.accounting.ledger: replay, budgets, crash safety."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from dpunlearn.accounting import currencies as cur
+from dpunlearn.accounting import ledger as L
+from dpunlearn.accounting import rdp
+
+G = L.gaussian_release
+
+
+def _langevin_params(n=10_000):
+    m, _, eta = cur.langevin_constants(n=n, lam=1e-6, loss_smoothness=0.25)
+    return dict(strong_convexity=m, step_size=eta, sigma=0.03, gradient_clip=1.0, n=n)
+
+
+CONFIGS = {
+    "certified_removal": dict(params=dict(sigma=10.0, method="paper"),
+                              target_epsilon=1.0, target_delta=1e-4),
+    "sekhari": dict(params=dict(capacity=3), target_epsilon=1.0, target_delta=1e-5),
+    "d2d": dict(params=dict(sigma=0.18, lipschitz=1.0, strong_convexity=0.1,
+                            smoothness=0.35, n=1000, iterations=2),
+                target_epsilon=1.0, target_delta=1e-5),
+    "langevin": dict(params=_langevin_params(), target_epsilon=0.5, target_delta=1e-4),
+    "wsgd": dict(params=dict(_langevin_params(), batch_size=10_000), target_epsilon=0.5,
+                 target_delta=1e-4),
+    "dp_extractor": dict(params=dict(extractor_epsilon=0.1, extractor_delta=1e-6,
+                                     head=dict(sigma=10.0, epsilon=1.0, delta=1e-4)),
+                         target_epsilon=2.0, target_delta=1e-3),
+}
+REQUEST = {
+    "certified_removal": dict(residual_bound=0.4),
+    "sekhari": dict(),
+    "d2d": dict(),
+    "langevin": dict(steps=1000),
+    "wsgd": dict(epochs=50),
+    "dp_extractor": dict(residual_bound=0.4),
+}
+
+
+def make(tmp_path, currency="certified_removal", name="l.jsonl", **over):
+    kw = dict(CONFIGS[currency], **over)
+    return L.Ledger.create(tmp_path / name, currency=currency, **kw)
+
+
+@pytest.mark.parametrize("currency", sorted(CONFIGS))
+def test_live_summary_equals_replay_and_retrain_resets_u_only(tmp_path, currency):
+    led = make(tmp_path, currency)
+    led.train(dp=[G(30.0, count=10)])
+    live = [led.summary]
+    for _ in range(2):
+        live.append(led.request(dp=[G(50.0)], **REQUEST[currency]))
+    before_retrain = led.summary
+    live.append(led.retrain(dp=[G(30.0, count=10)]))
+    live.append(led.request(dp=[G(50.0)], **REQUEST[currency]))
+    # Replay from the file alone (first line = config) equals the live summary.
+    got, torn = L.replay_file(led.path)
+    assert torn is None and got == led.summary
+    entries = L.read_ledger(led.path).entries
+    assert entries[0]["kind"] == "config" and entries[0]["currency"] == currency
+    for i, s in enumerate(live, start=2):
+        assert L.replay(entries[:i]) == s
+    # U: used since retrain restarted; D: strictly grew through the retrain.
+    after = live[-2]
+    assert after.requests_since_retrain == 0 and after.num_retrains == 1
+    if currency != "d2d":  # D2D has nothing to restore (n only shrinks)
+        assert after.unlearning.used <= before_retrain.unlearning.used
+        assert after.unlearning.remaining == pytest.approx(
+            L.initial_summary(led.setup).unlearning.remaining)
+    assert after.dp_epsilon > before_retrain.dp_epsilon
+    assert led.summary.total_removed == 3
+    assert L.Ledger.open(led.path).summary == led.summary
+
+
+def test_d_ledger_matches_reference_composition(tmp_path):
+    # JSON five_deletions_gauss4_rdp_fold / _pld_fold: 5 releases of G(4).
+    led = make(tmp_path, "sekhari", params=dict(capacity=10), target_delta=1e-5)
+    led.train(dp=[G(4.0)])
+    for _ in range(4):
+        s = led.request(dp=[G(4.0)])
+    assert s.dp_epsilon == pytest.approx(2.451506386226333, rel=1e-6)
+    assert s.dp_delta == 1e-5
+    pld = L.dp_epsilon_pld(L.read_ledger(led.path).entries, 1e-5)
+    assert pld == pytest.approx(2.2581453633737465, abs=1e-3)
+    direct = rdp.rdp_to_dp(rdp.DEFAULT_ORDERS, 5 * rdp.gaussian_rdp(rdp.DEFAULT_ORDERS, 4.0),
+                           1e-5)[0]
+    assert s.dp_epsilon == pytest.approx(direct, rel=1e-12)
+
+
+def test_mixed_mechanisms_and_non_private_release(tmp_path):
+    led = make(tmp_path)
+    s = led.train(dp=[L.subsampled_gaussian_release(0.01, 1.1, 1000), G(20.0),
+                      L.laplace_release(100.0)])
+    assert 0 < s.dp_epsilon < np.inf
+    s = led.request(dp=None, residual_bound=0.1)
+    assert s.dp_epsilon == np.inf and s.non_private_entries == (2,)
+    s = led.retrain(dp=[G(20.0)])
+    assert s.dp_epsilon == np.inf  # D never resets
+    assert L.replay_file(led.path)[0] == s
+
+
+def _refuse(led, call):
+    before = open(led.path, "rb").read()
+    summary = led.summary
+    with pytest.raises(L.BudgetExceededError) as ei:
+        call()
+    assert isinstance(ei.value, ValueError)
+    assert open(led.path, "rb").read() == before  # byte-for-byte unchanged
+    assert led.summary == summary
+    return ei.value
+
+
+def test_refusals_leave_file_unchanged_and_say_what_is_left(tmp_path):
+    led = make(tmp_path)  # CR, budget 2.2803
+    led.train(dp=[G(30.0)])
+    for _ in range(5):
+        led.request(dp=[G(50.0)], residual_bound=0.4)  # used 2.0
+    e = _refuse(led, lambda: led.request(dp=[G(50.0)], residual_bound=0.4))
+    assert e.ledger == "U" and e.unit == "residual_norm"
+    assert e.remaining == pytest.approx(0.2803009464393384, rel=1e-9)
+    assert e.restored_by_retrain == pytest.approx(2.2803009464393384, rel=1e-9)
+    assert "left" in str(e) and "retrain would restore" in str(e)
+    # A smaller request still fits; after a retrain the full budget is back.
+    led.request(dp=[G(50.0)], residual_bound=0.28)
+    s = led.retrain(dp=[G(30.0)])
+    assert s.unlearning.remaining == pytest.approx(2.2803009464393384, rel=1e-9)
+    assert L.replay_file(led.path)[0] == s
+
+
+def test_langevin_refusal_suggests_steps(tmp_path):
+    led = make(tmp_path, "langevin")
+    led.train(dp=None)
+    led.request(dp=None, steps=1000)  # 0.2908
+    led.request(dp=None, steps=1000)  # 0.4315
+    e = _refuse(led, lambda: led.request(dp=None, steps=1000))  # 0.5090 > 0.5
+    assert "steps >=" in str(e)
+    k = int(str(e).split("steps >= ")[1].split(";")[0].split(".")[0])
+    s = led.request(dp=None, steps=k)
+    assert s.unlearning.certified and s.unlearning.epsilon <= 0.5
+
+
+def test_dp_budget_refusal_is_not_restored_by_retrain(tmp_path):
+    led = make(tmp_path, "sekhari", dp_epsilon=3.0, dp_delta=1e-5)
+    led.train(dp=[G(4.0)])
+    for _ in range(6):
+        s = led.request(dp=[G(4.0)]) if led.summary.unlearning.remaining >= 1 else \
+            led.retrain(dp=[G(4.0)])
+    e = _refuse(led, lambda: led.retrain(dp=[G(1.0)]))
+    assert e.ledger == "D" and e.restored_by_retrain is None
+    assert "never resets" in str(e)
+    assert e.remaining == pytest.approx(3.0 - s.dp_epsilon)
+
+
+def test_sekhari_capacity_refusal(tmp_path):
+    led = make(tmp_path, "sekhari")
+    led.train(dp=None)
+    led.request(dp=None, removed=2)
+    e = _refuse(led, lambda: led.request(dp=None, removed=2))
+    assert e.remaining == 1 and e.restored_by_retrain == 3
+
+
+@pytest.mark.parametrize(
+    "event, match",
+    [
+        ({"kind": "request", "dp": None, "residual_bound": 0.1, "stepz": 3}, "stepz"),
+        ({"kind": "request", "dp": None}, "residual_bound"),
+        ({"kind": "request", "dp": None, "residual_bound": -1.0}, "residual_bound"),
+        ({"kind": "train", "dp": None}, "retrain"),
+        ({"kind": "delete", "dp": None}, "kind"),
+        ({"kind": "retrain", "dp": [{"mechanism": "gaussian"}]}, "noise_multiplier"),
+        ({"kind": "retrain", "dp": [{"mechanism": "gaussian", "noise_multiplier": -1}]},
+         "sigma"),
+        ({"kind": "retrain", "dp": []}, "dp"),
+        ({"kind": "retrain", "dp": None, "note": float("nan")}, "NaN"),
+    ],
+)
+def test_malformed_events_raise_and_leave_file_unchanged(tmp_path, event, match):
+    led = make(tmp_path)
+    led.train(dp=None)
+    before = open(led.path, "rb").read()
+    with pytest.raises(ValueError, match=match):
+        led.append(event)
+    assert open(led.path, "rb").read() == before
+
+
+def test_request_before_train_and_existing_file(tmp_path):
+    led = make(tmp_path)
+    with pytest.raises(ValueError, match="before any 'train'"):
+        led.request(dp=None, residual_bound=0.1)
+    with pytest.raises(FileExistsError):
+        make(tmp_path)
+    with pytest.raises(ValueError, match="currency"):
+        L.Ledger.create(tmp_path / "x.jsonl", currency="bogus", params={},
+                        target_epsilon=1.0, target_delta=1e-5)
+    with pytest.raises(ValueError, match="target_delta|delta"):
+        L.Ledger.create(tmp_path / "y.jsonl", currency="sekhari",
+                        params=dict(capacity=1), target_epsilon=1.0, target_delta=1.0)
+    assert not (tmp_path / "x.jsonl").exists() and not (tmp_path / "y.jsonl").exists()
+
+
+def _sample_ledger(tmp_path):
+    led = make(tmp_path, "dp_extractor")
+    led.train(dp=[G(30.0, count=3)], note="first")
+    led.request(dp=[G(50.0)], residual_bound=0.3)
+    led.request(dp=[L.subsampled_gaussian_release(0.02, 1.5, 20)], residual_bound=0.5,
+                removed=2)
+    led.retrain(dp=[G(30.0)], scope="head")
+    led.request(dp=None, residual_bound=0.1)
+    led.retrain(dp=[G(30.0)], scope="full")
+    return led
+
+
+def test_truncation_at_every_offset_recovers_complete_entries(tmp_path):
+    led = _sample_ledger(tmp_path)
+    data = open(led.path, "rb").read()
+    ends = [i + 1 for i, b in enumerate(data) if b == ord("\n")]
+    full = L.read_ledger(led.path).entries
+    cut = tmp_path / "cut.jsonl"
+    for k in range(len(data) + 1):
+        cut.write_bytes(data[:k])
+        got = L.read_ledger(cut)
+        n_complete = sum(e <= k for e in ends)
+        assert got.entries == full[:n_complete]
+        last_end = max([e for e in ends if e <= k], default=0)
+        assert got.size == last_end
+        if k == last_end:
+            assert got.torn_tail is None
+        else:
+            assert got.torn_tail.offset == last_end
+            assert got.torn_tail.length == k - last_end
+        if n_complete >= 1 and k % 7 == 0:  # replay a sample of the prefixes
+            if got.torn_tail is None:
+                summary, torn = L.replay_file(cut)
+            else:
+                with pytest.raises(L.TornTailError) as ei:
+                    L.replay_file(cut)
+                assert ei.value.offset == last_end and str(last_end) in str(ei.value)
+                summary, torn = L.replay_file(cut, allow_torn=True)
+                assert torn == got.torn_tail
+            assert summary == L.replay(full[:n_complete])
+
+
+def test_torn_tail_blocks_append_until_repaired(tmp_path):
+    led = _sample_ledger(tmp_path)
+    data = open(led.path, "rb").read()
+    torn_at = len(data) - 17  # inside the last line
+    with open(led.path, "r+b") as f:
+        f.truncate(torn_at)
+    with pytest.raises(L.TornTailError) as ei:
+        L.Ledger.open(led.path)
+    start = data.rfind(b"\n", 0, torn_at) + 1
+    assert ei.value.offset == start and ei.value.num_complete == 6
+    assert isinstance(ei.value, ValueError)
+    # The live object notices the changed file and refuses too (file unchanged).
+    before = open(led.path, "rb").read()
+    with pytest.raises(L.TornTailError):
+        led.request(dp=None, residual_bound=0.1)
+    assert open(led.path, "rb").read() == before
+    tail = L.repair_torn_tail(led.path)
+    assert tail.offset == start
+    assert open(f"{led.path}.torn-{start}", "rb").read() == data[start:torn_at]
+    assert open(led.path, "rb").read() == data[:start]
+    assert L.repair_torn_tail(led.path) is None
+    led2 = L.Ledger.open(led.path)
+    s = led2.retrain(dp=[G(30.0)], scope="full")
+    assert s.num_entries == 6 and L.replay_file(led.path)[0] == s
+
+
+def test_corrupt_complete_line_is_an_error(tmp_path):
+    led = _sample_ledger(tmp_path)
+    lines = open(led.path, "rb").read().split(b"\n")
+    lines[2] = b'{"kind": "request", oops'
+    (tmp_path / "bad.jsonl").write_bytes(b"\n".join(lines))
+    with pytest.raises(L.LedgerCorruptError, match="line 3"):
+        L.read_ledger(tmp_path / "bad.jsonl")
+    # A missing line is caught by the sequence numbers.
+    lines = open(led.path, "rb").read().split(b"\n")
+    del lines[3]
+    (tmp_path / "gap.jsonl").write_bytes(b"\n".join(lines))
+    with pytest.raises(L.LedgerCorruptError, match="seq"):
+        L.replay_file(tmp_path / "gap.jsonl")
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    with pytest.raises(L.LedgerCorruptError, match="configuration"):
+        L.Ledger.open(tmp_path / "empty.jsonl")
+
+
+def test_two_writers_stay_consistent(tmp_path):
+    a = make(tmp_path)
+    a.train(dp=[G(30.0)])
+    b = L.Ledger.open(a.path)
+    a.request(dp=None, residual_bound=0.3)
+    s = b.request(dp=None, residual_bound=0.3)  # b re-reads a's entry first
+    assert s.num_entries == 3 and s.state.residual == pytest.approx(0.6)
+    s = a.request(dp=None, residual_bound=0.3)
+    assert s.num_entries == 4
+    got = L.read_ledger(a.path).entries
+    assert [e["seq"] for e in got[1:]] == [1, 2, 3, 4]
+    assert L.replay(got) == s
+
+
+_CHILD = textwrap.dedent("""
+    import sys
+    from dpunlearn.accounting import ledger as L
+    led = L.Ledger.open(sys.argv[1])
+    note = "x" * int(sys.argv[2])
+    print("ready", flush=True)
+    while True:
+        led.request(dp=[L.gaussian_release(1e6)], residual_bound=1e-12, note=note)
+""")
+
+
+def test_killed_writer_loses_no_complete_entry(tmp_path):
+    led = make(tmp_path, params=dict(sigma=10.0, method="analytic"))
+    led.train(dp=[G(30.0)])
+    for note_size, wait_lines in ((10, 40), (200_000, 8)):
+        proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(led.path),
+                                 str(note_size)], stdout=subprocess.PIPE)
+        try:
+            assert proc.stdout.readline().strip() == b"ready"
+            start = L.read_ledger(led.path).size
+            deadline = time.time() + 20
+            while time.time() < deadline:
+                with open(led.path, "rb") as f:
+                    if f.read().count(b"\n") >= wait_lines + 2:
+                        break
+                time.sleep(0.01)
+            os.kill(proc.pid, signal.SIGKILL)
+        finally:
+            proc.wait()
+            proc.stdout.close()
+        got = L.read_ledger(led.path)
+        assert got.size >= start
+        seqs = [e["seq"] for e in got.entries[1:]]
+        assert seqs == list(range(1, len(seqs) + 1))
+        summary, torn = L.replay_file(led.path, allow_torn=True)
+        assert summary.num_entries == len(seqs)
+        if torn is not None:  # a write was cut: report, set aside, continue
+            assert torn.offset == got.size
+            L.repair_torn_tail(led.path)
+        led = L.Ledger.open(led.path)
+    assert led.summary.num_requests >= 40
+
+
+def test_summary_to_dict_is_json(tmp_path):
+    led = _sample_ledger(tmp_path)
+    d = L.summary_to_dict(led.summary)
+    back = json.loads(json.dumps(d, allow_nan=False))
+    assert back["currency"] == "dp_extractor" and back["dp"]["epsilon"] == "inf"
+    assert back["dp"]["non_private_entries"] == [5]
+    assert back["state"]["num_removed"] == 0  # full retrain reset the group
