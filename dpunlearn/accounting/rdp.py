@@ -424,7 +424,8 @@ def compose_rdp(curves: ArrayLike, counts: ArrayLike | None = None) -> np.ndarra
         return c.sum(axis=-2)
     _validate.array_non_negative_int("counts", counts)
     n = np.broadcast_to(np.asarray(counts, dtype=np.float64), c.shape[:-1])[..., None]
-    return np.where(n == 0, 0.0, n * c).sum(axis=-2)
+    with np.errstate(invalid="ignore"):  # 0 × inf, replaced by 0 below
+        return np.where(n == 0, 0.0, n * c).sum(axis=-2)
 
 
 def _prep_curve(orders: ArrayLike, rdp: ArrayLike):

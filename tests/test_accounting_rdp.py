@@ -1,0 +1,282 @@
+"""Tests for dpunlearn.accounting.rdp.
+
+Oracles: an mpmath multi-precision integral of the subsampled-Gaussian moment
+A_α (independent of both series), dp_accounting 0.6.0's RDP functions, and
+closed forms. Known difference: dp_accounting sums |terms| of the
+fractional-order series, so at fractional orders it over-estimates (by up to
+~1e-1 relative at α < 2, and it returns inf where its series does not converge);
+per order we therefore require ours ≤ theirs and agreement with mpmath, and
+we require rel 1e-4 agreement of the final ε (accountants.md §0).
+"""
+
+import math
+
+import mpmath
+import numpy as np
+import pytest
+from dp_accounting.rdp import rdp_privacy_accountant as dpa_rdp
+from hypothesis import given, settings, strategies as st
+
+from dpunlearn.accounting import mechanisms, rdp
+
+O = rdp.DEFAULT_ORDERS
+SETTINGS = settings(derandomize=True, max_examples=40, deadline=None)
+
+
+def _mp_log_a(q, sigma, alpha):
+    """log A_α = log E_{z~N(0,σ²)}[((1−q) + q·N(z;1,σ²)/N(z;0,σ²))^α] at 40 digits.
+
+    Integer α: the finite binomial sum in multi-precision. Fractional α:
+    quadrature of the defining integral (not the series), with break points at
+    the tilted mode z ≈ α.
+    """
+    with mpmath.workdps(40):
+        q, s, a = mpmath.mpf(q), mpmath.mpf(sigma), mpmath.mpf(alpha)
+        if float(alpha).is_integer():
+            n = int(alpha)
+            total = mpmath.fsum(
+                mpmath.binomial(n, i) * q**i * (1 - q) ** (n - i)
+                * mpmath.exp(mpmath.mpf(i * i - i) / (2 * s * s))
+                for i in range(n + 1)
+            )
+            return float(mpmath.log(total))
+
+        def f(z):
+            ratio = mpmath.exp((2 * z - 1) / (2 * s * s))
+            return mpmath.npdf(z, 0, s) * ((1 - q) + q * ratio) ** a
+
+        pts = sorted({-10 * s, 0, 0.5, 1, a / 2, a, 2 * a, 10 * s + 2 * a})
+        pts = [-mpmath.inf, *pts, mpmath.inf]
+        val = mpmath.quad(f, pts)
+        # A_α − 1 directly would need more digits; 40 are plenty for log A ≥ 1e-25.
+        return float(mpmath.log(val))
+
+
+def test_default_orders_match_dp_accounting_grid():
+    assert O.dtype == np.float64
+    np.testing.assert_array_equal(O, np.array(dpa_rdp.DEFAULT_RDP_ORDERS, dtype=np.float64))
+    assert not O.flags.writeable
+
+
+def test_gaussian_rdp_closed_form_and_broadcasting():
+    sig = np.array([0.5, 1.0, 4.0])
+    out = rdp.gaussian_rdp(O, sig, 2.0)
+    assert out.shape == (3, O.size)
+    np.testing.assert_allclose(out, O[None, :] * 4.0 / (2 * sig[:, None] ** 2), rtol=1e-15)
+    assert rdp.gaussian_rdp(O, 1.0).shape == (O.size,)
+    assert rdp.gaussian_rdp([2.0], np.ones((2, 5))).shape == (2, 5, 1)
+
+
+@pytest.mark.parametrize(
+    "q,sigma,alpha",
+    [
+        (0.01, 1.1, 3.9),
+        (0.04, 1.5, 3.9),  # accountants.md §0: dp_accounting +5.4e-5 here
+        (0.1, 3.0, 1.5),
+        (0.5, 10.0, 2.5),
+        (1e-3, 0.8, 7.3),
+        (0.9, 2.0, 5.5),
+        (0.01, 1.1, 20.0),
+        (0.2, 0.7, 12.0),
+        (1e-4, 1.0, 256.0),
+        (0.3, 0.5, 1.1),  # slowly converging series: capped, conservative tail
+    ],
+)
+def test_subsampled_gaussian_matches_mpmath(q, sigma, alpha):
+    ours = rdp.subsampled_gaussian_rdp([alpha], q, sigma)[0]
+    exact = _mp_log_a(q, sigma, alpha) / (alpha - 1)
+    rtol = 1e-6 if alpha == 1.1 else 1e-9
+    assert ours == pytest.approx(exact, rel=rtol)
+    assert ours >= exact * (1 - 1e-12)  # never below the truth (conservative)
+
+
+@pytest.mark.parametrize("q", [1e-5, 1e-3, 0.01, 0.04, 0.1, 0.5, 0.99])
+@pytest.mark.parametrize("sigma", [0.6, 1.1, 2.0, 5.0])
+def test_subsampled_gaussian_vs_dp_accounting(q, sigma):
+    ours = rdp.subsampled_gaussian_rdp(O, q, sigma)
+    theirs = dpa_rdp._compute_rdp_poisson_subsampled_gaussian(q, sigma, O)
+    is_int = O == np.floor(O)
+    big = theirs > 1e-8  # below this dp_accounting's own float64 sum is imprecise
+    # Integer orders: the same finite sum -> tight agreement.
+    np.testing.assert_allclose(ours[is_int & big], theirs[is_int & big], rtol=1e-9)
+    # Fractional orders: dp_accounting over-estimates; never above it (rel 1e-12,
+    # plus abs 1e-14 for the float64 rounding of log A_α ≈ log 1 in both codes).
+    fin = np.isfinite(theirs) & big
+    assert np.all(ours[fin] <= theirs[fin] * (1 + 1e-12) + 1e-14)
+
+
+@pytest.mark.parametrize(
+    "q,sigma,steps,ref",
+    [(0.01, 1.1, 1000, 1.7117701662429012), (0.04, 1.5, 2250, 7.329334702381698)],
+)
+def test_dpsgd_epsilon_agrees_with_dp_accounting(q, sigma, steps, ref):
+    # dpsgd_rdp and opacus_testcfg (RDP cross-check) reference values.
+    eps, _ = rdp.rdp_to_dp(O, steps * rdp.subsampled_gaussian_rdp(O, q, sigma), 1e-5)
+    assert eps == pytest.approx(ref, rel=1e-4)
+    assert eps <= ref * (1 + 1e-12)
+
+
+def test_opacus_rdp_value_reproduced():
+    # Opacus (exact fractional series) asserts 7.32911117143 for this setting.
+    eps, _ = rdp.rdp_to_dp(O, 2250 * rdp.subsampled_gaussian_rdp(O, 0.04, 1.5), 1e-5)
+    assert eps == pytest.approx(7.3291111714386545, rel=1e-9)
+
+
+def test_subsampled_edge_cases_and_vectorisation():
+    np.testing.assert_array_equal(rdp.subsampled_gaussian_rdp(O, 0.0, 1.0), 0.0)
+    np.testing.assert_allclose(
+        rdp.subsampled_gaussian_rdp(O, 1.0, 1.3), rdp.gaussian_rdp(O, 1.3), rtol=1e-15
+    )
+    rng = np.random.default_rng(0)
+    qs = rng.uniform(1e-3, 0.3, 12)
+    ss = rng.uniform(0.5, 4.0, 12)
+    batch = rdp.subsampled_gaussian_rdp(O, qs, ss)
+    assert batch.shape == (12, O.size)
+    loop = np.stack([rdp.subsampled_gaussian_rdp(O, a, b) for a, b in zip(qs, ss)])
+    np.testing.assert_allclose(batch, loop, rtol=1e-13)
+    grid = rdp.subsampled_gaussian_rdp(O, qs[:3, None], ss[None, :4])
+    assert grid.shape == (3, 4, O.size)
+    np.testing.assert_allclose(grid[1, 2], rdp.subsampled_gaussian_rdp(O, qs[1], ss[2]), rtol=1e-13)
+
+
+@SETTINGS
+@given(q=st.floats(1e-4, 0.5), sigma=st.floats(0.5, 5.0), f=st.floats(1.05, 2.0))
+def test_subsampled_monotone_in_q_and_sigma(q, sigma, f):
+    base = rdp.subsampled_gaussian_rdp(O, q, sigma)
+    assert np.all(rdp.subsampled_gaussian_rdp(O, min(1.0, q * f), sigma) >= base * (1 - 1e-9))
+    assert np.all(rdp.subsampled_gaussian_rdp(O, q, sigma * f) <= base * (1 + 1e-9))
+
+
+def test_laplace_rdp():
+    # laplace_rdp_order2: 1 + log1p(expm1(-3)/3), rel 1e-12.
+    assert rdp.laplace_rdp([2.0], 1.0)[0] == pytest.approx(1 + math.log1p(math.expm1(-3.0) / 3), rel=1e-12)
+    for b in [0.3, 1.0, 10.0]:
+        theirs = [dpa_rdp._laplace_rdp(1 / b, a) for a in O]
+        np.testing.assert_allclose(rdp.laplace_rdp(O, b), theirs, rtol=1e-10)
+        # RDP of ε0-pure DP is at most min(ε0, ε0²/2 · ...) ≤ ε0.
+        assert np.all(rdp.laplace_rdp(O, b) <= 1 / b + 1e-12)
+
+
+@pytest.mark.parametrize("p,k", [(0.5, 2), (0.2, 2), (0.7, 5)])
+def test_randomized_response_rdp_vs_dp_accounting(p, k):
+    theirs = dpa_rdp._compute_randomized_response_rdp(
+        p, k, O, dpa_rdp.NeighborRel.REPLACE_ONE
+    )
+    np.testing.assert_allclose(rdp.randomized_response_rdp(O, p, k), theirs, rtol=1e-9)
+
+
+def test_compose_rdp():
+    c = np.stack([rdp.gaussian_rdp(O, s) for s in [1.0, 2.0, 3.0]])
+    np.testing.assert_allclose(rdp.compose_rdp(c), c.sum(0), rtol=1e-15)
+    np.testing.assert_allclose(rdp.compose_rdp(c, [2, 0, 5]), 2 * c[0] + 5 * c[2], rtol=1e-15)
+    # Homogeneous: count k ≡ k separate copies (exact additivity, rtol 1e-12).
+    one = rdp.subsampled_gaussian_rdp(O, 0.02, 1.3)
+    np.testing.assert_allclose(
+        rdp.compose_rdp(one[None], [7]), rdp.compose_rdp(np.stack([one] * 7)), rtol=1e-12
+    )
+    # inf × 0 = 0; batched [..., n, k].
+    inf_curve = np.full(O.size, np.inf)
+    np.testing.assert_array_equal(rdp.compose_rdp([inf_curve, c[0]], [0, 1]), c[0])
+    assert rdp.compose_rdp(np.ones((4, 3, O.size)), [1, 2, 3]).shape == (4, O.size)
+    # Heterogeneous reference values (accountants.md §6).
+    assert rdp.rdp_to_dp(O, rdp.compose_rdp(c), 1e-5)[0] == pytest.approx(5.649975380499999, rel=1e-9)
+
+
+def test_rdp_to_dp_reference_values():
+    # rdp_to_dp_single_order / rdp_to_delta_single_order: rel 1e-12.
+    eps, a = rdp.rdp_to_dp([10.0], [1.0], 1e-5)
+    assert (eps, a) == (pytest.approx(1.9180106367839715, rel=1e-12), 10.0)
+    d, a = rdp.rdp_delta([10.0], [1.0], 2.0)
+    assert (d, a) == (pytest.approx(4.781148664665559e-06, rel=1e-12), 10.0)
+    # classic Mironov conversion: 1 + ln(1e5)/9 = 2.2792139.
+    assert rdp.rdp_to_dp([10.0], [1.0], 1e-5, method="classic")[0] == pytest.approx(
+        1 + math.log(1e5) / 9, rel=1e-14
+    )
+    # zcdp_curve_conversion: rel 1e-9, order 5.4.
+    eps, a = rdp.rdp_to_dp(O, 0.5 * O, 1e-5)
+    assert eps == pytest.approx(4.728507067217623, rel=1e-9) and a == 5.4
+
+
+def test_rdp_to_dp_kl_shortcut_and_inf():
+    # TV ≤ sqrt(1 − e^{−KL}) < δ ⇒ ε = 0 (tensorflow/privacy#166, intended behaviour).
+    assert rdp.rdp_to_dp(O, np.full(O.size, 1e-8), 1e-3)[0] == 0.0
+    assert rdp.rdp_to_dp(O, np.full(O.size, np.inf), 1e-5)[0] == math.inf
+    assert rdp.rdp_delta(O, np.full(O.size, np.inf), 1.0)[0] == 1.0
+
+
+@SETTINGS
+@given(
+    sigma=st.floats(0.3, 20.0),
+    count=st.integers(1, 500),
+    delta=st.floats(1e-12, 0.1),
+)
+def test_conversions_ordering(sigma, count, delta):
+    curve = count * rdp.gaussian_rdp(O, sigma)
+    imp = rdp.rdp_to_dp(O, curve, delta)[0]
+    cls = rdp.rdp_to_dp(O, curve, delta, method="classic")[0]
+    assert imp <= cls + 1e-12  # improved never above classic
+    # The exact Gaussian ε (σ/√k) never above any RDP conversion.
+    exact = mechanisms.gaussian_epsilon(delta, sigma=sigma / math.sqrt(count))
+    assert exact <= imp + 1e-9
+    # δ round trip: δ(ε(δ)) ≤ δ (same order is feasible), rel 1e-9.
+    if imp > 0:
+        assert rdp.rdp_delta(O, curve, imp)[0] <= delta * (1 + 1e-9)
+        assert rdp.rdp_delta(O, curve, imp, method="classic")[0] >= rdp.rdp_delta(O, curve, imp)[0]
+
+
+@SETTINGS
+@given(
+    q=st.floats(1e-3, 0.2),
+    sigma=st.floats(0.6, 4.0),
+    count=st.integers(1, 2000),
+    delta=st.floats(1e-10, 1e-2),
+    f=st.floats(1.1, 3.0),
+)
+def test_epsilon_monotone(q, sigma, count, delta, f):
+    one = rdp.subsampled_gaussian_rdp(O, q, sigma)
+    e = rdp.rdp_to_dp(O, count * one, delta)[0]
+    assert rdp.rdp_to_dp(O, (count + 1) * one, delta)[0] >= e  # ↑ in count
+    assert rdp.rdp_to_dp(O, count * one, min(0.5, delta * f))[0] <= e  # ↓ in δ
+    assert rdp.rdp_to_dp(O, count * rdp.subsampled_gaussian_rdp(O, q, sigma * f), delta)[0] <= e
+
+
+def test_batched_conversion_returns_arrays():
+    curves = rdp.gaussian_rdp(O, np.array([1.0, 2.0, 4.0]))
+    eps, orders = rdp.rdp_to_dp(O, curves, 1e-5)
+    assert eps.shape == (3,) and orders.shape == (3,)
+    for i, s in enumerate([1.0, 2.0, 4.0]):
+        assert eps[i] == rdp.rdp_to_dp(O, rdp.gaussian_rdp(O, s), 1e-5)[0]
+    d, _ = rdp.rdp_delta(O, curves, 1.0)
+    assert d.shape == (3,) and np.all(np.diff(d) < 0)
+
+
+@pytest.mark.parametrize(
+    "call,name",
+    [
+        (lambda: rdp.gaussian_rdp([1.0, 2.0], 1.0), "orders"),
+        (lambda: rdp.gaussian_rdp([0.5], 1.0), "orders"),
+        (lambda: rdp.gaussian_rdp([[2.0]], 1.0), "orders"),
+        (lambda: rdp.gaussian_rdp([np.nan], 1.0), "orders"),
+        (lambda: rdp.gaussian_rdp(O, [1.0, 0.0]), "sigma"),
+        (lambda: rdp.gaussian_rdp(O, 1.0, -1.0), "sensitivity"),
+        (lambda: rdp.subsampled_gaussian_rdp(O, 1.5, 1.0), "q"),
+        (lambda: rdp.subsampled_gaussian_rdp(O, np.nan, 1.0), "q"),
+        (lambda: rdp.subsampled_gaussian_rdp(O, 0.1, -1.0), "sigma"),
+        (lambda: rdp.laplace_rdp(O, 0.0), "scale"),
+        (lambda: rdp.randomized_response_rdp(O, 0.0), "noise_parameter"),
+        (lambda: rdp.randomized_response_rdp(O, 0.5, 1), "num_buckets"),
+        (lambda: rdp.compose_rdp(np.ones(3)), "curves"),
+        (lambda: rdp.compose_rdp(-np.ones((2, 3))), "curves"),
+        (lambda: rdp.compose_rdp(np.ones((2, 3)), [1, -1]), "counts"),
+        (lambda: rdp.compose_rdp(np.ones((2, 3)), [1, 0.5]), "counts"),
+        (lambda: rdp.rdp_to_dp(O, np.ones(3), 1e-5), "rdp"),
+        (lambda: rdp.rdp_to_dp(O, np.ones(O.size), 0.0), "delta"),
+        (lambda: rdp.rdp_to_dp(O, np.ones(O.size), 1.0), "delta"),
+        (lambda: rdp.rdp_to_dp(O, np.ones(O.size), 1e-5, method="x"), "method"),
+        (lambda: rdp.rdp_delta(O, np.ones(O.size), 0.0), "epsilon"),
+        (lambda: rdp.rdp_delta(O, np.full(O.size, np.nan), 1.0), "rdp"),
+    ],
+)
+def test_bad_input_names_argument(call, name):
+    with pytest.raises(ValueError, match=name):
+        call()
