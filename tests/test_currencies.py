@@ -343,6 +343,45 @@ def test_langevin_improved_conversion_is_tighter_and_requests_limit():
                                target_epsilon=1e-4, delta=1e-4)
 
 
+@pytest.mark.parametrize("requests", [1, 3])
+def test_min_sigma_never_overshoots(requests):
+    lcfg, wcfg = langevin_cfg(), wsgd_cfg()
+    s = cur.langevin_min_sigma(lcfg, removed=1, steps=1000, target_epsilon=0.3,
+                               delta=1e-4, requests=requests)
+
+    def lang_worst(sigma):
+        cfg = langevin_cfg(sigma=sigma)
+        st_, worst = cur.langevin_init(), 0.0
+        for _ in range(requests):
+            st_ = cur.langevin_update(st_, removed=1, steps=1000)
+            worst = max(worst, cur.langevin_epsilon(st_, cfg, 1e-4)[0])
+        return worst
+
+    assert lang_worst(s) <= 0.3 < lang_worst(s * (1 - 1e-6))
+    w = cur.wsgd_min_sigma(wcfg, removed=1, epochs=50, target_epsilon=0.2, delta=1e-4,
+                           requests=requests)
+    st_ = cur.wsgd_init()
+    for _ in range(requests):
+        st_ = cur.wsgd_update(st_, wcfg, removed=1, epochs=50)
+    assert cur.wsgd_epsilon(st_, wsgd_cfg(sigma=w), 1e-4)[0] <= 0.2
+    assert cur.wsgd_epsilon(st_, wsgd_cfg(sigma=w * (1 - 1e-6)), 1e-4)[0] > 0.2
+    with pytest.raises(ValueError, match="target_epsilon"):
+        cur.langevin_min_sigma(lcfg, removed=1, steps=10, target_epsilon=1e-5, delta=1e-4)
+
+
+@HSET
+@given(k1=st.integers(0, 200), k2=st.integers(0, 200), r=st.floats(0.0, 5.0))
+def test_wsgd_and_cr_monotone(k1, k2, r):
+    cfg = wsgd_cfg()
+    lo, hi = sorted((k1, k2))
+    e = [cur.wsgd_epsilon(cur.wsgd_update(cur.wsgd_init(), cfg, removed=1, epochs=k),
+                          cfg, 1e-4)[0] for k in (lo, hi)]
+    assert e[1] <= e[0] * (1 + 1e-12)
+    a = cur.cr_epsilon(r, sigma=10.0, delta=1e-4, method="analytic")
+    b = cur.cr_epsilon(r + 0.1, sigma=10.0, delta=1e-4, method="analytic")
+    assert a <= b
+
+
 # ---------------------------------------------------------------------------
 # Noisy-SGD (W∞)
 # ---------------------------------------------------------------------------

@@ -84,3 +84,4 @@ __all__ = [
     "rdp_curve",
     "to_dp_event",
 ]
+from dpunlearn.accounting import currencies, ledger  # noqa: E402,F401  (issue 3B: unlearning currencies, ledger)

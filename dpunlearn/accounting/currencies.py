@@ -112,6 +112,7 @@ __all__ = [
     "langevin_epsilon",
     "langevin_min_steps",
     "langevin_max_requests",
+    "langevin_min_sigma",
     "langevin_report",
     # Noisy-SGD W-infinity
     "wsgd_contraction",
@@ -125,6 +126,8 @@ __all__ = [
     "wsgd_epsilon",
     "wsgd_min_epochs",
     "wsgd_max_requests",
+    "wsgd_min_sigma",
+    "wsgd_radius",
     "wsgd_report",
     # DP extractor + certified head
     "extractor_head_epsilon",
@@ -295,6 +298,33 @@ def _largest_int(fn: Callable[[int], float], target: float, *, lo: int, hi: int)
     return int(calibrate(fn, target, lo=lo, hi=hi, increasing=True, integer=True))
 
 
+def _smallest_float(fn: Callable[[float], float], target: float, *, start: float,
+                    name: str, max_doublings: int = 200) -> float:
+    """Smallest x > 0 with fn(x) ≤ target, fn non-increasing (e.g. ε(σ)).
+
+    Brackets by doubling/halving from ``start``, then calls the never-overshoot
+    :func:`calibrate` (float64 resolution). Raises ValueError naming ``name``
+    if no x reaches the target.
+    """
+    hi = float(start)
+    for _ in range(max_doublings):
+        if fn(hi) <= target:
+            break
+        hi *= 2.0
+    else:
+        raise ValueError(
+            f"No {name} up to {hi:g} reaches the target {target}; the target is "
+            "below what this mechanism can certify.")
+    lo = hi
+    for _ in range(max_doublings):
+        lo *= 0.5
+        if fn(lo) > target:
+            break
+    else:  # pragma: no cover - fn(0+) <= target: any positive value works
+        return lo
+    return float(calibrate(fn, target, lo=lo, hi=hi, increasing=False))
+
+
 def _gaussian_sigma_zcdp(epsilon: float, delta: float, sensitivity: float) -> float:
     """σ = Δ/(√2·κ), κ = √(ln(1/δ)+ε) − √(ln(1/δ)): the Gaussian via zCDP (G2).
 
@@ -453,7 +483,7 @@ def cr_epsilon(
     _validate.non_negative(residual=residual)
     _validate.positive(sigma=sigma)
     _check_delta(delta)
-    if residual == 0.0:
+    if float(residual) / float(sigma) == 0.0:  # (also when the ratio underflows)
         return 0.0
     if method == "paper":
         eps = cr_constant(delta) * float(residual) / float(sigma)
@@ -1254,6 +1284,43 @@ def langevin_max_requests(
     return limit
 
 
+def langevin_min_sigma(
+    config: LangevinConfig,
+    *,
+    removed: int,
+    steps: int,
+    target_epsilon: float,
+    delta: float,
+    requests: int = 1,
+) -> float:
+    """Smallest noise σ for which ``requests`` identical requests (``removed``
+    points, ``steps`` steps each) all certify ``target_epsilon``.
+
+    ε is non-increasing in σ at every request; the search is the never-overshoot
+    :func:`calibrate` on σ (``config.sigma`` only seeds the bracket).
+
+    Raises:
+      ValueError: If no σ reaches the target (below ln(1/δ)/(max_order − 1)).
+    """
+    _validate.positive(target_epsilon=target_epsilon)
+    _validate.positive_int(requests=requests, removed=removed)
+    _check_delta(delta)
+
+    def worst(sigma: float) -> float:
+        cfg = dataclasses.replace(config, sigma=sigma)
+        state, worst_eps = langevin_init(), 0.0
+        for _ in range(requests):
+            state = langevin_update(state, removed=removed, steps=steps)
+            worst_eps = max(worst_eps, langevin_epsilon(state, cfg, delta)[0])
+        return worst_eps
+
+    try:
+        return _smallest_float(worst, float(target_epsilon), start=config.sigma,
+                               name="sigma")
+    except ValueError as e:
+        raise ValueError(f"target_epsilon={target_epsilon} unreachable: {e}") from None
+
+
 def langevin_report(
     state: LangevinState, config: LangevinConfig, *, target_epsilon: float,
     delta: float,
@@ -1478,6 +1545,36 @@ def wsgd_max_requests(
         if wsgd_epsilon(state, config, delta)[0] > target_epsilon:
             return float(s - 1)
     return float(limit)
+
+
+def wsgd_min_sigma(
+    config: WassersteinConfig,
+    *,
+    removed: int,
+    epochs: int,
+    target_epsilon: float,
+    delta: float,
+    requests: int = 1,
+) -> float:
+    """Smallest noise σ for which ``requests`` identical requests all certify
+    ``target_epsilon`` (never-overshoot :func:`calibrate` on σ)."""
+    _validate.positive(target_epsilon=target_epsilon)
+    _validate.positive_int(requests=requests, removed=removed)
+    _check_delta(delta)
+
+    def worst(sigma: float) -> float:
+        cfg = dataclasses.replace(config, sigma=sigma)
+        state, worst_eps = wsgd_init(), 0.0
+        for _ in range(requests):
+            state = wsgd_update(state, cfg, removed=removed, epochs=epochs)
+            worst_eps = max(worst_eps, wsgd_epsilon(state, cfg, delta)[0])
+        return worst_eps
+
+    try:
+        return _smallest_float(worst, float(target_epsilon), start=config.sigma,
+                               name="sigma")
+    except ValueError as e:
+        raise ValueError(f"target_epsilon={target_epsilon} unreachable: {e}") from None
 
 
 def wsgd_report(
