@@ -357,3 +357,27 @@ def test_summary_to_dict_is_json(tmp_path):
     assert back["currency"] == "dp_extractor" and back["dp"]["epsilon"] == "inf"
     assert back["dp"]["non_private_entries"] == [5]
     assert back["state"]["num_removed"] == 0  # full retrain reset the group
+
+
+def test_d2d_refusal_is_not_fixed_by_retrain_and_batches_are_split(tmp_path):
+    # sigma calibrated exactly for n = 1000: the second deletion (n = 999) fails.
+    sigma = cur.d2d_sigma(1.0, 1e-5, lipschitz=1.0, strong_convexity=0.1, smoothness=0.35,
+                          n=1000, iterations=2) * (1 + 1e-9)
+    led = make(tmp_path, "d2d", params=dict(CONFIGS["d2d"]["params"], sigma=sigma))
+    led.train(dp=None)
+    with pytest.raises(ValueError, match="num_deleted"):
+        led.request(dp=None, removed=2)
+    led.request(dp=None)
+    e = _refuse(led, lambda: led.request(dp=None))
+    assert "even a full retrain would not" in str(e) and e.restored_by_retrain is None
+
+
+def test_numpy_values_are_stored_as_plain_json(tmp_path):
+    led = L.Ledger.create(tmp_path / "np.jsonl", currency="certified_removal",
+                          params=dict(sigma=np.float32(10.0)), target_epsilon=1.0,
+                          target_delta=1e-4)
+    led.train(dp=[{"mechanism": "gaussian", "noise_multiplier": np.float64(4.0),
+                   "count": np.int64(2)}])
+    s = led.request(dp=None, residual_bound=np.float32(0.25), removed=np.int64(1))
+    assert s.state.residual == pytest.approx(0.25)
+    assert L.replay_file(led.path)[0] == s

@@ -1062,9 +1062,18 @@ def d2d_init() -> D2DState:
 
 
 def d2d_update(state: D2DState, num_deleted: int = 1) -> D2DState:
-    """Records k more deletions (the k-th is from a set of n₀ − k + 1 points)."""
+    """Records one more deletion (the k-th is from a set of n₀ − k + 1 points).
+
+    D2D's sensitivity bound (``algorithms.md`` §12.2, step 1) is for one point
+    per update; a batch of k points moves the optimum up to k times further,
+    so batches must be split into single-point updates (each one a release).
+    """
     _validate.positive_int(num_deleted=num_deleted)
-    return D2DState(state.num_deleted + int(num_deleted))
+    if num_deleted != 1:
+        raise ValueError(
+            f"Expected num_deleted=1 per Descent-to-Delete update, got {num_deleted}; "
+            "split a batch into single-point updates.")
+    return D2DState(state.num_deleted + 1)
 
 
 def d2d_reset(state: D2DState) -> D2DState:

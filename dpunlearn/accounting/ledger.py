@@ -281,6 +281,19 @@ def _u_budget(setup_currency: str, config) -> dict:
     return {}
 
 
+def _plain(v: Any) -> Any:
+    """JSON-ready copy: NumPy/JAX scalars become Python numbers, tuples lists."""
+    if isinstance(v, Mapping):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, (str, bool, int, float)) or v is None:
+        return v
+    if hasattr(v, "item") and np.ndim(v) == 0:
+        return v.item()
+    raise ValueError(f"Expected a JSON-serialisable value, got {type(v).__name__}: {v!r}.")
+
+
 def make_config(
     *,
     currency: str,
@@ -317,6 +330,7 @@ def make_config(
     if dp_epsilon is not None:
         _validate.positive(dp_epsilon=dp_epsilon)
     _validate.positive(target_epsilon=target_epsilon)
+    params = _plain(dict(params))
     config = _currency_config(currency, params, float(target_epsilon), float(target_delta))
     raw = {
         "kind": "config",
@@ -628,7 +642,6 @@ def _refusal(setup: LedgerSetup, before: LedgerSummary, after: LedgerSummary,
     """The error to raise if ``after`` breaks a configured budget."""
     u_before, u_after = before.unlearning, after.unlearning
     if entry["kind"] == "request" and not u_after.certified:
-        fresh = _report(setup, _init_state(setup.currency))
         hint = ""
         if setup.currency == "langevin":
             try:
@@ -648,13 +661,21 @@ def _refusal(setup: LedgerSetup, before: LedgerSummary, after: LedgerSummary,
                 hint = f"; this request needs epochs >= {k}"
             except ValueError:
                 hint = "; no number of epochs certifies it without a retrain"
-        restore = fresh.remaining
+        # What a full retrain (fresh randomness) would give this request.
+        retrained = _retrain(setup, before.state, {"kind": "retrain"})
+        fresh = _report(setup, retrained)
+        after_retrain = _report(setup, _request(setup, retrained, entry))
+        if after_retrain.certified:
+            restore = fresh.remaining
+            what = f"a full retrain would restore {restore:.6g} {u_before.unit}"
+        else:
+            restore = None
+            what = "even a full retrain would not certify this request"
         msg = (
             f"Request refused ({setup.currency}): it would bring the unlearning "
             f"certificate to {u_after.used:.6g} {u_after.unit} > budget "
             f"{u_after.budget:.6g}; {max(u_before.remaining, 0.0):.6g} {u_before.unit} "
-            f"left; a full retrain would restore {restore:.6g} {u_before.unit}"
-            f"{hint}. The ledger file is unchanged.")
+            f"left; {what}{hint}. The ledger file is unchanged.")
         return BudgetExceededError(msg, ledger="U", remaining=u_before.remaining,
                                    restored_by_retrain=restore, unit=u_before.unit)
     if setup.dp_epsilon is not None and not after.dp_epsilon <= setup.dp_epsilon:
@@ -934,7 +955,7 @@ class Ledger:
         (file unchanged) if the release would exceed a configured budget, and
         ``ValueError`` for a malformed event (file unchanged).
         """
-        entry = dict(event)
+        entry = _plain(dict(event))
         entry.pop("seq", None)
         entry.setdefault("time", round(time.time(), 6))
         fd = os.open(self._path, os.O_WRONLY | os.O_APPEND)
