@@ -70,11 +70,14 @@ class Output(NamedTuple):
 COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {}
 
 
-def register_command(name: str, add_parser: Callable[[argparse._SubParsersAction], None]
-                     ) -> None:
+def register_command(
+    name: str, add_parser: Callable[[argparse._SubParsersAction], None]
+) -> None:
     """Registers a top-level subcommand (``dpunlearn NAME ...``)."""
     if name in COMMANDS and COMMANDS[name] is not add_parser:
-        raise ValueError(f"Expected a new command name, {name!r} is already registered.")
+        raise ValueError(
+            f"Expected a new command name, {name!r} is already registered."
+        )
     COMMANDS[name] = add_parser
 
 
@@ -124,12 +127,18 @@ def _render(out: Output) -> str:
             lines.append(caption)
         cells = [list(header)] + [[_fmt(c) for c in r] for r in rows]
         widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-        numeric = [all(isinstance(r[i], (int, float)) or r[i] is None for r in rows)
-                   for i in range(len(header))]
+        numeric = [
+            all(isinstance(r[i], (int, float)) or r[i] is None for r in rows)
+            for i in range(len(header))
+        ]
         for j, r in enumerate(cells):
-            lines.append("  " + "  ".join(
-                c.rjust(widths[i]) if numeric[i] else c.ljust(widths[i])
-                for i, c in enumerate(r)).rstrip())
+            lines.append(
+                "  "
+                + "  ".join(
+                    c.rjust(widths[i]) if numeric[i] else c.ljust(widths[i])
+                    for i, c in enumerate(r)
+                ).rstrip()
+            )
             if j == 0:
                 lines.append("  " + "  ".join("-" * x for x in widths))
     for n in out.notes:
@@ -162,8 +171,9 @@ def _cmd_gaussian(args) -> Output:
 
     given = {k: getattr(args, k) for k in ("sigma", "epsilon", "delta")}
     if sum(v is not None for v in given.values()) != 2:
-        raise CLIError("give exactly two of --sigma, --epsilon, --delta "
-                       "(the third is computed)")
+        raise CLIError(
+            "give exactly two of --sigma, --epsilon, --delta (the third is computed)"
+        )
     s, e, d, sens = args.sigma, args.epsilon, args.delta, args.sensitivity
     rows: list[tuple[str, Any]] = [("sensitivity", sens)]
     if e is None:
@@ -213,8 +223,9 @@ def _cmd_rdp(args) -> Output:
     from dpunlearn.accounting import rdp
 
     if not args.gaussian and not args.subsampled:
-        raise CLIError("give at least one --gaussian SIGMA[:COUNT] or "
-                       "--subsampled Q:SIGMA:COUNT")
+        raise CLIError(
+            "give at least one --gaussian SIGMA[:COUNT] or --subsampled Q:SIGMA:COUNT"
+        )
     orders = rdp.DEFAULT_ORDERS
     curves, counts, table = [], [], []
     for spec in args.gaussian or ():
@@ -232,30 +243,52 @@ def _cmd_rdp(args) -> Output:
             raise CLIError(f"expected COUNT >= 1, got {c}")
     total = rdp.compose_rdp(np.stack(curves), counts)
     eps, order = rdp.rdp_to_dp(orders, total, args.delta, method=args.method)
-    rows = [("delta", args.delta), ("conversion", args.method),
-            ("epsilon (RDP)", float(eps)), ("best order", float(order))]
-    data = {"delta": args.delta, "method": args.method, "epsilon": float(eps),
-            "order": float(order),
-            "mechanisms": [{"mechanism": t[0], "q": None if t[1] == "-" else t[1],
-                            "noise_multiplier": t[2], "count": t[3]} for t in table]}
+    rows = [
+        ("delta", args.delta),
+        ("conversion", args.method),
+        ("epsilon (RDP)", float(eps)),
+        ("best order", float(order)),
+    ]
+    data = {
+        "delta": args.delta,
+        "method": args.method,
+        "epsilon": float(eps),
+        "order": float(order),
+        "mechanisms": [
+            {
+                "mechanism": t[0],
+                "q": None if t[1] == "-" else t[1],
+                "noise_multiplier": t[2],
+                "count": t[3],
+            }
+            for t in table
+        ],
+    }
     notes = []
     if args.pld:
         pld = _pld_epsilon(table, args.delta)
         rows.append(("epsilon (PLD)", pld))
         data["epsilon_pld"] = pld
-    return Output("RDP composition (Mironov 2017; conversion: "
-                  f"{'Canonne-Kamath-Steinke 2020' if args.method == 'improved' else 'Mironov'})",
-                  rows, data, tables=[("mechanisms", ("mechanism", "q", "sigma", "count"),
-                                       table)], notes=notes)
+    return Output(
+        "RDP composition (Mironov 2017; conversion: "
+        f"{'Canonne-Kamath-Steinke 2020' if args.method == 'improved' else 'Mironov'})",
+        rows,
+        data,
+        tables=[("mechanisms", ("mechanism", "q", "sigma", "count"), table)],
+        notes=notes,
+    )
 
 
 def _pld_epsilon(table, delta: float) -> float:
     """PLD ε through dp_accounting (reporting only), via our event types."""
     from dpunlearn.accounting import events as ev
 
-    evs = [ev.GaussianEvent(sigma=s, count=c) if kind == "gaussian"
-           else ev.SubsampledGaussianEvent(q=q, sigma=s, count=c)
-           for kind, q, s, c in table]
+    evs = [
+        ev.GaussianEvent(sigma=s, count=c)
+        if kind == "gaussian"
+        else ev.SubsampledGaussianEvent(q=q, sigma=s, count=c)
+        for kind, q, s, c in table
+    ]
     return ev.epsilon_pld(evs, delta)
 
 
@@ -275,25 +308,36 @@ def _parse_floats(text: str, name: str) -> list[float]:
     try:
         return [float(x) for x in text.replace(",", " ").split()]
     except ValueError:
-        raise CLIError(f"expected {name} to be numbers separated by commas or "
-                       f"spaces, got {text!r}") from None
+        raise CLIError(
+            f"expected {name} to be numbers separated by commas or spaces, got {text!r}"
+        ) from None
 
 
 def _cmd_cr(args) -> Output:
     from dpunlearn.accounting import currencies as cur
 
     c = cur.cr_constant(args.delta)
-    rows: list[tuple[str, Any]] = [("sigma", args.sigma), ("epsilon", args.epsilon),
-                                   ("delta", args.delta), ("c = sqrt(2 ln(1.5/delta))", c)]
-    data: dict[str, Any] = {"sigma": args.sigma, "epsilon": args.epsilon,
-                            "delta": args.delta, "c": c}
+    rows: list[tuple[str, Any]] = [
+        ("sigma", args.sigma),
+        ("epsilon", args.epsilon),
+        ("delta", args.delta),
+        ("c = sqrt(2 ln(1.5/delta))", c),
+    ]
+    data: dict[str, Any] = {
+        "sigma": args.sigma,
+        "epsilon": args.epsilon,
+        "delta": args.delta,
+        "c": c,
+    }
     budgets = {}
     if args.epsilon <= 1.0:
-        budgets["paper"] = cur.cr_budget(sigma=args.sigma, epsilon=args.epsilon,
-                                         delta=args.delta, method="paper")
+        budgets["paper"] = cur.cr_budget(
+            sigma=args.sigma, epsilon=args.epsilon, delta=args.delta, method="paper"
+        )
         rows.append(("budget (paper, sigma*eps/c)", budgets["paper"]))
-    budgets["analytic"] = cur.cr_budget(sigma=args.sigma, epsilon=args.epsilon,
-                                        delta=args.delta, method="analytic")
+    budgets["analytic"] = cur.cr_budget(
+        sigma=args.sigma, epsilon=args.epsilon, delta=args.delta, method="analytic"
+    )
     rows.append(("budget (analytic Gaussian)", budgets["analytic"]))
     data["budget"] = budgets
     notes = []
@@ -307,8 +351,9 @@ def _cmd_cr(args) -> Output:
             with open(args.bounds_file) as f:
                 bounds = _parse_floats(f.read(), "--bounds-file")
         except OSError as e:
-            raise CLIError(f"cannot read --bounds-file: {e.strerror}: {args.bounds_file}",
-                           1) from None
+            raise CLIError(
+                f"cannot read --bounds-file: {e.strerror}: {args.bounds_file}", 1
+            ) from None
     if bounds is not None:
         sup = {k: cur.supported_removals(bounds, b) for k, b in budgets.items()}
         for k, v in sup.items():
@@ -316,8 +361,9 @@ def _cmd_cr(args) -> Output:
         rows.append(("cumulative bound", float(sum(bounds))))
         data["supported_removals"] = sup
         data["cumulative_bound"] = float(sum(bounds))
-    return Output("Certified removal (Guo et al. 2020): residual budget", rows, data,
-                  notes=notes)
+    return Output(
+        "Certified removal (Guo et al. 2020): residual budget", rows, data, notes=notes
+    )
 
 
 def _langevin_constants(args):
@@ -327,8 +373,9 @@ def _langevin_constants(args):
         _need(args, "strong_convexity", "step_size")
         return args.strong_convexity, args.step_size
     _need(args, "lam")
-    m, _, eta = cur.langevin_constants(n=args.n, lam=args.lam,
-                                       loss_smoothness=args.loss_smoothness)
+    m, _, eta = cur.langevin_constants(
+        n=args.n, lam=args.lam, loss_smoothness=args.loss_smoothness
+    )
     return m, eta
 
 
@@ -338,17 +385,28 @@ def _cmd_langevin(args) -> Output:
     _need(args, "n", "sigma")
     m, eta = _langevin_constants(args)
     delta = args.delta if args.delta is not None else 1.0 / args.n
-    cfg = cur.LangevinConfig(strong_convexity=m, step_size=eta, sigma=args.sigma,
-                             gradient_clip=args.gradient_clip, n=args.n,
-                             conversion=args.conversion, max_order=args.max_order)
+    cfg = cur.LangevinConfig(
+        strong_convexity=m,
+        step_size=eta,
+        sigma=args.sigma,
+        gradient_clip=args.gradient_clip,
+        n=args.n,
+        conversion=args.conversion,
+        max_order=args.max_order,
+    )
     if args.steps is None and args.target_epsilon is None:
         raise CLIError("give --steps K, --target-epsilon E, or both")
     state = cur.langevin_init()
     table = []
     for s in range(1, args.requests + 1):
         if args.steps is None:
-            k = cur.langevin_min_steps(state, cfg, removed=args.removed,
-                                       target_epsilon=args.target_epsilon, delta=delta)
+            k = cur.langevin_min_steps(
+                state,
+                cfg,
+                removed=args.removed,
+                target_epsilon=args.target_epsilon,
+                delta=delta,
+            )
         else:
             k = args.steps
         state = cur.langevin_update(state, removed=args.removed, steps=k)
@@ -360,18 +418,36 @@ def _cmd_langevin(args) -> Output:
     header = ["request", "removed", "steps", "epsilon", "order"]
     if args.target_epsilon is not None:
         header.append("certified")
-    rows = [("n", args.n), ("strong convexity m", m), ("step size eta", eta),
-            ("sigma", args.sigma), ("gradient clip M", args.gradient_clip),
-            ("delta", delta), ("conversion", args.conversion)]
+    rows = [
+        ("n", args.n),
+        ("strong convexity m", m),
+        ("step size eta", eta),
+        ("sigma", args.sigma),
+        ("gradient clip M", args.gradient_clip),
+        ("delta", delta),
+        ("conversion", args.conversion),
+    ]
     if args.target_epsilon is not None:
         rows.append(("target epsilon", args.target_epsilon))
-    data = {"n": args.n, "strong_convexity": m, "step_size": eta, "sigma": args.sigma,
-            "gradient_clip": args.gradient_clip, "delta": delta,
-            "conversion": args.conversion, "target_epsilon": args.target_epsilon,
-            "requests": [dict(zip(header, r)) for r in table]}
-    return Output("Langevin unlearning (Chien et al. 2024): Renyi recursion", rows, data,
-                  tables=[("per request (weak triangle inequality across requests)",
-                           header, table)])
+    data = {
+        "n": args.n,
+        "strong_convexity": m,
+        "step_size": eta,
+        "sigma": args.sigma,
+        "gradient_clip": args.gradient_clip,
+        "delta": delta,
+        "conversion": args.conversion,
+        "target_epsilon": args.target_epsilon,
+        "requests": [dict(zip(header, r)) for r in table],
+    }
+    return Output(
+        "Langevin unlearning (Chien et al. 2024): Renyi recursion",
+        rows,
+        data,
+        tables=[
+            ("per request (weak triangle inequality across requests)", header, table)
+        ],
+    )
 
 
 def _cmd_wsgd(args) -> Output:
@@ -381,11 +457,18 @@ def _cmd_wsgd(args) -> Output:
     m, eta = _langevin_constants(args)
     delta = args.delta if args.delta is not None else 1.0 / args.n
     b = args.batch_size if args.batch_size is not None else args.n
-    cfg = cur.WassersteinConfig(strong_convexity=m, step_size=eta, sigma=args.sigma,
-                                gradient_clip=args.gradient_clip, n=args.n, batch_size=b,
-                                projection_radius=args.projection_radius,
-                                bound=args.bound, conversion=args.conversion,
-                                max_order=args.max_order)
+    cfg = cur.WassersteinConfig(
+        strong_convexity=m,
+        step_size=eta,
+        sigma=args.sigma,
+        gradient_clip=args.gradient_clip,
+        n=args.n,
+        batch_size=b,
+        projection_radius=args.projection_radius,
+        bound=args.bound,
+        conversion=args.conversion,
+        max_order=args.max_order,
+    )
     if args.epochs is None and args.target_epsilon is None:
         raise CLIError("give --epochs K, --target-epsilon E, or both")
     zb = cfg.step_radius(args.removed)
@@ -393,8 +476,13 @@ def _cmd_wsgd(args) -> Output:
     table = []
     for s in range(1, args.requests + 1):
         if args.epochs is None:
-            k = cur.wsgd_min_epochs(state, cfg, removed=args.removed,
-                                    target_epsilon=args.target_epsilon, delta=delta)
+            k = cur.wsgd_min_epochs(
+                state,
+                cfg,
+                removed=args.removed,
+                target_epsilon=args.target_epsilon,
+                delta=delta,
+            )
         else:
             k = args.epochs
         state = cur.wsgd_update(state, cfg, removed=args.removed, epochs=k)
@@ -406,130 +494,219 @@ def _cmd_wsgd(args) -> Output:
     header = ["request", "epochs", "Z before", "Z after", "epsilon", "order"]
     if args.target_epsilon is not None:
         header.append("certified")
-    rows = [("n", args.n), ("batch size b", b), ("strong convexity m", m),
-            ("step size eta", eta), ("contraction c", cfg.contraction),
-            ("Z_B (per request)", zb), ("sigma", args.sigma), ("delta", delta),
-            ("bound", args.bound)]
-    data = {"n": args.n, "batch_size": b, "strong_convexity": m, "step_size": eta,
-            "contraction": cfg.contraction, "z_b": zb, "sigma": args.sigma,
-            "delta": delta, "bound": args.bound, "target_epsilon": args.target_epsilon,
-            "requests": [dict(zip(header, r)) for r in table]}
+    rows = [
+        ("n", args.n),
+        ("batch size b", b),
+        ("strong convexity m", m),
+        ("step size eta", eta),
+        ("contraction c", cfg.contraction),
+        ("Z_B (per request)", zb),
+        ("sigma", args.sigma),
+        ("delta", delta),
+        ("bound", args.bound),
+    ]
+    data = {
+        "n": args.n,
+        "batch_size": b,
+        "strong_convexity": m,
+        "step_size": eta,
+        "contraction": cfg.contraction,
+        "z_b": zb,
+        "sigma": args.sigma,
+        "delta": delta,
+        "bound": args.bound,
+        "target_epsilon": args.target_epsilon,
+        "requests": [dict(zip(header, r)) for r in table],
+    }
     if args.target_epsilon is not None and args.epochs is not None:
-        mx = cur.wsgd_max_requests(cfg, removed=args.removed, epochs=args.epochs,
-                                   target_epsilon=args.target_epsilon, delta=delta)
+        mx = cur.wsgd_max_requests(
+            cfg,
+            removed=args.removed,
+            epochs=args.epochs,
+            target_epsilon=args.target_epsilon,
+            delta=delta,
+        )
         rows.append(("max requests at these epochs", mx))
         data["max_requests"] = mx
-    return Output("Noisy-SGD unlearning (Chien et al. 2024): W-infinity recursion",
-                  rows, data, tables=[("per request: Z <- c^(Kn/b) Z + Z_B", header,
-                                       table)])
+    return Output(
+        "Noisy-SGD unlearning (Chien et al. 2024): W-infinity recursion",
+        rows,
+        data,
+        tables=[("per request: Z <- c^(Kn/b) Z + Z_B", header, table)],
+    )
 
 
 def _cmd_sekhari(args) -> Output:
     from dpunlearn.accounting import currencies as cur
 
-    kw = dict(hessian_lipschitz=args.hessian_lipschitz, lipschitz=args.lipschitz,
-              strong_convexity=args.strong_convexity, n=args.n)
-    rows: list[tuple[str, Any]] = [("n", args.n), ("epsilon", args.epsilon),
-                                   ("delta", args.delta)]
+    kw = dict(
+        hessian_lipschitz=args.hessian_lipschitz,
+        lipschitz=args.lipschitz,
+        strong_convexity=args.strong_convexity,
+        n=args.n,
+    )
+    rows: list[tuple[str, Any]] = [
+        ("n", args.n),
+        ("epsilon", args.epsilon),
+        ("delta", args.delta),
+    ]
     data: dict[str, Any] = {"n": args.n, "epsilon": args.epsilon, "delta": args.delta}
     if args.capacity is not None:
         g = cur.sekhari_gamma(capacity=args.capacity, tight=args.tight, **kw)
         rows += [("capacity m", args.capacity), ("gamma", g)]
         data.update(capacity=args.capacity, gamma=g)
-        methods = ["classic", "zcdp", "analytic"] if args.epsilon <= 1 else ["zcdp",
-                                                                            "analytic"]
+        methods = (
+            ["classic", "zcdp", "analytic"]
+            if args.epsilon <= 1
+            else ["zcdp", "analytic"]
+        )
         for meth in methods:
-            s = cur.sekhari_sigma(args.epsilon, args.delta, capacity=args.capacity,
-                                  method=meth, tight=args.tight, **kw)
+            s = cur.sekhari_sigma(
+                args.epsilon,
+                args.delta,
+                capacity=args.capacity,
+                method=meth,
+                tight=args.tight,
+                **kw,
+            )
             rows.append((f"sigma ({meth})", s))
             data[f"sigma_{meth}"] = s
     if args.sigma is not None:
-        mx = cur.sekhari_max_deletions(args.sigma, args.epsilon, args.delta,
-                                       method=args.method, **kw)
+        mx = cur.sekhari_max_deletions(
+            args.sigma, args.epsilon, args.delta, method=args.method, **kw
+        )
         rows.append((f"max deletions at sigma={args.sigma:g} ({args.method})", mx))
         data["max_deletions"] = mx
     if args.dim is not None or args.excess_risk is not None:
         _need(args, "dim", "excess_risk")
-        cap = cur.sekhari_capacity(n=args.n, dim=args.dim, epsilon=args.epsilon,
-                                   delta=args.delta, strong_convexity=args.strong_convexity,
-                                   lipschitz=args.lipschitz,
-                                   hessian_lipschitz=args.hessian_lipschitz,
-                                   excess_risk=args.excess_risk)
+        cap = cur.sekhari_capacity(
+            n=args.n,
+            dim=args.dim,
+            epsilon=args.epsilon,
+            delta=args.delta,
+            strong_convexity=args.strong_convexity,
+            lipschitz=args.lipschitz,
+            hessian_lipschitz=args.hessian_lipschitz,
+            excess_risk=args.excess_risk,
+        )
         rows.append((f"deletion capacity (excess risk {args.excess_risk:g})", cap))
         data["deletion_capacity"] = cap
     if len(rows) == 3:
         raise CLIError("give --capacity M, --sigma S, or --dim D --excess-risk A")
-    return Output("Sekhari et al. 2021: Newton step + Gaussian output noise", rows, data)
+    return Output(
+        "Sekhari et al. 2021: Newton step + Gaussian output noise", rows, data
+    )
 
 
 def _cmd_d2d(args) -> Output:
     from dpunlearn.accounting import currencies as cur
 
-    kw = dict(lipschitz=args.lipschitz, strong_convexity=args.strong_convexity,
-              smoothness=args.smoothness, n=args.n)
+    kw = dict(
+        lipschitz=args.lipschitz,
+        strong_convexity=args.strong_convexity,
+        smoothness=args.smoothness,
+        n=args.n,
+    )
     gamma = cur.d2d_contraction(args.strong_convexity, args.smoothness)
-    rows: list[tuple[str, Any]] = [("n", args.n), ("contraction gamma", gamma),
-                                   ("epsilon", args.epsilon), ("delta", args.delta)]
-    data: dict[str, Any] = {"n": args.n, "contraction": gamma, "epsilon": args.epsilon,
-                            "delta": args.delta}
+    rows: list[tuple[str, Any]] = [
+        ("n", args.n),
+        ("contraction gamma", gamma),
+        ("epsilon", args.epsilon),
+        ("delta", args.delta),
+    ]
+    data: dict[str, Any] = {
+        "n": args.n,
+        "contraction": gamma,
+        "epsilon": args.epsilon,
+        "delta": args.delta,
+    }
     if args.iterations is not None:
         sens = cur.d2d_sensitivity(iterations=args.iterations, **kw)
         rows += [("iterations I", args.iterations), ("sensitivity Delta", sens)]
         data.update(iterations=args.iterations, sensitivity=sens)
         for v in ("paper", "tight", "analytic"):
-            s = cur.d2d_sigma(args.epsilon, args.delta, iterations=args.iterations,
-                              variant=v, **kw)
+            s = cur.d2d_sigma(
+                args.epsilon, args.delta, iterations=args.iterations, variant=v, **kw
+            )
             rows.append((f"sigma ({v})", s))
             data[f"sigma_{v}"] = s
         if args.diameter is not None:
-            t = cur.d2d_initial_iterations(iterations=args.iterations,
-                                           diameter=args.diameter, **kw)
+            t = cur.d2d_initial_iterations(
+                iterations=args.iterations, diameter=args.diameter, **kw
+            )
             rows.append(("initial training iterations T", t))
             data["initial_iterations"] = t
     if args.sigma is not None:
-        i = cur.d2d_min_iterations(args.sigma, args.epsilon, args.delta,
-                                   variant=args.variant, **kw)
+        i = cur.d2d_min_iterations(
+            args.sigma, args.epsilon, args.delta, variant=args.variant, **kw
+        )
         rows.append((f"min iterations at sigma={args.sigma:g} ({args.variant})", i))
         data["min_iterations"] = i
     if args.dim is not None:
-        imin = cur.d2d_strong_min_iterations(args.epsilon, args.delta, dim=args.dim,
-                                             strong_convexity=args.strong_convexity,
-                                             smoothness=args.smoothness)
-        i1 = cur.d2d_strong_iterations(1, iterations=imin, dim=args.dim, delta=args.delta,
-                                       strong_convexity=args.strong_convexity,
-                                       smoothness=args.smoothness)
+        imin = cur.d2d_strong_min_iterations(
+            args.epsilon,
+            args.delta,
+            dim=args.dim,
+            strong_convexity=args.strong_convexity,
+            smoothness=args.smoothness,
+        )
+        i1 = cur.d2d_strong_iterations(
+            1,
+            iterations=imin,
+            dim=args.dim,
+            delta=args.delta,
+            strong_convexity=args.strong_convexity,
+            smoothness=args.smoothness,
+        )
         s1 = cur.d2d_strong_sigma(args.epsilon, args.delta, iterations=i1, **kw)
-        rows += [("strong: min iterations I", imin), ("strong: I_1", i1),
-                 ("strong: sigma_1", s1)]
+        rows += [
+            ("strong: min iterations I", imin),
+            ("strong: I_1", i1),
+            ("strong: sigma_1", s1),
+        ]
         data["strong"] = {"min_iterations": imin, "iterations_1": i1, "sigma_1": s1}
     if len(rows) == 4:
         raise CLIError("give --iterations I, --sigma S, or --dim D")
-    return Output("Descent-to-Delete (Neel et al. 2021): per-release noise "
-                  "(nothing accumulates)", rows, data)
+    return Output(
+        "Descent-to-Delete (Neel et al. 2021): per-release noise (nothing accumulates)",
+        rows,
+        data,
+    )
 
 
 def _cmd_extractor(args) -> Output:
     from dpunlearn.accounting import currencies as cur
 
-    kw = dict(extractor_epsilon=args.extractor_epsilon,
-              extractor_delta=args.extractor_delta, head_epsilon=args.head_epsilon,
-              head_delta=args.head_delta)
+    kw = dict(
+        extractor_epsilon=args.extractor_epsilon,
+        extractor_delta=args.extractor_delta,
+        head_epsilon=args.head_epsilon,
+        head_delta=args.head_delta,
+    )
     rows: list[tuple[str, Any]] = [(k.replace("_", " "), v) for k, v in kw.items()]
     data: dict[str, Any] = dict(kw)
     if args.removals is not None:
         e, d = cur.extractor_head_epsilon(args.removals, **kw)
-        rows += [("removals k", args.removals), ("total epsilon", e), ("total delta", d)]
+        rows += [
+            ("removals k", args.removals),
+            ("total epsilon", e),
+            ("total delta", d),
+        ]
         data.update(removals=args.removals, epsilon=e, delta=d)
     if args.target_epsilon is not None or args.target_delta is not None:
         _need(args, "target_epsilon", "target_delta")
-        mx = cur.extractor_max_removals(target_epsilon=args.target_epsilon,
-                                        target_delta=args.target_delta, **kw)
+        mx = cur.extractor_max_removals(
+            target_epsilon=args.target_epsilon, target_delta=args.target_delta, **kw
+        )
         rows.append(("max removals within target", mx))
         data["max_removals"] = mx
     if len(rows) == 4:
         raise CLIError("give --removals K or --target-epsilon E --target-delta D")
-    return Output("DP feature extractor + certified head (group privacy + composition)",
-                  rows, data)
+    return Output(
+        "DP feature extractor + certified head (group privacy + composition)",
+        rows,
+        data,
+    )
 
 
 def _cmd_ledger(args) -> Output:
@@ -540,8 +717,10 @@ def _cmd_ledger(args) -> Output:
         if args.repair:
             t = L.repair_torn_tail(args.path)
             if t is not None:
-                notes.append(f"repaired: {t.length} torn bytes at offset {t.offset} moved "
-                             f"to {args.path}.torn-{t.offset}")
+                notes.append(
+                    f"repaired: {t.length} torn bytes at offset {t.offset} moved "
+                    f"to {args.path}.torn-{t.offset}"
+                )
         summary, torn = L.replay_file(args.path, allow_torn=args.allow_torn)
         setup = L.parse_config(L.read_ledger(args.path).entries[0])
     except FileNotFoundError:
@@ -554,42 +733,80 @@ def _cmd_ledger(args) -> Output:
     d["path"] = args.path
     d["target"] = {"epsilon": setup.target_epsilon, "delta": setup.target_delta}
     d["dp_budget"] = setup.dp_epsilon
-    d["torn_tail"] = None if torn is None else {"offset": torn.offset,
-                                                "length": torn.length}
+    d["torn_tail"] = (
+        None if torn is None else {"offset": torn.offset, "length": torn.length}
+    )
     u = summary.unlearning
-    rows = [("currency", summary.currency), ("entries", summary.num_entries),
-            ("releases", summary.num_releases), ("retrains", summary.num_retrains),
-            ("requests (total)", summary.num_requests),
-            ("requests since retrain", summary.requests_since_retrain),
-            ("points removed (total)", summary.total_removed)]
+    rows = [
+        ("currency", summary.currency),
+        ("entries", summary.num_entries),
+        ("releases", summary.num_releases),
+        ("retrains", summary.num_retrains),
+        ("requests (total)", summary.num_requests),
+        ("requests since retrain", summary.requests_since_retrain),
+        ("points removed (total)", summary.total_removed),
+    ]
     table = [
-        ("U: unlearning certificate (resets on retrain)", u.certified, u.epsilon, u.delta,
-         f"{_fmt(u.used)} / {_fmt(u.budget)} {u.unit}", u.remaining),
-        ("D: DP of all releases (never resets)",
-         setup.dp_epsilon is None or summary.dp_epsilon <= setup.dp_epsilon,
-         summary.dp_epsilon, summary.dp_delta,
-         f"{_fmt(summary.dp_epsilon)} / {_fmt(setup.dp_epsilon)} epsilon",
-         (setup.dp_epsilon - summary.dp_epsilon) if setup.dp_epsilon is not None
-         else None),
+        (
+            "U: unlearning certificate (resets on retrain)",
+            u.certified,
+            u.epsilon,
+            u.delta,
+            f"{_fmt(u.used)} / {_fmt(u.budget)} {u.unit}",
+            u.remaining,
+        ),
+        (
+            "D: DP of all releases (never resets)",
+            setup.dp_epsilon is None or summary.dp_epsilon <= setup.dp_epsilon,
+            summary.dp_epsilon,
+            summary.dp_delta,
+            f"{_fmt(summary.dp_epsilon)} / {_fmt(setup.dp_epsilon)} epsilon",
+            (setup.dp_epsilon - summary.dp_epsilon)
+            if setup.dp_epsilon is not None
+            else None,
+        ),
     ]
     if args.pld:
         got = L.read_ledger(args.path)
         n = 1 + summary.num_entries
         pld = L.dp_epsilon_pld(got.entries[:n], summary.dp_delta)
-        table.append(("D via PLD (dp_accounting, reporting only)",
-                      setup.dp_epsilon is None or pld <= setup.dp_epsilon, pld,
-                      summary.dp_delta, "-", None))
+        table.append(
+            (
+                "D via PLD (dp_accounting, reporting only)",
+                setup.dp_epsilon is None or pld <= setup.dp_epsilon,
+                pld,
+                summary.dp_delta,
+                "-",
+                None,
+            )
+        )
         d["dp"]["epsilon_pld"] = pld if math.isfinite(pld) else "inf"
     if summary.non_private_entries:
-        notes.append("D is infinite: entries " + ", ".join(map(str,
-                     summary.non_private_entries)) + " declare no DP mechanism.")
+        notes.append(
+            "D is infinite: entries "
+            + ", ".join(map(str, summary.non_private_entries))
+            + " declare no DP mechanism."
+        )
     code = 0
     if torn is not None:
-        notes.append(f"warning: torn last line at byte offset {torn.offset} "
-                     f"({torn.length} bytes) not replayed; --repair sets it aside.")
-    return Output(f"Ledger {args.path}", rows, d,
-                  tables=[("", ("ledger", "ok", "epsilon", "delta", "used / budget",
-                                "remaining"), table)], code=code, notes=notes)
+        notes.append(
+            f"warning: torn last line at byte offset {torn.offset} "
+            f"({torn.length} bytes) not replayed; --repair sets it aside."
+        )
+    return Output(
+        f"Ledger {args.path}",
+        rows,
+        d,
+        tables=[
+            (
+                "",
+                ("ledger", "ok", "epsilon", "delta", "used / budget", "remaining"),
+                table,
+            )
+        ],
+        code=code,
+        notes=notes,
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -599,14 +816,18 @@ def _cmd_ledger(args) -> Output:
 
 def _add_budget(subparsers: argparse._SubParsersAction) -> None:
     bp = subparsers.add_parser(
-        "budget", help="privacy budgets: mechanisms, unlearning currencies, ledgers",
+        "budget",
+        help="privacy budgets: mechanisms, unlearning currencies, ledgers",
         description="Privacy-budget calculators for mechanisms, unlearning currencies "
-                    "and ledger files.")
+        "and ledger files.",
+    )
     sub = bp.add_subparsers(dest="budget_command", metavar="WHAT")
     sub.required = True
 
-    p = sub.add_parser("gaussian", help="exact Gaussian mechanism: give two of "
-                       "sigma/epsilon/delta, get the third")
+    p = sub.add_parser(
+        "gaussian",
+        help="exact Gaussian mechanism: give two of sigma/epsilon/delta, get the third",
+    )
     p.add_argument("--sigma", type=float)
     p.add_argument("--epsilon", type=float)
     p.add_argument("--delta", type=float)
@@ -614,7 +835,9 @@ def _add_budget(subparsers: argparse._SubParsersAction) -> None:
     _common(p)
     p.set_defaults(func=_cmd_gaussian)
 
-    p = sub.add_parser("rdp", help="compose Gaussian / subsampled-Gaussian releases in RDP")
+    p = sub.add_parser(
+        "rdp", help="compose Gaussian / subsampled-Gaussian releases in RDP"
+    )
     p.add_argument("--gaussian", action="append", metavar="SIGMA[:COUNT]")
     p.add_argument("--subsampled", action="append", metavar="Q:SIGMA:COUNT")
     p.add_argument("--delta", type=float, required=True)
@@ -623,7 +846,9 @@ def _add_budget(subparsers: argparse._SubParsersAction) -> None:
     _common(p)
     p.set_defaults(func=_cmd_rdp)
 
-    p = sub.add_parser("subsampled-gaussian", help="DP-SGD: Poisson-subsampled Gaussian")
+    p = sub.add_parser(
+        "subsampled-gaussian", help="DP-SGD: Poisson-subsampled Gaussian"
+    )
     p.add_argument("--q", type=float, required=True, help="sampling rate")
     p.add_argument("--sigma", type=float, required=True, help="noise multiplier")
     p.add_argument("--steps", type=int, required=True)
@@ -643,14 +868,23 @@ def _add_budget(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_cr)
 
     for name, fn, unit, hlp in (
-            ("langevin", _cmd_langevin, "steps", "Langevin unlearning (Renyi recursion)"),
-            ("wsgd", _cmd_wsgd, "epochs", "noisy-SGD unlearning (W-infinity recursion)")):
+        ("langevin", _cmd_langevin, "steps", "Langevin unlearning (Renyi recursion)"),
+        ("wsgd", _cmd_wsgd, "epochs", "noisy-SGD unlearning (W-infinity recursion)"),
+    ):
         p = sub.add_parser(name, help=hlp)
         p.add_argument("--n", type=int, required=True, help="dataset size")
-        p.add_argument("--lam", type=float, help="L2 strength; m = lam*n, "
-                       "eta = 1/(loss_smoothness + lam*n) as in the authors' code")
-        p.add_argument("--loss-smoothness", type=float, default=0.25,
-                       help="smoothness of the loss (1/4: logistic, |x|<=1)")
+        p.add_argument(
+            "--lam",
+            type=float,
+            help="L2 strength; m = lam*n, "
+            "eta = 1/(loss_smoothness + lam*n) as in the authors' code",
+        )
+        p.add_argument(
+            "--loss-smoothness",
+            type=float,
+            default=0.25,
+            help="smoothness of the loss (1/4: logistic, |x|<=1)",
+        )
         p.add_argument("--strong-convexity", type=float, help="m (with --step-size)")
         p.add_argument("--step-size", type=float, help="eta (with --strong-convexity)")
         p.add_argument("--sigma", type=float, required=True)
@@ -660,7 +894,9 @@ def _add_budget(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument(f"--{unit}", type=int, help=f"{unit} per request")
         p.add_argument("--requests", type=int, default=1)
         p.add_argument("--target-epsilon", type=float)
-        p.add_argument("--conversion", choices=("classic", "improved"), default="classic")
+        p.add_argument(
+            "--conversion", choices=("classic", "improved"), default="classic"
+        )
         p.add_argument("--max-order", type=float, default=1e4)
         if name == "wsgd":
             p.add_argument("--batch-size", type=int, help="default n (full batch)")
@@ -679,7 +915,9 @@ def _add_budget(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--capacity", type=int, help="m: deletions to certify")
     p.add_argument("--tight", action="store_true", help="gamma_tight")
     p.add_argument("--sigma", type=float, help="report the max deletions at this sigma")
-    p.add_argument("--method", choices=("classic", "zcdp", "analytic"), default="classic")
+    p.add_argument(
+        "--method", choices=("classic", "zcdp", "analytic"), default="classic"
+    )
     p.add_argument("--dim", type=int)
     p.add_argument("--excess-risk", type=float)
     _common(p)
@@ -713,12 +951,21 @@ def _add_budget(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("ledger", help="summarise / replay a ledger file")
     p.add_argument("path")
-    p.add_argument("--allow-torn", action="store_true",
-                   help="summarise the complete entries of a file with a torn last line")
-    p.add_argument("--repair", action="store_true",
-                   help="move a torn last line to PATH.torn-OFFSET, then summarise")
-    p.add_argument("--pld", action="store_true",
-                   help="also report the D ledger through dp_accounting's PLD")
+    p.add_argument(
+        "--allow-torn",
+        action="store_true",
+        help="summarise the complete entries of a file with a torn last line",
+    )
+    p.add_argument(
+        "--repair",
+        action="store_true",
+        help="move a torn last line to PATH.torn-OFFSET, then summarise",
+    )
+    p.add_argument(
+        "--pld",
+        action="store_true",
+        help="also report the D ledger through dp_accounting's PLD",
+    )
     _common(p)
     p.set_defaults(func=_cmd_ledger)
 
@@ -734,8 +981,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every registered command."""
     parser = _Parser(prog=PROG, description="Certified and DP machine unlearning.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND",
-                                parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for add in COMMANDS.values():
         add(sub)
@@ -755,13 +1001,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except OSError as e:
-        print(f"{PROG}: error: {e.strerror or e}: {getattr(e, 'filename', '')}",
-              file=sys.stderr)
+        print(
+            f"{PROG}: error: {e.strerror or e}: {getattr(e, 'filename', '')}",
+            file=sys.stderr,
+        )
         return 1
     if isinstance(out, int):
         return out
-    text = (json.dumps(_jsonable(out.data), indent=2, sort_keys=True)
-            if getattr(args, "json", False) else _render(out))
+    text = (
+        json.dumps(_jsonable(out.data), indent=2, sort_keys=True)
+        if getattr(args, "json", False)
+        else _render(out)
+    )
     try:
         print(text)
         sys.stdout.flush()

@@ -25,8 +25,11 @@ def run_json(capsys, *argv):
 
 
 def sub(*argv, console=False):
-    cmd = ([shutil.which("dpunlearn")] if console
-           else [sys.executable, "-m", "dpunlearn.cli"]) + list(argv)
+    cmd = (
+        [shutil.which("dpunlearn")]
+        if console
+        else [sys.executable, "-m", "dpunlearn.cli"]
+    ) + list(argv)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
 
 
@@ -50,11 +53,22 @@ def test_module_entry_point_bad_delta_is_one_line_error():
     assert "delta" in lines[0] and "Traceback" not in p.stderr
 
 
-@pytest.mark.skipif(shutil.which("dpunlearn") is None,
-                    reason="console script not installed (pip install -e .)")
+@pytest.mark.skipif(
+    shutil.which("dpunlearn") is None,
+    reason="console script not installed (pip install -e .)",
+)
 def test_console_script_table_and_missing_ledger(tmp_path):
-    p = sub("budget", "certified-removal", "--sigma", "10", "--epsilon", "1", "--delta",
-            "1e-4", console=True)
+    p = sub(
+        "budget",
+        "certified-removal",
+        "--sigma",
+        "10",
+        "--epsilon",
+        "1",
+        "--delta",
+        "1e-4",
+        console=True,
+    )
     assert p.returncode == 0, p.stderr
     assert "2.280301" in p.stdout and "3.139025" in p.stdout and "4.385386" in p.stdout
     p = sub("budget", "ledger", str(tmp_path / "nope.jsonl"), console=True)
@@ -73,21 +87,44 @@ def test_gaussian_three_ways(capsys):
     assert d["sigma_analytic"] == pytest.approx(3.7306316348159374, abs=1e-6)
     d = run_json(capsys, "budget", "gaussian", "--epsilon", "0.5", "--delta", "1e-5")
     assert d["sigma_classic"] > d["sigma_analytic"]
-    d = run_json(capsys, "budget", "gaussian", "--sigma", "1", "--epsilon",
-                 "4.377178095681137")
+    d = run_json(
+        capsys, "budget", "gaussian", "--sigma", "1", "--epsilon", "4.377178095681137"
+    )
     assert d["delta"] == pytest.approx(1e-5, rel=1e-6)
-    code, out, err = run(capsys, "budget", "gaussian", "--sigma", "1")
+    code, _out, err = run(capsys, "budget", "gaussian", "--sigma", "1")
     assert code == 2 and "exactly two" in err
 
 
 def test_rdp_and_subsampled(capsys):
     d = run_json(capsys, "budget", "rdp", "--gaussian", "4:5", "--delta", "1e-5")
     assert d["epsilon"] == pytest.approx(2.451506386226333, rel=1e-6)  # JSON rdp fold
-    d = run_json(capsys, "budget", "rdp", "--gaussian", "1", "--gaussian", "2",
-                 "--gaussian", "3", "--delta", "1e-5")
+    d = run_json(
+        capsys,
+        "budget",
+        "rdp",
+        "--gaussian",
+        "1",
+        "--gaussian",
+        "2",
+        "--gaussian",
+        "3",
+        "--delta",
+        "1e-5",
+    )
     assert d["epsilon"] == pytest.approx(5.649975380499999, rel=1e-6)
-    d = run_json(capsys, "budget", "subsampled-gaussian", "--q", "0.01", "--sigma", "1.1",
-                 "--steps", "1000", "--delta", "1e-5")
+    d = run_json(
+        capsys,
+        "budget",
+        "subsampled-gaussian",
+        "--q",
+        "0.01",
+        "--sigma",
+        "1.1",
+        "--steps",
+        "1000",
+        "--delta",
+        "1e-5",
+    )
     assert d["epsilon"] == pytest.approx(1.7117701662429012, rel=1e-4)
     code, _, err = run(capsys, "budget", "rdp", "--gaussian", "4:x", "--delta", "1e-5")
     assert code == 2 and "SIGMA[:COUNT]" in err
@@ -99,55 +136,198 @@ def test_rdp_and_subsampled(capsys):
 
 
 def test_certified_removal_json_and_bounds(capsys):
-    d = run_json(capsys, "budget", "certified-removal", "--sigma", "10", "--epsilon", "1",
-                 "--delta", "1e-4", "--bounds", "0.5,0.5,0.5,0.5,0.5,0.5,0.5")
+    d = run_json(
+        capsys,
+        "budget",
+        "certified-removal",
+        "--sigma",
+        "10",
+        "--epsilon",
+        "1",
+        "--delta",
+        "1e-4",
+        "--bounds",
+        "0.5,0.5,0.5,0.5,0.5,0.5,0.5",
+    )
     assert d["budget"]["paper"] == pytest.approx(2.2803009464393384, rel=1e-12)
     assert d["supported_removals"] == {"paper": 4, "analytic": 6}
-    d = run_json(capsys, "budget", "certified-removal", "--sigma", "10", "--epsilon", "2",
-                 "--delta", "1e-4")
+    d = run_json(
+        capsys,
+        "budget",
+        "certified-removal",
+        "--sigma",
+        "10",
+        "--epsilon",
+        "2",
+        "--delta",
+        "1e-4",
+    )
     assert "paper" not in d["budget"] and d["budget"]["analytic"] > 0
 
 
 def test_langevin_sequence_and_kmin(capsys):
-    d = run_json(capsys, "budget", "langevin", "--n", "10000", "--lam", "1e-6", "--sigma",
-                 "0.03", "--steps", "1000", "--requests", "3", "--delta", "1e-4")
+    d = run_json(
+        capsys,
+        "budget",
+        "langevin",
+        "--n",
+        "10000",
+        "--lam",
+        "1e-6",
+        "--sigma",
+        "0.03",
+        "--steps",
+        "1000",
+        "--requests",
+        "3",
+        "--delta",
+        "1e-4",
+    )
     eps = [r["epsilon"] for r in d["requests"]]
-    assert eps == pytest.approx([0.2908325543767548, 0.43149635515624285,
-                                 0.5090403178533414], rel=1e-6)
-    d = run_json(capsys, "budget", "langevin", "--n", "11982", "--lam", "1e-6", "--sigma",
-                 "0.03", "--removed", "100", "--target-epsilon", "1")
+    assert eps == pytest.approx(
+        [0.2908325543767548, 0.43149635515624285, 0.5090403178533414], rel=1e-6
+    )
+    d = run_json(
+        capsys,
+        "budget",
+        "langevin",
+        "--n",
+        "11982",
+        "--lam",
+        "1e-6",
+        "--sigma",
+        "0.03",
+        "--removed",
+        "100",
+        "--target-epsilon",
+        "1",
+    )
     assert d["requests"][0]["steps"] == 1997 and d["requests"][0]["certified"]
-    code, out, _ = run(capsys, "budget", "langevin", "--n", "10000", "--lam", "1e-6",
-                       "--sigma", "0.03", "--steps", "1000", "--requests", "3",
-                       "--delta", "1e-4")
+    code, out, _ = run(
+        capsys,
+        "budget",
+        "langevin",
+        "--n",
+        "10000",
+        "--lam",
+        "1e-6",
+        "--sigma",
+        "0.03",
+        "--steps",
+        "1000",
+        "--requests",
+        "3",
+        "--delta",
+        "1e-4",
+    )
     assert code == 0 and "0.5090403" in out and "request" in out
 
 
 def test_wsgd_sekhari_d2d_extractor(capsys):
-    d = run_json(capsys, "budget", "wsgd", "--n", "10000", "--lam", "1e-6", "--sigma",
-                 "0.03", "--epochs", "50", "--requests", "3", "--delta", "1e-4",
-                 "--target-epsilon", "1")
+    d = run_json(
+        capsys,
+        "budget",
+        "wsgd",
+        "--n",
+        "10000",
+        "--lam",
+        "1e-6",
+        "--sigma",
+        "0.03",
+        "--epochs",
+        "50",
+        "--requests",
+        "3",
+        "--delta",
+        "1e-4",
+        "--target-epsilon",
+        "1",
+    )
     assert [r["epsilon"] for r in d["requests"]] == pytest.approx(
-        [0.20644038058368974, 0.23567277329586078, 0.2397897755458317], rel=1e-6)
+        [0.20644038058368974, 0.23567277329586078, 0.2397897755458317], rel=1e-6
+    )
     assert d["max_requests"] == "inf"
-    d = run_json(capsys, "budget", "wsgd", "--n", "11982", "--lam", "1e-6", "--sigma",
-                 "0.03", "--batch-size", "128", "--epochs", "1")
+    d = run_json(
+        capsys,
+        "budget",
+        "wsgd",
+        "--n",
+        "11982",
+        "--lam",
+        "1e-6",
+        "--sigma",
+        "0.03",
+        "--batch-size",
+        "128",
+        "--epochs",
+        "1",
+    )
     assert d["z_b"] == pytest.approx(0.0604, abs=5e-5)
-    d = run_json(capsys, "budget", "sekhari", "--n", "10000", "--strong-convexity",
-                 "0.01", "--lipschitz", "1", "--hessian-lipschitz",
-                 str(1 / (6 * 3**0.5)), "--capacity", "1", "--epsilon", "1",
-                 "--delta", "1e-5")
+    d = run_json(
+        capsys,
+        "budget",
+        "sekhari",
+        "--n",
+        "10000",
+        "--strong-convexity",
+        "0.01",
+        "--lipschitz",
+        "1",
+        "--hessian-lipschitz",
+        str(1 / (6 * 3**0.5)),
+        "--capacity",
+        "1",
+        "--epsilon",
+        "1",
+        "--delta",
+        "1e-5",
+    )
     assert d["sigma_classic"] == pytest.approx(9.324e-3, rel=5e-4)
     assert d["sigma_analytic"] == pytest.approx(7.180e-3, rel=5e-4)
-    d = run_json(capsys, "budget", "d2d", "--n", "1000", "--strong-convexity", "0.1",
-                 "--smoothness", "0.35", "--lipschitz", "1", "--iterations", "2",
-                 "--epsilon", "1", "--delta", "1e-5", "--diameter", "2", "--dim", "10")
+    d = run_json(
+        capsys,
+        "budget",
+        "d2d",
+        "--n",
+        "1000",
+        "--strong-convexity",
+        "0.1",
+        "--smoothness",
+        "0.35",
+        "--lipschitz",
+        "1",
+        "--iterations",
+        "2",
+        "--epsilon",
+        "1",
+        "--delta",
+        "1e-5",
+        "--diameter",
+        "2",
+        "--dim",
+        "10",
+    )
     assert d["sigma_paper"] == pytest.approx(0.1750, abs=5e-5)
     assert d["initial_iterations"] == 10 and d["strong"]["iterations_1"] == 13
-    d = run_json(capsys, "budget", "dp-extractor", "--extractor-epsilon", "0.1",
-                 "--extractor-delta", "1e-5", "--head-epsilon", "1", "--head-delta",
-                 "1e-4", "--removals", "10", "--target-epsilon", "2", "--target-delta",
-                 "1e-3")
+    d = run_json(
+        capsys,
+        "budget",
+        "dp-extractor",
+        "--extractor-epsilon",
+        "0.1",
+        "--extractor-delta",
+        "1e-5",
+        "--head-epsilon",
+        "1",
+        "--head-delta",
+        "1e-4",
+        "--removals",
+        "10",
+        "--target-epsilon",
+        "2",
+        "--target-delta",
+        "1e-3",
+    )
     assert d["epsilon"] == pytest.approx(2.0) and d["max_removals"] == 10
 
 
@@ -157,21 +337,86 @@ def test_wsgd_sekhari_d2d_extractor(capsys):
         (["gaussian", "--sigma", "1", "--delta", "1"], "delta"),
         (["gaussian", "--sigma", "0", "--delta", "0.1"], "sigma"),
         (["gaussian", "--epsilon", "-1", "--delta", "0.1"], "epsilon"),
-        (["certified-removal", "--sigma", "-1", "--epsilon", "1", "--delta", "1e-5"],
-         "sigma"),
-        (["langevin", "--n", "100", "--lam", "1e-3", "--sigma", "0", "--steps", "1"],
-         "sigma"),
-        (["wsgd", "--n", "100", "--lam", "1e-3", "--sigma", "1", "--epochs", "1",
-          "--batch-size", "1000"], "batch_size"),
-        (["sekhari", "--n", "10", "--strong-convexity", "1", "--lipschitz", "1",
-          "--hessian-lipschitz", "1", "--capacity", "6", "--epsilon", "1", "--delta",
-          "1e-5"], "capacity"),
-        (["d2d", "--n", "10", "--strong-convexity", "1", "--smoothness", "0.5",
-          "--lipschitz", "1", "--iterations", "1", "--epsilon", "1", "--delta", "1e-5"],
-         "smoothness"),
-        (["dp-extractor", "--extractor-epsilon", "0", "--extractor-delta", "0",
-          "--head-epsilon", "1", "--head-delta", "0", "--removals", "1"],
-         "extractor_epsilon"),
+        (
+            ["certified-removal", "--sigma", "-1", "--epsilon", "1", "--delta", "1e-5"],
+            "sigma",
+        ),
+        (
+            ["langevin", "--n", "100", "--lam", "1e-3", "--sigma", "0", "--steps", "1"],
+            "sigma",
+        ),
+        (
+            [
+                "wsgd",
+                "--n",
+                "100",
+                "--lam",
+                "1e-3",
+                "--sigma",
+                "1",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "1000",
+            ],
+            "batch_size",
+        ),
+        (
+            [
+                "sekhari",
+                "--n",
+                "10",
+                "--strong-convexity",
+                "1",
+                "--lipschitz",
+                "1",
+                "--hessian-lipschitz",
+                "1",
+                "--capacity",
+                "6",
+                "--epsilon",
+                "1",
+                "--delta",
+                "1e-5",
+            ],
+            "capacity",
+        ),
+        (
+            [
+                "d2d",
+                "--n",
+                "10",
+                "--strong-convexity",
+                "1",
+                "--smoothness",
+                "0.5",
+                "--lipschitz",
+                "1",
+                "--iterations",
+                "1",
+                "--epsilon",
+                "1",
+                "--delta",
+                "1e-5",
+            ],
+            "smoothness",
+        ),
+        (
+            [
+                "dp-extractor",
+                "--extractor-epsilon",
+                "0",
+                "--extractor-delta",
+                "0",
+                "--head-epsilon",
+                "1",
+                "--head-delta",
+                "0",
+                "--removals",
+                "1",
+            ],
+            "extractor_epsilon",
+        ),
         (["langevin", "--n", "100", "--lam", "1e-3", "--sigma", "1"], "--steps"),
     ],
 )
@@ -213,9 +458,15 @@ def test_register_command(capsys):
 
 
 def _ledger(tmp_path):
-    led = L.Ledger.create(tmp_path / "model.jsonl", currency="certified_removal",
-                          params=dict(sigma=10.0), target_epsilon=1.0, target_delta=1e-4,
-                          dp_epsilon=5.0, dp_delta=1e-5)
+    led = L.Ledger.create(
+        tmp_path / "model.jsonl",
+        currency="certified_removal",
+        params=dict(sigma=10.0),
+        target_epsilon=1.0,
+        target_delta=1e-4,
+        dp_epsilon=5.0,
+        dp_delta=1e-5,
+    )
     led.train(dp=[L.gaussian_release(4.0)])
     for _ in range(4):
         led.request(dp=[L.gaussian_release(4.0)], residual_bound=0.5)

@@ -21,15 +21,22 @@ M_LOGISTIC = 1.0 / (6.0 * math.sqrt(3.0))  # |ℓ'''| bound of the logistic loss
 
 def langevin_cfg(n=10_000, lam=1e-6, sigma=0.03, **kw):
     m, _, eta = cur.langevin_constants(n=n, lam=lam, loss_smoothness=0.25)
-    return cur.LangevinConfig(strong_convexity=m, step_size=eta, sigma=sigma,
-                              gradient_clip=1.0, n=n, **kw)
+    return cur.LangevinConfig(
+        strong_convexity=m, step_size=eta, sigma=sigma, gradient_clip=1.0, n=n, **kw
+    )
 
 
 def wsgd_cfg(n=10_000, lam=1e-6, sigma=0.03, batch_size=None, **kw):
     m, _, eta = cur.langevin_constants(n=n, lam=lam, loss_smoothness=0.25)
-    return cur.WassersteinConfig(strong_convexity=m, step_size=eta, sigma=sigma,
-                                 gradient_clip=1.0, n=n,
-                                 batch_size=batch_size or n, **kw)
+    return cur.WassersteinConfig(
+        strong_convexity=m,
+        step_size=eta,
+        sigma=sigma,
+        gradient_clip=1.0,
+        n=n,
+        batch_size=batch_size or n,
+        **kw,
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -40,13 +47,17 @@ def wsgd_cfg(n=10_000, lam=1e-6, sigma=0.03, batch_size=None, **kw):
 def test_cr_reference_values():
     # algorithms.md §1.5 / §9 and JSON `certified_removal_budget`.
     assert cur.cr_constant(1e-4) == pytest.approx(4.385, abs=5e-4)
-    assert cur.cr_budget(sigma=10, epsilon=1, delta=1e-4) == pytest.approx(2.280, abs=5e-4)
+    assert cur.cr_budget(sigma=10, epsilon=1, delta=1e-4) == pytest.approx(
+        2.280, abs=5e-4
+    )
     assert cur.cr_constant(1e-5) == pytest.approx(4.882, abs=5e-4)
     assert cur.cr_budget(sigma=10, epsilon=1, delta=1e-5) == pytest.approx(
-        2.048218080181754, rel=1e-12)
+        2.048218080181754, rel=1e-12
+    )
     # algorithms.md §11.7: the analytic Gaussian allows 3.139 at delta=1e-4.
-    assert cur.cr_budget(sigma=10, epsilon=1, delta=1e-4, method="analytic") == \
-        pytest.approx(3.139, abs=5e-4)
+    assert cur.cr_budget(
+        sigma=10, epsilon=1, delta=1e-4, method="analytic"
+    ) == pytest.approx(3.139, abs=5e-4)
 
 
 @HSET
@@ -60,7 +71,9 @@ def test_cr_budgets_are_valid_and_analytic_never_overshoots(sigma, eps, logd):
     assert mech.gaussian_delta(eps, sigma=sigma, sensitivity=analytic) <= delta
     # The analytic budget is the largest one (tight), so at least the paper's.
     assert analytic >= paper
-    assert mech.gaussian_delta(eps, sigma=sigma, sensitivity=analytic * (1 + 1e-6)) > delta
+    assert (
+        mech.gaussian_delta(eps, sigma=sigma, sensitivity=analytic * (1 + 1e-6)) > delta
+    )
 
 
 def test_cr_paper_method_refuses_large_epsilon():
@@ -76,9 +89,11 @@ def test_cr_paper_method_refuses_large_epsilon():
 def test_cr_sigma_and_epsilon_invert_budget(method):
     beta = cur.cr_budget(sigma=7.0, epsilon=0.5, delta=1e-6, method=method)
     assert cur.cr_sigma(beta, epsilon=0.5, delta=1e-6, method=method) == pytest.approx(
-        7.0, rel=1e-9)
+        7.0, rel=1e-9
+    )
     assert cur.cr_epsilon(beta, sigma=7.0, delta=1e-6, method=method) == pytest.approx(
-        0.5, rel=1e-6)
+        0.5, rel=1e-6
+    )
     assert cur.cr_epsilon(0.0, sigma=7.0, delta=1e-6, method=method) == 0.0
 
 
@@ -117,7 +132,8 @@ def test_cr_state_accumulates_and_resets():
     assert not r.certified and r.epsilon == math.inf and r.remaining < 0
     s = cur.cr_reset(s)
     assert s == cur.cr_init() and cur.cr_report(s, cfg).remaining == pytest.approx(
-        cfg.budget)
+        cfg.budget
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -127,33 +143,53 @@ def test_cr_state_accumulates_and_resets():
 
 def test_sekhari_reference_values():
     # algorithms.md §12.1 worked example and §12.5 test vectors.
-    kw = dict(hessian_lipschitz=M_LOGISTIC, lipschitz=1, strong_convexity=0.01, n=10_000)
+    kw = dict(
+        hessian_lipschitz=M_LOGISTIC, lipschitz=1, strong_convexity=0.01, n=10_000
+    )
     assert cur.sekhari_gamma(capacity=1, **kw) == pytest.approx(1.925e-3, rel=5e-4)
     assert cur.sekhari_gamma(capacity=10, **kw) == pytest.approx(0.1925, rel=5e-4)
-    assert cur.sekhari_gamma(capacity=1, tight=True, **kw) == pytest.approx(4.812e-4,
-                                                                            rel=5e-4)
-    assert cur.sekhari_gamma(capacity=10, tight=True, **kw) == pytest.approx(4.821e-2,
-                                                                             rel=5e-4)
-    assert cur.sekhari_sigma(1.0, 1e-5, capacity=1, **kw) == pytest.approx(9.324e-3,
-                                                                           rel=5e-4)
-    assert cur.sekhari_sigma(1.0, 1e-5, capacity=10, method="analytic", **kw) == \
-        pytest.approx(0.7180, rel=5e-4)
+    assert cur.sekhari_gamma(capacity=1, tight=True, **kw) == pytest.approx(
+        4.812e-4, rel=5e-4
+    )
+    assert cur.sekhari_gamma(capacity=10, tight=True, **kw) == pytest.approx(
+        4.821e-2, rel=5e-4
+    )
+    assert cur.sekhari_sigma(1.0, 1e-5, capacity=1, **kw) == pytest.approx(
+        9.324e-3, rel=5e-4
+    )
+    assert cur.sekhari_sigma(
+        1.0, 1e-5, capacity=10, method="analytic", **kw
+    ) == pytest.approx(0.7180, rel=5e-4)
     kw2 = dict(hessian_lipschitz=M_LOGISTIC, lipschitz=2, strong_convexity=0.1, n=1000)
     assert cur.sekhari_gamma(capacity=5, **kw2) == pytest.approx(1.925e-2, rel=5e-4)
-    assert cur.sekhari_sigma(0.5, 1e-6, capacity=5, **kw2) == pytest.approx(0.2040,
-                                                                             rel=5e-4)
-    assert cur.sekhari_sigma(0.5, 1e-6, capacity=5, method="analytic", **kw2) == \
-        pytest.approx(0.1551, rel=5e-4)
-    cap = dict(n=100_000, epsilon=1, delta=1e-5, strong_convexity=0.1, lipschitz=1,
-               hessian_lipschitz=M_LOGISTIC, excess_risk=0.01)
+    assert cur.sekhari_sigma(0.5, 1e-6, capacity=5, **kw2) == pytest.approx(
+        0.2040, rel=5e-4
+    )
+    assert cur.sekhari_sigma(
+        0.5, 1e-6, capacity=5, method="analytic", **kw2
+    ) == pytest.approx(0.1551, rel=5e-4)
+    cap = dict(
+        n=100_000,
+        epsilon=1,
+        delta=1e-5,
+        strong_convexity=0.1,
+        lipschitz=1,
+        hessian_lipschitz=M_LOGISTIC,
+        excess_risk=0.01,
+    )
     assert cur.sekhari_capacity(dim=100, **cap) == 103
     assert cur.sekhari_capacity(dim=1600, **cap) == 51
 
 
 @pytest.mark.parametrize("eps", [0.1, 0.5, 0.9, 1.0])
 def test_classic_calibration_at_eps_up_to_one_is_valid(eps):
-    kw = dict(hessian_lipschitz=M_LOGISTIC, lipschitz=1, strong_convexity=0.01,
-              n=10_000, capacity=3)
+    kw = dict(
+        hessian_lipschitz=M_LOGISTIC,
+        lipschitz=1,
+        strong_convexity=0.01,
+        n=10_000,
+        capacity=3,
+    )
     gamma = cur.sekhari_gamma(**kw)
     for method in ("classic", "zcdp", "analytic"):
         s = cur.sekhari_sigma(eps, 1e-5, method=method, **kw)
@@ -163,8 +199,9 @@ def test_classic_calibration_at_eps_up_to_one_is_valid(eps):
 
 
 def test_sekhari_max_deletions_never_overshoots():
-    kw = dict(hessian_lipschitz=M_LOGISTIC, lipschitz=1, strong_convexity=0.01,
-              n=10_000)
+    kw = dict(
+        hessian_lipschitz=M_LOGISTIC, lipschitz=1, strong_convexity=0.01, n=10_000
+    )
     for sigma in (0.01, 0.3, 0.9324, 2.0):
         m = cur.sekhari_max_deletions(sigma, 1.0, 1e-5, **kw)
         if m >= 1:
@@ -182,8 +219,9 @@ def test_sekhari_state():
     assert not cur.sekhari_report(s, cfg).certified
     assert cur.sekhari_reset(s).num_deleted == 0
     with pytest.raises(ValueError, match="capacity"):
-        cur.sekhari_gamma(hessian_lipschitz=1, lipschitz=1, strong_convexity=1, n=10,
-                          capacity=6)
+        cur.sekhari_gamma(
+            hessian_lipschitz=1, lipschitz=1, strong_convexity=1, n=10, capacity=6
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -193,10 +231,18 @@ def test_sekhari_state():
 # algorithms.md §3 table (MNIST-3v8 constants, delta = 1/n), with the §12.2
 # correction for I=2, eps=2 (0.6315, not 0.632).
 D2D_TABLE = {
-    (1, 0.5): 5.105, (1, 1.0): 2.585, (1, 2.0): 1.324,
-    (2, 0.5): 2.436, (2, 1.0): 1.233, (2, 2.0): 0.6315,
-    (5, 0.5): 0.843, (5, 1.0): 0.427, (5, 2.0): 0.219,
-    (100, 0.5): 5.18e-5, (100, 1.0): 2.62e-5, (100, 2.0): 1.34e-5,
+    (1, 0.5): 5.105,
+    (1, 1.0): 2.585,
+    (1, 2.0): 1.324,
+    (2, 0.5): 2.436,
+    (2, 1.0): 1.233,
+    (2, 2.0): 0.6315,
+    (5, 0.5): 0.843,
+    (5, 1.0): 0.427,
+    (5, 2.0): 0.219,
+    (100, 0.5): 5.18e-5,
+    (100, 1.0): 2.62e-5,
+    (100, 2.0): 1.34e-5,
 }
 
 
@@ -205,20 +251,33 @@ def test_d2d_table(key):
     n = 11_982
     m = 1e-6 * n
     i, eps = key
-    s = cur.d2d_sigma(eps, 1 / n, lipschitz=1, strong_convexity=m, smoothness=0.25 + m,
-                      n=n, iterations=i)
+    s = cur.d2d_sigma(
+        eps,
+        1 / n,
+        lipschitz=1,
+        strong_convexity=m,
+        smoothness=0.25 + m,
+        n=n,
+        iterations=i,
+    )
     expected = D2D_TABLE[key]
-    assert s == pytest.approx(expected, abs=0.51 * 10 ** (math.floor(math.log10(expected)) - 2)
-                              if expected < 1 else 5e-4)
+    assert s == pytest.approx(
+        expected,
+        abs=0.51 * 10 ** (math.floor(math.log10(expected)) - 2)
+        if expected < 1
+        else 5e-4,
+    )
 
 
 def test_d2d_worked_example():
     kw = dict(lipschitz=1, strong_convexity=0.1, smoothness=0.35, n=1000, iterations=2)
     assert cur.d2d_sigma(1.0, 1e-5, **kw) == pytest.approx(0.1750, abs=5e-5)
-    assert cur.d2d_sigma(1.0, 1e-5, variant="tight", **kw) == pytest.approx(8.751e-2,
-                                                                            abs=5e-6)
+    assert cur.d2d_sigma(1.0, 1e-5, variant="tight", **kw) == pytest.approx(
+        8.751e-2, abs=5e-6
+    )
     assert cur.d2d_sigma(1.0, 1e-5, variant="analytic", **kw) == pytest.approx(
-        6.662e-2, abs=5e-6)
+        6.662e-2, abs=5e-6
+    )
     assert cur.d2d_sensitivity(**kw) == pytest.approx(1.786e-2, abs=5e-6)
     assert cur.d2d_initial_iterations(diameter=2, **kw) == 10
     geo = dict(strong_convexity=0.1, smoothness=0.35)
@@ -226,16 +285,18 @@ def test_d2d_worked_example():
     assert imin == 8
     i1 = cur.d2d_strong_iterations(1, iterations=imin, dim=10, delta=1e-5, **geo)
     assert i1 == 13
-    assert cur.d2d_strong_sigma(1.0, 1e-5, lipschitz=1, n=1000, iterations=i1, **geo) == \
-        pytest.approx(3.988e-4, abs=5e-7)
+    assert cur.d2d_strong_sigma(
+        1.0, 1e-5, lipschitz=1, n=1000, iterations=i1, **geo
+    ) == pytest.approx(3.988e-4, abs=5e-7)
 
 
 @pytest.mark.parametrize("variant", ["paper", "tight", "analytic"])
 def test_d2d_epsilon_inverts_sigma_and_min_iterations(variant):
     kw = dict(lipschitz=1, strong_convexity=0.1, smoothness=0.35, n=1000)
     s = cur.d2d_sigma(0.7, 1e-6, iterations=3, variant=variant, **kw)
-    assert cur.d2d_epsilon(s, 1e-6, iterations=3, variant=variant, **kw) == \
-        pytest.approx(0.7, rel=1e-6)
+    assert cur.d2d_epsilon(
+        s, 1e-6, iterations=3, variant=variant, **kw
+    ) == pytest.approx(0.7, rel=1e-6)
     i = cur.d2d_min_iterations(0.05, 0.7, 1e-6, variant=variant, **kw)
     assert cur.d2d_sigma(0.7, 1e-6, iterations=i, variant=variant, **kw) <= 0.05
     if i > 1:
@@ -243,8 +304,16 @@ def test_d2d_epsilon_inverts_sigma_and_min_iterations(variant):
 
 
 def test_d2d_state_only_n_shrinks():
-    cfg = cur.D2DConfig(sigma=0.17502, epsilon=1.0, delta=1e-5, lipschitz=1,
-                        strong_convexity=0.1, smoothness=0.35, n=1000, iterations=2)
+    cfg = cur.D2DConfig(
+        sigma=0.17502,
+        epsilon=1.0,
+        delta=1e-5,
+        lipschitz=1,
+        strong_convexity=0.1,
+        smoothness=0.35,
+        n=1000,
+        iterations=2,
+    )
     s = cur.d2d_init()
     assert cur.d2d_report(s, cfg).epsilon == 0.0
     s = cur.d2d_update(s)
@@ -265,8 +334,9 @@ def test_langevin_reference_values():
     # JSON langevin_unlearning_K0 / K1000 / sequential_3req: rel 1e-6.
     cfg = langevin_cfg()
     s0 = cur.langevin_update(cur.langevin_init(), removed=1, steps=0)
-    assert cur.langevin_epsilon(s0, cfg, 1e-4)[0] == pytest.approx(0.40909167894715015,
-                                                                   rel=1e-6)
+    assert cur.langevin_epsilon(s0, cfg, 1e-4)[0] == pytest.approx(
+        0.40909167894715015, rel=1e-6
+    )
     s = cur.langevin_init()
     expected = [0.2908325543767548, 0.43149635515624285, 0.5090403178533414]
     for e in expected:
@@ -285,8 +355,13 @@ def test_langevin_table_algorithms_md_section_9():
         assert eps == pytest.approx(expected, rel=2e-3)
     for target, ks in ((1.0, (778, 1997, 3136)), (0.5, (2208, 4461, 6609))):
         for removed, k in zip((10, 100, 1000), ks):
-            got = cur.langevin_min_steps(cur.langevin_init(), cfg, removed=removed,
-                                         target_epsilon=target, delta=1 / n)
+            got = cur.langevin_min_steps(
+                cur.langevin_init(),
+                cfg,
+                removed=removed,
+                target_epsilon=target,
+                delta=1 / n,
+            )
             assert got == k
             # never overshoots, and is the smallest
             s = cur.langevin_update(cur.langevin_init(), removed=removed, steps=got)
@@ -310,8 +385,12 @@ def test_langevin_rdp_is_vectorised_recursion():
     def rec(a, j):  # ε_j(a), j = 1..3, straight from the formula
         if j == 1:
             return math.exp(-rate * s.steps[0] / a) * eps0(a)
-        return (math.exp(-rate * s.steps[j - 1] / a) * (a - 0.5) / (a - 1)
-                * (eps0(2 * a) + rec(2 * a, j - 1)))
+        return (
+            math.exp(-rate * s.steps[j - 1] / a)
+            * (a - 0.5)
+            / (a - 1)
+            * (eps0(2 * a) + rec(2 * a, j - 1))
+        )
 
     np.testing.assert_allclose(got, [rec(a, 3) for a in orders], rtol=1e-12)
 
@@ -321,10 +400,12 @@ def test_langevin_rdp_is_vectorised_recursion():
 def test_langevin_monotone_in_steps(k1, k2):
     cfg = langevin_cfg()
     lo, hi = sorted((k1, k2))
-    e_lo = cur.langevin_epsilon(cur.langevin_update(cur.langevin_init(), removed=1,
-                                                    steps=lo), cfg, 1e-4)[0]
-    e_hi = cur.langevin_epsilon(cur.langevin_update(cur.langevin_init(), removed=1,
-                                                    steps=hi), cfg, 1e-4)[0]
+    e_lo = cur.langevin_epsilon(
+        cur.langevin_update(cur.langevin_init(), removed=1, steps=lo), cfg, 1e-4
+    )[0]
+    e_hi = cur.langevin_epsilon(
+        cur.langevin_update(cur.langevin_init(), removed=1, steps=hi), cfg, 1e-4
+    )[0]
     assert e_hi <= e_lo * (1 + 1e-12)
 
 
@@ -333,21 +414,26 @@ def test_langevin_improved_conversion_is_tighter_and_requests_limit():
     s = cur.langevin_init()
     for _ in range(3):
         s = cur.langevin_update(s, removed=1, steps=1000)
-        assert cur.langevin_epsilon(s, improved, 1e-4)[0] < \
-            cur.langevin_epsilon(s, classic, 1e-4)[0]
-    m = cur.langevin_max_requests(classic, removed=1, steps=1000, target_epsilon=0.5,
-                                  delta=1e-4)
+        assert (
+            cur.langevin_epsilon(s, improved, 1e-4)[0]
+            < cur.langevin_epsilon(s, classic, 1e-4)[0]
+        )
+    m = cur.langevin_max_requests(
+        classic, removed=1, steps=1000, target_epsilon=0.5, delta=1e-4
+    )
     assert m == 2  # 0.2908, 0.4315 <= 0.5 < 0.5090
     with pytest.raises(ValueError, match="target_epsilon"):
-        cur.langevin_min_steps(cur.langevin_init(), classic, removed=1,
-                               target_epsilon=1e-4, delta=1e-4)
+        cur.langevin_min_steps(
+            cur.langevin_init(), classic, removed=1, target_epsilon=1e-4, delta=1e-4
+        )
 
 
 @pytest.mark.parametrize("requests", [1, 3])
 def test_min_sigma_never_overshoots(requests):
     lcfg, wcfg = langevin_cfg(), wsgd_cfg()
-    s = cur.langevin_min_sigma(lcfg, removed=1, steps=1000, target_epsilon=0.3,
-                               delta=1e-4, requests=requests)
+    s = cur.langevin_min_sigma(
+        lcfg, removed=1, steps=1000, target_epsilon=0.3, delta=1e-4, requests=requests
+    )
 
     def lang_worst(sigma):
         cfg = langevin_cfg(sigma=sigma)
@@ -358,15 +444,18 @@ def test_min_sigma_never_overshoots(requests):
         return worst
 
     assert lang_worst(s) <= 0.3 < lang_worst(s * (1 - 1e-6))
-    w = cur.wsgd_min_sigma(wcfg, removed=1, epochs=50, target_epsilon=0.2, delta=1e-4,
-                           requests=requests)
+    w = cur.wsgd_min_sigma(
+        wcfg, removed=1, epochs=50, target_epsilon=0.2, delta=1e-4, requests=requests
+    )
     st_ = cur.wsgd_init()
     for _ in range(requests):
         st_ = cur.wsgd_update(st_, wcfg, removed=1, epochs=50)
     assert cur.wsgd_epsilon(st_, wsgd_cfg(sigma=w), 1e-4)[0] <= 0.2
     assert cur.wsgd_epsilon(st_, wsgd_cfg(sigma=w * (1 - 1e-6)), 1e-4)[0] > 0.2
     with pytest.raises(ValueError, match="target_epsilon"):
-        cur.langevin_min_sigma(lcfg, removed=1, steps=10, target_epsilon=1e-5, delta=1e-4)
+        cur.langevin_min_sigma(
+            lcfg, removed=1, steps=10, target_epsilon=1e-5, delta=1e-4
+        )
 
 
 @HSET
@@ -374,8 +463,12 @@ def test_min_sigma_never_overshoots(requests):
 def test_wsgd_and_cr_monotone(k1, k2, r):
     cfg = wsgd_cfg()
     lo, hi = sorted((k1, k2))
-    e = [cur.wsgd_epsilon(cur.wsgd_update(cur.wsgd_init(), cfg, removed=1, epochs=k),
-                          cfg, 1e-4)[0] for k in (lo, hi)]
+    e = [
+        cur.wsgd_epsilon(
+            cur.wsgd_update(cur.wsgd_init(), cfg, removed=1, epochs=k), cfg, 1e-4
+        )[0]
+        for k in (lo, hi)
+    ]
     assert e[1] <= e[0] * (1 + 1e-12)
     a = cur.cr_epsilon(r, sigma=10.0, delta=1e-4, method="analytic")
     b = cur.cr_epsilon(r + 0.1, sigma=10.0, delta=1e-4, method="analytic")
@@ -406,12 +499,14 @@ def test_wsgd_step_radius_values():
         assert cfg.step_radius(1) == pytest.approx(zb, abs=5e-5 if b < n else 5e-6)
         assert cfg.step_radius(3) == pytest.approx(3 * cfg.step_radius(1), rel=1e-12)
         # algorithms.md §4.2: one removal at eps=1 needs K = 1, 1, 2 epochs.
-        k = cur.wsgd_min_epochs(cur.wsgd_init(), cfg, removed=1, target_epsilon=1.0,
-                                delta=1 / n)
+        k = cur.wsgd_min_epochs(
+            cur.wsgd_init(), cfg, removed=1, target_epsilon=1.0, delta=1 / n
+        )
         assert k == (2 if b == n else 1)
     full = wsgd_cfg(n=n)
-    assert full.step_radius(1) == pytest.approx(2.0 / (full.strong_convexity * n),
-                                                rel=1e-9)
+    assert full.step_radius(1) == pytest.approx(
+        2.0 / (full.strong_convexity * n), rel=1e-9
+    )
     capped = wsgd_cfg(n=n, projection_radius=0.001)
     assert capped.step_radius(1) == 0.002
 
@@ -426,11 +521,19 @@ def test_wsgd_recursion_and_fixed_point():
         z = decay * z + cfg.step_radius(1)
         assert s.pre_radius == pytest.approx(z, rel=1e-12)
     assert z == pytest.approx(cfg.step_radius(1) / (1 - decay), rel=1e-9)
-    assert cur.wsgd_max_requests(cfg, removed=1, epochs=50, target_epsilon=0.25,
-                                 delta=1e-4) == math.inf
+    assert (
+        cur.wsgd_max_requests(
+            cfg, removed=1, epochs=50, target_epsilon=0.25, delta=1e-4
+        )
+        == math.inf
+    )
     # Below the fixed point's epsilon the count is finite: 0.2064, 0.2357 <= 0.236
-    assert cur.wsgd_max_requests(cfg, removed=1, epochs=50, target_epsilon=0.236,
-                                 delta=1e-4) == 2
+    assert (
+        cur.wsgd_max_requests(
+            cfg, removed=1, epochs=50, target_epsilon=0.236, delta=1e-4
+        )
+        == 2
+    )
 
 
 def test_wsgd_tight_bound_below_loose_and_min_epochs_never_overshoots():
@@ -454,8 +557,9 @@ def test_wsgd_tight_bound_below_loose_and_min_epochs_never_overshoots():
 
 
 def test_extractor_head_composition_and_max_removals():
-    kw = dict(extractor_epsilon=0.1, extractor_delta=1e-5, head_epsilon=1.0,
-              head_delta=1e-4)
+    kw = dict(
+        extractor_epsilon=0.1, extractor_delta=1e-5, head_epsilon=1.0, head_delta=1e-4
+    )
     e, d = cur.extractor_head_epsilon(10, **kw)
     ge, gd = mech.group_privacy(0.1, 1e-5, 10)
     assert (e, d) == pytest.approx((ge + 1.0, gd + 1e-4), rel=1e-12)
@@ -468,14 +572,22 @@ def test_extractor_head_composition_and_max_removals():
     assert e > 2.0 or d > 1e-3
     # δ can bind before ε: tiny δ target
     k2 = cur.extractor_max_removals(target_epsilon=100.0, target_delta=2e-4, **kw)
-    assert cur.extractor_head_epsilon(k2, **kw)[1] <= 2e-4 < \
-        cur.extractor_head_epsilon(k2 + 1, **kw)[1]
+    assert (
+        cur.extractor_head_epsilon(k2, **kw)[1]
+        <= 2e-4
+        < cur.extractor_head_epsilon(k2 + 1, **kw)[1]
+    )
 
 
 def test_extractor_state_head_retrain_keeps_group():
     head = cur.CertifiedRemovalConfig(sigma=10, epsilon=1.0, delta=1e-4)
-    cfg = cur.ExtractorHeadConfig(extractor_epsilon=0.1, extractor_delta=1e-5,
-                                  head=head, target_epsilon=2.0, target_delta=1e-3)
+    cfg = cur.ExtractorHeadConfig(
+        extractor_epsilon=0.1,
+        extractor_delta=1e-5,
+        head=head,
+        target_epsilon=2.0,
+        target_delta=1e-3,
+    )
     s = cur.extractor_init()
     for _ in range(3):
         s = cur.extractor_update(s, 0.5)
@@ -512,23 +624,61 @@ def test_minimise_over_orders_matches_zcdp_closed_form(rho):
         (lambda: cur.cr_budget(sigma=1.0, epsilon=1, delta=1.0), "delta"),
         (lambda: cur.cr_budget(sigma=1.0, epsilon=1, delta=1e-5, method="x"), "method"),
         (lambda: langevin_cfg(sigma=-0.1), "sigma"),
-        (lambda: cur.LangevinConfig(strong_convexity=1, step_size=2, sigma=1,
-                                    gradient_clip=1, n=10), "step_size"),
-        (lambda: cur.langevin_update(cur.langevin_init(), removed=0, steps=1), "removed"),
-        (lambda: cur.langevin_update(cur.langevin_init(), removed=1, steps=-1), "steps"),
+        (
+            lambda: cur.LangevinConfig(
+                strong_convexity=1, step_size=2, sigma=1, gradient_clip=1, n=10
+            ),
+            "step_size",
+        ),
+        (
+            lambda: cur.langevin_update(cur.langevin_init(), removed=0, steps=1),
+            "removed",
+        ),
+        (
+            lambda: cur.langevin_update(cur.langevin_init(), removed=1, steps=-1),
+            "steps",
+        ),
         (lambda: wsgd_cfg(batch_size=20_000), "batch_size"),
         (lambda: wsgd_cfg(bound="medium"), "bound"),
         (lambda: cur.d2d_contraction(1.0, 0.5), "smoothness"),
-        (lambda: cur.d2d_sigma(1.0, 1e-5, lipschitz=1, strong_convexity=0.1,
-                               smoothness=0.35, n=0, iterations=1), "n"),
-        (lambda: cur.sekhari_sigma(1.0, 2.0, hessian_lipschitz=1, lipschitz=1,
-                                   strong_convexity=1, n=10, capacity=1), "delta"),
-        (lambda: cur.extractor_head_epsilon(-1, extractor_epsilon=1, extractor_delta=0,
-                                            head_epsilon=1, head_delta=0), "num_removed"),
-        (lambda: cur.minimise_over_orders(lambda a: a, 1e-5, max_order=1.0),
-         "max_order"),
-        (lambda: cur.minimise_over_orders(lambda a: a, 1e-5, conversion="x"),
-         "conversion"),
+        (
+            lambda: cur.d2d_sigma(
+                1.0,
+                1e-5,
+                lipschitz=1,
+                strong_convexity=0.1,
+                smoothness=0.35,
+                n=0,
+                iterations=1,
+            ),
+            "n",
+        ),
+        (
+            lambda: cur.sekhari_sigma(
+                1.0,
+                2.0,
+                hessian_lipschitz=1,
+                lipschitz=1,
+                strong_convexity=1,
+                n=10,
+                capacity=1,
+            ),
+            "delta",
+        ),
+        (
+            lambda: cur.extractor_head_epsilon(
+                -1, extractor_epsilon=1, extractor_delta=0, head_epsilon=1, head_delta=0
+            ),
+            "num_removed",
+        ),
+        (
+            lambda: cur.minimise_over_orders(lambda a: a, 1e-5, max_order=1.0),
+            "max_order",
+        ),
+        (
+            lambda: cur.minimise_over_orders(lambda a: a, 1e-5, conversion="x"),
+            "conversion",
+        ),
     ],
 )
 def test_bad_input_names_the_argument(call, name):

@@ -24,18 +24,37 @@ def _langevin_params(n=10_000):
 
 
 CONFIGS = {
-    "certified_removal": dict(params=dict(sigma=10.0, method="paper"),
-                              target_epsilon=1.0, target_delta=1e-4),
+    "certified_removal": dict(
+        params=dict(sigma=10.0, method="paper"), target_epsilon=1.0, target_delta=1e-4
+    ),
     "sekhari": dict(params=dict(capacity=3), target_epsilon=1.0, target_delta=1e-5),
-    "d2d": dict(params=dict(sigma=0.18, lipschitz=1.0, strong_convexity=0.1,
-                            smoothness=0.35, n=1000, iterations=2),
-                target_epsilon=1.0, target_delta=1e-5),
+    "d2d": dict(
+        params=dict(
+            sigma=0.18,
+            lipschitz=1.0,
+            strong_convexity=0.1,
+            smoothness=0.35,
+            n=1000,
+            iterations=2,
+        ),
+        target_epsilon=1.0,
+        target_delta=1e-5,
+    ),
     "langevin": dict(params=_langevin_params(), target_epsilon=0.5, target_delta=1e-4),
-    "wsgd": dict(params=dict(_langevin_params(), batch_size=10_000), target_epsilon=0.5,
-                 target_delta=1e-4),
-    "dp_extractor": dict(params=dict(extractor_epsilon=0.1, extractor_delta=1e-6,
-                                     head=dict(sigma=10.0, epsilon=1.0, delta=1e-4)),
-                         target_epsilon=2.0, target_delta=1e-3),
+    "wsgd": dict(
+        params=dict(_langevin_params(), batch_size=10_000),
+        target_epsilon=0.5,
+        target_delta=1e-4,
+    ),
+    "dp_extractor": dict(
+        params=dict(
+            extractor_epsilon=0.1,
+            extractor_delta=1e-6,
+            head=dict(sigma=10.0, epsilon=1.0, delta=1e-4),
+        ),
+        target_epsilon=2.0,
+        target_delta=1e-3,
+    ),
 }
 REQUEST = {
     "certified_removal": dict(residual_bound=0.4),
@@ -75,7 +94,8 @@ def test_live_summary_equals_replay_and_retrain_resets_u_only(tmp_path, currency
     if currency != "d2d":  # D2D has nothing to restore (n only shrinks)
         assert after.unlearning.used <= before_retrain.unlearning.used
         assert after.unlearning.remaining == pytest.approx(
-            L.initial_summary(led.setup).unlearning.remaining)
+            L.initial_summary(led.setup).unlearning.remaining
+        )
     assert after.dp_epsilon > before_retrain.dp_epsilon
     assert led.summary.total_removed == 3
     assert L.Ledger.open(led.path).summary == led.summary
@@ -91,15 +111,21 @@ def test_d_ledger_matches_reference_composition(tmp_path):
     assert s.dp_delta == 1e-5
     pld = L.dp_epsilon_pld(L.read_ledger(led.path).entries, 1e-5)
     assert pld == pytest.approx(2.2581453633737465, abs=1e-3)
-    direct = rdp.rdp_to_dp(rdp.DEFAULT_ORDERS, 5 * rdp.gaussian_rdp(rdp.DEFAULT_ORDERS, 4.0),
-                           1e-5)[0]
+    direct = rdp.rdp_to_dp(
+        rdp.DEFAULT_ORDERS, 5 * rdp.gaussian_rdp(rdp.DEFAULT_ORDERS, 4.0), 1e-5
+    )[0]
     assert s.dp_epsilon == pytest.approx(direct, rel=1e-12)
 
 
 def test_mixed_mechanisms_and_non_private_release(tmp_path):
     led = make(tmp_path)
-    s = led.train(dp=[L.subsampled_gaussian_release(0.01, 1.1, 1000), G(20.0),
-                      L.laplace_release(100.0)])
+    s = led.train(
+        dp=[
+            L.subsampled_gaussian_release(0.01, 1.1, 1000),
+            G(20.0),
+            L.laplace_release(100.0),
+        ]
+    )
     assert 0 < s.dp_epsilon < np.inf
     s = led.request(dp=None, residual_bound=0.1)
     assert s.dp_epsilon == np.inf and s.non_private_entries == (2,)
@@ -152,8 +178,11 @@ def test_dp_budget_refusal_is_not_restored_by_retrain(tmp_path):
     led = make(tmp_path, "sekhari", dp_epsilon=3.0, dp_delta=1e-5)
     led.train(dp=[G(4.0)])
     for _ in range(6):
-        s = led.request(dp=[G(4.0)]) if led.summary.unlearning.remaining >= 1 else \
-            led.retrain(dp=[G(4.0)])
+        s = (
+            led.request(dp=[G(4.0)])
+            if led.summary.unlearning.remaining >= 1
+            else led.retrain(dp=[G(4.0)])
+        )
     e = _refuse(led, lambda: led.retrain(dp=[G(1.0)]))
     assert e.ledger == "D" and e.restored_by_retrain is None
     assert "never resets" in str(e)
@@ -177,8 +206,13 @@ def test_sekhari_capacity_refusal(tmp_path):
         ({"kind": "train", "dp": None}, "retrain"),
         ({"kind": "delete", "dp": None}, "kind"),
         ({"kind": "retrain", "dp": [{"mechanism": "gaussian"}]}, "noise_multiplier"),
-        ({"kind": "retrain", "dp": [{"mechanism": "gaussian", "noise_multiplier": -1}]},
-         "sigma"),
+        (
+            {
+                "kind": "retrain",
+                "dp": [{"mechanism": "gaussian", "noise_multiplier": -1}],
+            },
+            "sigma",
+        ),
         ({"kind": "retrain", "dp": []}, "dp"),
         ({"kind": "retrain", "dp": None, "note": float("nan")}, "NaN"),
     ],
@@ -199,11 +233,21 @@ def test_request_before_train_and_existing_file(tmp_path):
     with pytest.raises(FileExistsError):
         make(tmp_path)
     with pytest.raises(ValueError, match="currency"):
-        L.Ledger.create(tmp_path / "x.jsonl", currency="bogus", params={},
-                        target_epsilon=1.0, target_delta=1e-5)
+        L.Ledger.create(
+            tmp_path / "x.jsonl",
+            currency="bogus",
+            params={},
+            target_epsilon=1.0,
+            target_delta=1e-5,
+        )
     with pytest.raises(ValueError, match="target_delta|delta"):
-        L.Ledger.create(tmp_path / "y.jsonl", currency="sekhari",
-                        params=dict(capacity=1), target_epsilon=1.0, target_delta=1.0)
+        L.Ledger.create(
+            tmp_path / "y.jsonl",
+            currency="sekhari",
+            params=dict(capacity=1),
+            target_epsilon=1.0,
+            target_delta=1.0,
+        )
     assert not (tmp_path / "x.jsonl").exists() and not (tmp_path / "y.jsonl").exists()
 
 
@@ -211,8 +255,9 @@ def _sample_ledger(tmp_path):
     led = make(tmp_path, "dp_extractor")
     led.train(dp=[G(30.0, count=3)], note="first")
     led.request(dp=[G(50.0)], residual_bound=0.3)
-    led.request(dp=[L.subsampled_gaussian_release(0.02, 1.5, 20)], residual_bound=0.5,
-                removed=2)
+    led.request(
+        dp=[L.subsampled_gaussian_release(0.02, 1.5, 20)], residual_bound=0.5, removed=2
+    )
     led.retrain(dp=[G(30.0)], scope="head")
     led.request(dp=None, residual_bound=0.1)
     led.retrain(dp=[G(30.0)], scope="full")
@@ -322,8 +367,10 @@ def test_killed_writer_loses_no_complete_entry(tmp_path):
     led = make(tmp_path, params=dict(sigma=10.0, method="analytic"))
     led.train(dp=[G(30.0)])
     for note_size, wait_lines in ((10, 40), (200_000, 8)):
-        proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(led.path),
-                                 str(note_size)], stdout=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, str(led.path), str(note_size)],
+            stdout=subprocess.PIPE,
+        )
         try:
             assert proc.stdout.readline().strip() == b"ready"
             start = L.read_ledger(led.path).size
@@ -361,8 +408,15 @@ def test_summary_to_dict_is_json(tmp_path):
 
 def test_d2d_refusal_is_not_fixed_by_retrain_and_batches_are_split(tmp_path):
     # sigma calibrated exactly for n = 1000: the second deletion (n = 999) fails.
-    sigma = cur.d2d_sigma(1.0, 1e-5, lipschitz=1.0, strong_convexity=0.1, smoothness=0.35,
-                          n=1000, iterations=2) * (1 + 1e-9)
+    sigma = cur.d2d_sigma(
+        1.0,
+        1e-5,
+        lipschitz=1.0,
+        strong_convexity=0.1,
+        smoothness=0.35,
+        n=1000,
+        iterations=2,
+    ) * (1 + 1e-9)
     led = make(tmp_path, "d2d", params=dict(CONFIGS["d2d"]["params"], sigma=sigma))
     led.train(dp=None)
     with pytest.raises(ValueError, match="num_deleted"):
@@ -373,11 +427,22 @@ def test_d2d_refusal_is_not_fixed_by_retrain_and_batches_are_split(tmp_path):
 
 
 def test_numpy_values_are_stored_as_plain_json(tmp_path):
-    led = L.Ledger.create(tmp_path / "np.jsonl", currency="certified_removal",
-                          params=dict(sigma=np.float32(10.0)), target_epsilon=1.0,
-                          target_delta=1e-4)
-    led.train(dp=[{"mechanism": "gaussian", "noise_multiplier": np.float64(4.0),
-                   "count": np.int64(2)}])
+    led = L.Ledger.create(
+        tmp_path / "np.jsonl",
+        currency="certified_removal",
+        params=dict(sigma=np.float32(10.0)),
+        target_epsilon=1.0,
+        target_delta=1e-4,
+    )
+    led.train(
+        dp=[
+            {
+                "mechanism": "gaussian",
+                "noise_multiplier": np.float64(4.0),
+                "count": np.int64(2),
+            }
+        ]
+    )
     s = led.request(dp=None, residual_bound=np.float32(0.25), removed=np.int64(1))
     assert s.state.residual == pytest.approx(0.25)
     assert L.replay_file(led.path)[0] == s

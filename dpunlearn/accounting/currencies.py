@@ -188,9 +188,7 @@ class CertificateReport(NamedTuple):
 
 def _check_conversion(conversion: str) -> None:
     if conversion not in _CONVERSIONS:
-        raise ValueError(
-            f"Expected conversion in {_CONVERSIONS}, got {conversion!r}."
-        )
+        raise ValueError(f"Expected conversion in {_CONVERSIONS}, got {conversion!r}.")
 
 
 def _check_delta(delta: float) -> None:
@@ -263,8 +261,14 @@ def minimise_over_orders(
     return best_eps, best_alpha
 
 
-def _smallest_int(fn: Callable[[int], float], target: float, *, lo: int,
-                  name: str, max_doublings: int = 62) -> int:
+def _smallest_int(
+    fn: Callable[[int], float],
+    target: float,
+    *,
+    lo: int,
+    name: str,
+    max_doublings: int = 62,
+) -> int:
     """Smallest integer x ≥ lo with fn(x) ≤ target, fn non-increasing.
 
     Finds an upper bracket by doubling, then calls the never-overshoot
@@ -298,8 +302,14 @@ def _largest_int(fn: Callable[[int], float], target: float, *, lo: int, hi: int)
     return int(calibrate(fn, target, lo=lo, hi=hi, increasing=True, integer=True))
 
 
-def _smallest_float(fn: Callable[[float], float], target: float, *, start: float,
-                    name: str, max_doublings: int = 200) -> float:
+def _smallest_float(
+    fn: Callable[[float], float],
+    target: float,
+    *,
+    start: float,
+    name: str,
+    max_doublings: int = 200,
+) -> float:
     """Smallest x > 0 with fn(x) ≤ target, fn non-increasing (e.g. ε(σ)).
 
     Brackets by doubling/halving from ``start``, then calls the never-overshoot
@@ -314,7 +324,8 @@ def _smallest_float(fn: Callable[[float], float], target: float, *, start: float
     else:
         raise ValueError(
             f"No {name} up to {hi:g} reaches the target {target}; the target is "
-            "below what this mechanism can certify.")
+            "below what this mechanism can certify."
+        )
     lo = hi
     for _ in range(max_doublings):
         lo *= 0.5
@@ -337,8 +348,9 @@ def _gaussian_sigma_zcdp(epsilon: float, delta: float, sensitivity: float) -> fl
     return sensitivity / (math.sqrt(2.0) * kappa)
 
 
-def _gaussian_sigma_classic_closed(epsilon: float, delta: float,
-                                   sensitivity: float) -> float:
+def _gaussian_sigma_classic_closed(
+    epsilon: float, delta: float, sensitivity: float
+) -> float:
     """Classic σ = Δ√(2 ln(1.25/δ))/ε for ε ≤ 1 (Dwork & Roth 2014, Thm A.1).
 
     :func:`~dpunlearn.accounting.mechanisms.gaussian_sigma_classic` requires
@@ -451,6 +463,7 @@ def cr_budget(
             )
         return sigma * epsilon / cr_constant(delta)
     if method == "analytic":
+
         def delta_at(beta: float) -> float:
             return mechanisms.gaussian_delta(epsilon, sigma=sigma, sensitivity=beta)
 
@@ -568,13 +581,15 @@ class CertifiedRemovalConfig:
             raise ValueError(
                 f"Expected method in ('paper', 'analytic'), got {self.method!r}."
             )
-        cr_budget(sigma=self.sigma, epsilon=self.epsilon, delta=self.delta,
-                  method=self.method)  # raises for paper with epsilon > 1
+        cr_budget(
+            sigma=self.sigma, epsilon=self.epsilon, delta=self.delta, method=self.method
+        )  # raises for paper with epsilon > 1
 
     @property
     def budget(self) -> float:
-        return cr_budget(sigma=self.sigma, epsilon=self.epsilon, delta=self.delta,
-                         method=self.method)
+        return cr_budget(
+            sigma=self.sigma, epsilon=self.epsilon, delta=self.delta, method=self.method
+        )
 
 
 class CertifiedRemovalState(NamedTuple):
@@ -617,11 +632,28 @@ def cr_report(
     """(U) certificate: certified iff β ≤ β_max; ε, δ are the configured ones."""
     budget = config.budget
     ok = state.residual <= budget
-    eps = (min(cr_epsilon(state.residual, sigma=config.sigma, delta=config.delta,
-                          method=config.method), config.epsilon) if ok else math.inf)
+    eps = (
+        min(
+            cr_epsilon(
+                state.residual,
+                sigma=config.sigma,
+                delta=config.delta,
+                method=config.method,
+            ),
+            config.epsilon,
+        )
+        if ok
+        else math.inf
+    )
     return CertificateReport(
-        "certified_removal", ok, eps, config.delta,
-        state.residual, budget, budget - state.residual, "residual_norm",
+        "certified_removal",
+        ok,
+        eps,
+        config.delta,
+        state.residual,
+        budget,
+        budget - state.residual,
+        "residual_norm",
     )
 
 
@@ -656,11 +688,19 @@ def sekhari_gamma(
     Returns:
       γ > 0: an upper bound on ‖w̄ − ŵ′‖ (distance to the retrained ERM).
     """
-    _validate.positive(hessian_lipschitz=hessian_lipschitz, lipschitz=lipschitz,
-                       strong_convexity=strong_convexity)
+    _validate.positive(
+        hessian_lipschitz=hessian_lipschitz,
+        lipschitz=lipschitz,
+        strong_convexity=strong_convexity,
+    )
     _validate.positive_int(n=n, capacity=capacity)
-    M, L, lam, n, m = (float(hessian_lipschitz), float(lipschitz),
-                       float(strong_convexity), int(n), int(capacity))
+    M, L, lam, n, m = (
+        float(hessian_lipschitz),
+        float(lipschitz),
+        float(strong_convexity),
+        int(n),
+        int(capacity),
+    )
     if tight:
         if not m < n:
             raise ValueError(f"Expected capacity={m} < n={n}.")
@@ -696,9 +736,14 @@ def sekhari_sigma(
     """
     _validate.positive(epsilon=epsilon)
     _check_delta(delta)
-    gamma = sekhari_gamma(hessian_lipschitz=hessian_lipschitz, lipschitz=lipschitz,
-                          strong_convexity=strong_convexity, n=n, capacity=capacity,
-                          tight=tight)
+    gamma = sekhari_gamma(
+        hessian_lipschitz=hessian_lipschitz,
+        lipschitz=lipschitz,
+        strong_convexity=strong_convexity,
+        n=n,
+        capacity=capacity,
+        tight=tight,
+    )
     return _gaussian_sigma(method, float(epsilon), float(delta), gamma)
 
 
@@ -724,15 +769,21 @@ def sekhari_capacity(
       m_max ≥ 0 (integer).
     """
     _validate.positive_int(n=n, dim=dim)
-    _validate.positive(epsilon=epsilon, strong_convexity=strong_convexity,
-                       lipschitz=lipschitz, hessian_lipschitz=hessian_lipschitz,
-                       excess_risk=excess_risk)
+    _validate.positive(
+        epsilon=epsilon,
+        strong_convexity=strong_convexity,
+        lipschitz=lipschitz,
+        hessian_lipschitz=hessian_lipschitz,
+        excess_risk=excess_risk,
+    )
     _check_delta(delta)
     lam, L, M = float(strong_convexity), float(lipschitz), float(hessian_lipschitz)
-    m = n * math.sqrt(excess_risk * epsilon * lam**3 / (2.0 * M * L**3)) * (
-        2.0 * dim * math.log(1.25 / delta)
-    ) ** (-0.25)
-    return int(math.floor(min(n / 2.0, m)))
+    m = (
+        n
+        * math.sqrt(excess_risk * epsilon * lam**3 / (2.0 * M * L**3))
+        * (2.0 * dim * math.log(1.25 / delta)) ** (-0.25)
+    )
+    return math.floor(min(n / 2.0, m))
 
 
 def sekhari_max_deletions(
@@ -755,9 +806,16 @@ def sekhari_max_deletions(
     _validate.positive_int(n=n)
 
     def need(m: int) -> float:
-        return sekhari_sigma(epsilon, delta, hessian_lipschitz=hessian_lipschitz,
-                             lipschitz=lipschitz, strong_convexity=strong_convexity,
-                             n=n, capacity=int(m), method=method)
+        return sekhari_sigma(
+            epsilon,
+            delta,
+            hessian_lipschitz=hessian_lipschitz,
+            lipschitz=lipschitz,
+            strong_convexity=strong_convexity,
+            n=n,
+            capacity=int(m),
+            method=method,
+        )
 
     if n < 2:
         return 0
@@ -810,9 +868,14 @@ def sekhari_report(state: SekhariState, config: SekhariConfig) -> CertificateRep
     """(U) certificate: certified iff |U| ≤ m."""
     ok = state.num_deleted <= config.capacity
     return CertificateReport(
-        "sekhari", ok, config.epsilon if ok else math.inf, config.delta,
-        float(state.num_deleted), float(config.capacity),
-        float(config.capacity - state.num_deleted), "deleted_points",
+        "sekhari",
+        ok,
+        config.epsilon if ok else math.inf,
+        config.delta,
+        float(state.num_deleted),
+        float(config.capacity),
+        float(config.capacity - state.num_deleted),
+        "deleted_points",
     )
 
 
@@ -831,7 +894,11 @@ def d2d_contraction(strong_convexity: float, smoothness: float) -> float:
 
 
 def d2d_sensitivity(
-    *, lipschitz: float, strong_convexity: float, smoothness: float, n: int,
+    *,
+    lipschitz: float,
+    strong_convexity: float,
+    smoothness: float,
+    n: int,
     iterations: int,
 ) -> float:
     """Δ = 4Lγ^I/(mn(1 − γ^I)): distance between the published iterate and retraining.
@@ -885,8 +952,13 @@ def d2d_sigma(
     _validate.positive(epsilon=epsilon)
     _check_delta(delta)
     method, sens = _d2d_noise_sensitivity(
-        variant, lipschitz=lipschitz, strong_convexity=strong_convexity,
-        smoothness=smoothness, n=n, iterations=iterations)
+        variant,
+        lipschitz=lipschitz,
+        strong_convexity=strong_convexity,
+        smoothness=smoothness,
+        n=n,
+        iterations=iterations,
+    )
     return _gaussian_sigma(method, float(epsilon), float(delta), sens)
 
 
@@ -905,14 +977,24 @@ def d2d_epsilon(
     _validate.positive(sigma=sigma)
     _check_delta(delta)
     method, sens = _d2d_noise_sensitivity(
-        variant, lipschitz=lipschitz, strong_convexity=strong_convexity,
-        smoothness=smoothness, n=n, iterations=iterations)
+        variant,
+        lipschitz=lipschitz,
+        strong_convexity=strong_convexity,
+        smoothness=smoothness,
+        n=n,
+        iterations=iterations,
+    )
     return _gaussian_eps(method, float(sigma), float(delta), sens)
 
 
 def d2d_initial_iterations(
-    *, iterations: int, diameter: float, lipschitz: float, strong_convexity: float,
-    smoothness: float, n: int,
+    *,
+    iterations: int,
+    diameter: float,
+    lipschitz: float,
+    strong_convexity: float,
+    smoothness: float,
+    n: int,
 ) -> int:
     """Training iterations T ≥ I + ⌈ln(D·m·n·(1−γ^I)/(2L))/ln(1/γ)⌉ (or I).
 
@@ -922,11 +1004,11 @@ def d2d_initial_iterations(
     _validate.positive(diameter=diameter, lipschitz=lipschitz)
     _validate.positive_int(iterations=iterations, n=n)
     gamma = d2d_contraction(strong_convexity, smoothness)
-    g = gamma ** iterations
+    g = gamma**iterations
     arg = diameter * strong_convexity * n * (1.0 - g) / (2.0 * lipschitz)
     if arg <= 1.0 or gamma == 0.0:
         return int(iterations)
-    return int(iterations) + int(math.ceil(math.log(arg) / math.log(1.0 / gamma)))
+    return int(iterations) + math.ceil(math.log(arg) / math.log(1.0 / gamma))
 
 
 def d2d_min_iterations(
@@ -944,9 +1026,16 @@ def d2d_min_iterations(
     _validate.positive(sigma=sigma)
 
     def need(i: int) -> float:
-        return d2d_sigma(epsilon, delta, lipschitz=lipschitz,
-                         strong_convexity=strong_convexity, smoothness=smoothness,
-                         n=n, iterations=int(i), variant=variant)
+        return d2d_sigma(
+            epsilon,
+            delta,
+            lipschitz=lipschitz,
+            strong_convexity=strong_convexity,
+            smoothness=smoothness,
+            n=n,
+            iterations=int(i),
+            variant=variant,
+        )
 
     return _smallest_int(need, float(sigma), lo=1, name="iterations")
 
@@ -957,7 +1046,11 @@ def _kappa_strong(epsilon: float, delta: float, k: float) -> float:
 
 
 def d2d_strong_min_iterations(
-    epsilon: float, delta: float, *, dim: int, strong_convexity: float,
+    epsilon: float,
+    delta: float,
+    *,
+    dim: int,
+    strong_convexity: float,
     smoothness: float,
 ) -> int:
     """Strong-variant I ≥ ⌈ln(√(2d)/((1−γ)κ₁))/ln(1/γ)⌉ (Neel et al. 2021).
@@ -972,24 +1065,38 @@ def d2d_strong_min_iterations(
     gamma = d2d_contraction(strong_convexity, smoothness)
     k1 = _kappa_strong(float(epsilon), float(delta), 0.0)
     val = math.log(math.sqrt(2.0 * dim) / ((1.0 - gamma) * k1)) / math.log(1.0 / gamma)
-    return max(1, int(math.ceil(val)))
+    return max(1, math.ceil(val))
 
 
 def d2d_strong_iterations(
-    request: int, *, iterations: int, dim: int, delta: float,
-    strong_convexity: float, smoothness: float,
+    request: int,
+    *,
+    iterations: int,
+    dim: int,
+    delta: float,
+    strong_convexity: float,
+    smoothness: float,
 ) -> int:
-    """Iterations of the i-th strong-variant update: Iᵢ = I + ⌈ln ln(4d·i/δ)/ln(1/γ)⌉."""
+    """Iterations of the i-th strong-variant update.
+
+    Iᵢ = I + ⌈ln ln(4d·i/δ)/ln(1/γ)⌉ (Graph-COM ``sequential2``).
+    """
     _validate.positive_int(request=request, iterations=iterations, dim=dim)
     _check_delta(delta)
     gamma = d2d_contraction(strong_convexity, smoothness)
     extra = math.log(math.log(4.0 * dim * request / delta)) / math.log(1.0 / gamma)
-    return int(iterations) + int(math.ceil(extra))
+    return int(iterations) + math.ceil(extra)
 
 
 def d2d_strong_sigma(
-    epsilon: float, delta: float, *, lipschitz: float, strong_convexity: float,
-    smoothness: float, n: int, iterations: int,
+    epsilon: float,
+    delta: float,
+    *,
+    lipschitz: float,
+    strong_convexity: float,
+    smoothness: float,
+    n: int,
+    iterations: int,
 ) -> float:
     """Strong-variant σ = 8Lγ^I/(mn(1−γ^I)κ_s), κ_s = √(2ln(2/δ)+3ε) − √(2ln(2/δ)+2ε).
 
@@ -999,9 +1106,13 @@ def d2d_strong_sigma(
     """
     _validate.positive(epsilon=epsilon)
     _check_delta(delta)
-    shift = 2.0 * d2d_sensitivity(lipschitz=lipschitz,
-                                  strong_convexity=strong_convexity,
-                                  smoothness=smoothness, n=n, iterations=iterations)
+    shift = 2.0 * d2d_sensitivity(
+        lipschitz=lipschitz,
+        strong_convexity=strong_convexity,
+        smoothness=smoothness,
+        n=n,
+        iterations=iterations,
+    )
     return shift / _kappa_strong(float(epsilon), float(delta), 2.0)
 
 
@@ -1030,24 +1141,35 @@ class D2DConfig:
     variant: Literal["paper", "tight", "analytic"] = "paper"
 
     def __post_init__(self):
-        _validate.positive(sigma=self.sigma, epsilon=self.epsilon,
-                           lipschitz=self.lipschitz)
+        _validate.positive(
+            sigma=self.sigma, epsilon=self.epsilon, lipschitz=self.lipschitz
+        )
         _check_delta(self.delta)
         _validate.positive_int(n=self.n, iterations=self.iterations)
         d2d_contraction(self.strong_convexity, self.smoothness)
-        _d2d_noise_sensitivity(self.variant, lipschitz=self.lipschitz,
-                               strong_convexity=self.strong_convexity,
-                               smoothness=self.smoothness, n=self.n,
-                               iterations=self.iterations)
+        _d2d_noise_sensitivity(
+            self.variant,
+            lipschitz=self.lipschitz,
+            strong_convexity=self.strong_convexity,
+            smoothness=self.smoothness,
+            n=self.n,
+            iterations=self.iterations,
+        )
 
     def epsilon_at(self, n: int) -> float:
         """ε per release when the smallest dataset so far has ``n`` points."""
         if n < 1:
             return math.inf
-        return d2d_epsilon(self.sigma, self.delta, lipschitz=self.lipschitz,
-                           strong_convexity=self.strong_convexity,
-                           smoothness=self.smoothness, n=int(n),
-                           iterations=self.iterations, variant=self.variant)
+        return d2d_epsilon(
+            self.sigma,
+            self.delta,
+            lipschitz=self.lipschitz,
+            strong_convexity=self.strong_convexity,
+            smoothness=self.smoothness,
+            n=int(n),
+            iterations=self.iterations,
+            variant=self.variant,
+        )
 
 
 class D2DState(NamedTuple):
@@ -1072,7 +1194,8 @@ def d2d_update(state: D2DState, num_deleted: int = 1) -> D2DState:
     if num_deleted != 1:
         raise ValueError(
             f"Expected num_deleted=1 per Descent-to-Delete update, got {num_deleted}; "
-            "split a batch into single-point updates.")
+            "split a batch into single-point updates."
+        )
     return D2DState(state.num_deleted + 1)
 
 
@@ -1091,8 +1214,14 @@ def d2d_report(state: D2DState, config: D2DConfig) -> CertificateReport:
     n_eff = config.n - max(state.num_deleted - 1, 0)
     eps = config.epsilon_at(n_eff) if state.num_deleted else 0.0
     return CertificateReport(
-        "d2d", eps <= config.epsilon, eps, config.delta, eps, config.epsilon,
-        config.epsilon - eps, "epsilon",
+        "d2d",
+        eps <= config.epsilon,
+        eps,
+        config.delta,
+        eps,
+        config.epsilon,
+        config.epsilon - eps,
+        "epsilon",
     )
 
 
@@ -1142,10 +1271,13 @@ class LangevinConfig:
     conversion: Conversion = "classic"
 
     def __post_init__(self):
-        _validate.positive(strong_convexity=self.strong_convexity,
-                           step_size=self.step_size, sigma=self.sigma,
-                           gradient_clip=self.gradient_clip,
-                           max_order=self.max_order)
+        _validate.positive(
+            strong_convexity=self.strong_convexity,
+            step_size=self.step_size,
+            sigma=self.sigma,
+            gradient_clip=self.gradient_clip,
+            max_order=self.max_order,
+        )
         _validate.positive_int(n=self.n)
         _check_conversion(self.conversion)
         if self.strong_convexity * self.step_size > 1.0:
@@ -1158,8 +1290,13 @@ class LangevinConfig:
 
     def eps0(self, orders: np.ndarray, removed: int) -> np.ndarray:
         """ε₀(α) = 4αS²M²/(mσ²n²): RDP between stationary laws (S points differ)."""
-        return (4.0 * orders * removed**2 * self.gradient_clip**2
-                / (self.strong_convexity * self.sigma**2 * self.n**2))
+        return (
+            4.0
+            * orders
+            * removed**2
+            * self.gradient_clip**2
+            / (self.strong_convexity * self.sigma**2 * self.n**2)
+        )
 
 
 class LangevinState(NamedTuple):
@@ -1218,8 +1355,11 @@ def langevin_rdp(
         eps = np.exp(-rate * state.steps[0] / a) * config.eps0(a, state.removed[0])
         for j in range(1, s):
             a = a / 2.0
-            eps = (np.exp(-rate * state.steps[j] / a) * ((a - 0.5) / (a - 1.0))
-                   * (config.eps0(2.0 * a, state.removed[j]) + eps))
+            eps = (
+                np.exp(-rate * state.steps[j] / a)
+                * ((a - 0.5) / (a - 1.0))
+                * (config.eps0(2.0 * a, state.removed[j]) + eps)
+            )
     return np.where(np.isnan(eps), np.inf, eps)
 
 
@@ -1235,9 +1375,12 @@ def langevin_epsilon(
     _check_delta(delta)
     if not state.steps:
         return 0.0, math.nan
-    return minimise_over_orders(lambda a: langevin_rdp(state, config, a), delta,
-                                conversion=config.conversion,
-                                max_order=config.max_order)
+    return minimise_over_orders(
+        lambda a: langevin_rdp(state, config, a),
+        delta,
+        conversion=config.conversion,
+        max_order=config.max_order,
+    )
 
 
 def langevin_min_steps(
@@ -1248,7 +1391,9 @@ def langevin_min_steps(
     target_epsilon: float,
     delta: float,
 ) -> int:
-    """Smallest K for the next request (``removed`` points) to certify ``target_epsilon``.
+    """Smallest K for the next request (``removed`` points) to meet the target.
+
+    The target is ``target_epsilon`` at ``delta``.
 
     ε after the request is non-increasing in K; the search is bracket doubling
     plus the never-overshoot integer :func:`calibrate`.
@@ -1324,21 +1469,31 @@ def langevin_min_sigma(
         return worst_eps
 
     try:
-        return _smallest_float(worst, float(target_epsilon), start=config.sigma,
-                               name="sigma")
+        return _smallest_float(
+            worst, float(target_epsilon), start=config.sigma, name="sigma"
+        )
     except ValueError as e:
         raise ValueError(f"target_epsilon={target_epsilon} unreachable: {e}") from None
 
 
 def langevin_report(
-    state: LangevinState, config: LangevinConfig, *, target_epsilon: float,
+    state: LangevinState,
+    config: LangevinConfig,
+    *,
+    target_epsilon: float,
     delta: float,
 ) -> CertificateReport:
     """(U) certificate of the current model; certified iff ε ≤ ``target_epsilon``."""
     eps, _ = langevin_epsilon(state, config, delta)
     return CertificateReport(
-        "langevin", eps <= target_epsilon, eps, float(delta), eps,
-        float(target_epsilon), float(target_epsilon) - eps, "epsilon",
+        "langevin",
+        eps <= target_epsilon,
+        eps,
+        float(delta),
+        eps,
+        float(target_epsilon),
+        float(target_epsilon) - eps,
+        "epsilon",
     )
 
 
@@ -1360,8 +1515,14 @@ def wsgd_contraction(strong_convexity: float, step_size: float) -> float:
 
 
 def wsgd_step_radius(
-    *, strong_convexity: float, step_size: float, gradient_clip: float, n: int,
-    batch_size: int, removed: int = 1, projection_radius: float | None = None,
+    *,
+    strong_convexity: float,
+    step_size: float,
+    gradient_clip: float,
+    n: int,
+    batch_size: int,
+    removed: int = 1,
+    projection_radius: float | None = None,
 ) -> float:
     """Converged W∞ distance Z_B = 2ηM/(b(1 − c^{n/b})) between adjacent processes.
 
@@ -1409,12 +1570,18 @@ class WassersteinConfig:
 
     def __post_init__(self):
         _validate.positive(sigma=self.sigma, max_order=self.max_order)
-        wsgd_step_radius(strong_convexity=self.strong_convexity,
-                         step_size=self.step_size, gradient_clip=self.gradient_clip,
-                         n=self.n, batch_size=self.batch_size,
-                         projection_radius=self.projection_radius)
+        wsgd_step_radius(
+            strong_convexity=self.strong_convexity,
+            step_size=self.step_size,
+            gradient_clip=self.gradient_clip,
+            n=self.n,
+            batch_size=self.batch_size,
+            projection_radius=self.projection_radius,
+        )
         if self.bound not in ("loose", "tight"):
-            raise ValueError(f"Expected bound in ('loose', 'tight'), got {self.bound!r}.")
+            raise ValueError(
+                f"Expected bound in ('loose', 'tight'), got {self.bound!r}."
+            )
         _check_conversion(self.conversion)
         if not self.max_order > 1.0:
             raise ValueError(f"Expected max_order={self.max_order} > 1.")
@@ -1424,11 +1591,15 @@ class WassersteinConfig:
         return wsgd_contraction(self.strong_convexity, self.step_size)
 
     def step_radius(self, removed: int) -> float:
-        return wsgd_step_radius(strong_convexity=self.strong_convexity,
-                                step_size=self.step_size,
-                                gradient_clip=self.gradient_clip, n=self.n,
-                                batch_size=self.batch_size, removed=removed,
-                                projection_radius=self.projection_radius)
+        return wsgd_step_radius(
+            strong_convexity=self.strong_convexity,
+            step_size=self.step_size,
+            gradient_clip=self.gradient_clip,
+            n=self.n,
+            batch_size=self.batch_size,
+            removed=removed,
+            projection_radius=self.projection_radius,
+        )
 
     def decay(self, epochs: float) -> float:
         """c^{Kn/b}: the W∞ contraction of K epochs."""
@@ -1463,7 +1634,11 @@ def wsgd_update(
 ) -> WassersteinState:
     """Z^{(s+1)} = c^{K_s n/b}·Z^{(s)} + Z_B (W∞ triangle inequality, linear)."""
     _validate.positive_int(removed=removed)
-    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
+    if (
+        isinstance(epochs, bool)
+        or not isinstance(epochs, (int, np.integer))
+        or epochs < 0
+    ):
         raise ValueError(f"Expected epochs to be an integer >= 0, got {epochs!r}.")
     pre = wsgd_radius(state, config) + config.step_radius(removed)
     if config.projection_radius is not None:
@@ -1478,7 +1653,9 @@ def wsgd_reset(state: WassersteinState) -> WassersteinState:
 
 
 def wsgd_rdp(
-    state: WassersteinState, config: WassersteinConfig, orders: np.ndarray | Sequence[float]
+    state: WassersteinState,
+    config: WassersteinConfig,
+    orders: np.ndarray | Sequence[float],
 ) -> np.ndarray:
     """RDP curve of the current model against retraining, vectorised in α.
 
@@ -1505,14 +1682,21 @@ def wsgd_epsilon(
     _check_delta(delta)
     if state.pre_radius == 0.0:
         return 0.0, math.nan
-    return minimise_over_orders(lambda a: wsgd_rdp(state, config, a), delta,
-                                conversion=config.conversion,
-                                max_order=config.max_order)
+    return minimise_over_orders(
+        lambda a: wsgd_rdp(state, config, a),
+        delta,
+        conversion=config.conversion,
+        max_order=config.max_order,
+    )
 
 
 def wsgd_min_epochs(
-    state: WassersteinState, config: WassersteinConfig, *, removed: int,
-    target_epsilon: float, delta: float,
+    state: WassersteinState,
+    config: WassersteinConfig,
+    *,
+    removed: int,
+    target_epsilon: float,
+    delta: float,
 ) -> int:
     """Smallest K (epochs) for the next request to certify ``target_epsilon``."""
     _validate.positive(target_epsilon=target_epsilon)
@@ -1529,8 +1713,13 @@ def wsgd_min_epochs(
 
 
 def wsgd_max_requests(
-    config: WassersteinConfig, *, removed: int, epochs: int, target_epsilon: float,
-    delta: float, limit: int = 10_000,
+    config: WassersteinConfig,
+    *,
+    removed: int,
+    epochs: int,
+    target_epsilon: float,
+    delta: float,
+    limit: int = 10_000,
 ) -> float:
     """Largest s with requests 1..s all certifying ``target_epsilon``.
 
@@ -1580,21 +1769,31 @@ def wsgd_min_sigma(
         return worst_eps
 
     try:
-        return _smallest_float(worst, float(target_epsilon), start=config.sigma,
-                               name="sigma")
+        return _smallest_float(
+            worst, float(target_epsilon), start=config.sigma, name="sigma"
+        )
     except ValueError as e:
         raise ValueError(f"target_epsilon={target_epsilon} unreachable: {e}") from None
 
 
 def wsgd_report(
-    state: WassersteinState, config: WassersteinConfig, *, target_epsilon: float,
+    state: WassersteinState,
+    config: WassersteinConfig,
+    *,
+    target_epsilon: float,
     delta: float,
 ) -> CertificateReport:
     """(U) certificate of the current model; certified iff ε ≤ ``target_epsilon``."""
     eps, _ = wsgd_epsilon(state, config, delta)
     return CertificateReport(
-        "wsgd", eps <= target_epsilon, eps, float(delta), eps, float(target_epsilon),
-        float(target_epsilon) - eps, "epsilon",
+        "wsgd",
+        eps <= target_epsilon,
+        eps,
+        float(delta),
+        eps,
+        float(target_epsilon),
+        float(target_epsilon) - eps,
+        "epsilon",
     )
 
 
@@ -1623,12 +1822,19 @@ def extractor_head_epsilon(
     """
     _validate.positive(extractor_epsilon=extractor_epsilon, head_epsilon=head_epsilon)
     _validate.non_negative(head_delta=head_delta, extractor_delta=extractor_delta)
-    if isinstance(num_removed, bool) or not isinstance(num_removed, (int, np.integer)) \
-            or num_removed < 0:
-        raise ValueError(f"Expected num_removed to be an integer >= 0, got {num_removed!r}.")
+    if (
+        isinstance(num_removed, bool)
+        or not isinstance(num_removed, (int, np.integer))
+        or num_removed < 0
+    ):
+        raise ValueError(
+            f"Expected num_removed to be an integer >= 0, got {num_removed!r}."
+        )
     if num_removed == 0:
         return float(head_epsilon), float(head_delta)
-    ke, kd = mechanisms.group_privacy(extractor_epsilon, extractor_delta, int(num_removed))
+    ke, kd = mechanisms.group_privacy(
+        extractor_epsilon, extractor_delta, int(num_removed)
+    )
     return ke + float(head_epsilon), min(1.0, kd + float(head_delta))
 
 
@@ -1650,10 +1856,13 @@ def extractor_max_removals(
     _check_delta(target_delta)
 
     def ratio(k: int) -> float:
-        e, d = extractor_head_epsilon(int(k), extractor_epsilon=extractor_epsilon,
-                                      extractor_delta=extractor_delta,
-                                      head_epsilon=head_epsilon,
-                                      head_delta=head_delta)
+        e, d = extractor_head_epsilon(
+            int(k),
+            extractor_epsilon=extractor_epsilon,
+            extractor_delta=extractor_delta,
+            head_epsilon=head_epsilon,
+            head_delta=head_delta,
+        )
         return max(e / target_epsilon, d / target_delta)
 
     if ratio(0) > 1.0:
@@ -1661,7 +1870,7 @@ def extractor_max_removals(
             f"Expected head_epsilon={head_epsilon} <= target_epsilon={target_epsilon}"
             f" and head_delta={head_delta} <= target_delta={target_delta}."
         )
-    hi = int(math.floor(target_epsilon / extractor_epsilon)) + 1
+    hi = math.floor(target_epsilon / extractor_epsilon) + 1
     return max(0, _largest_int(ratio, 1.0, lo=0, hi=hi))
 
 
@@ -1682,12 +1891,14 @@ class ExtractorHeadConfig:
     target_delta: float
 
     def __post_init__(self):
-        _validate.positive(extractor_epsilon=self.extractor_epsilon,
-                           target_epsilon=self.target_epsilon)
+        _validate.positive(
+            extractor_epsilon=self.extractor_epsilon, target_epsilon=self.target_epsilon
+        )
         _validate.non_negative(extractor_delta=self.extractor_delta)
         if self.extractor_delta >= 1.0:
             raise ValueError(
-                f"Expected extractor_delta={self.extractor_delta} in [0, 1).")
+                f"Expected extractor_delta={self.extractor_delta} in [0, 1)."
+            )
         _check_delta(self.target_delta)
         if not isinstance(self.head, CertifiedRemovalConfig):
             raise ValueError("Expected head to be a CertifiedRemovalConfig.")
@@ -1709,8 +1920,10 @@ def extractor_update(
     state: ExtractorHeadState, residual_bound: float, num_removed: int = 1
 ) -> ExtractorHeadState:
     """k ← k + removed; the head's β ← β + βᵢ."""
-    return ExtractorHeadState(state.num_removed + int(num_removed),
-                              cr_update(state.head, residual_bound, num_removed))
+    return ExtractorHeadState(
+        state.num_removed + int(num_removed),
+        cr_update(state.head, residual_bound, num_removed),
+    )
 
 
 def extractor_reset(
@@ -1733,13 +1946,22 @@ def extractor_report(
     within the target. ``used``/``budget`` are in ε."""
     head = cr_report(state.head, config.head)
     eps, dlt = extractor_head_epsilon(
-        state.num_removed, extractor_epsilon=config.extractor_epsilon,
-        extractor_delta=config.extractor_delta, head_epsilon=config.head.epsilon,
-        head_delta=config.head.delta)
+        state.num_removed,
+        extractor_epsilon=config.extractor_epsilon,
+        extractor_delta=config.extractor_delta,
+        head_epsilon=config.head.epsilon,
+        head_delta=config.head.delta,
+    )
     if not head.certified:
         eps = math.inf
     ok = head.certified and eps <= config.target_epsilon and dlt <= config.target_delta
     return CertificateReport(
-        "dp_extractor", ok, eps, dlt, eps, config.target_epsilon,
-        config.target_epsilon - eps, "epsilon",
+        "dp_extractor",
+        ok,
+        eps,
+        dlt,
+        eps,
+        config.target_epsilon,
+        config.target_epsilon - eps,
+        "epsilon",
     )

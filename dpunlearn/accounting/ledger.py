@@ -150,8 +150,15 @@ class BudgetExceededError(LedgerError):
       unit: Unit of ``remaining``.
     """
 
-    def __init__(self, message: str, *, ledger: str, remaining: float,
-                 restored_by_retrain: float | None, unit: str):
+    def __init__(
+        self,
+        message: str,
+        *,
+        ledger: str,
+        remaining: float,
+        restored_by_retrain: float | None,
+        unit: str,
+    ):
         super().__init__(message)
         self.ledger = ledger
         self.remaining = remaining
@@ -233,7 +240,9 @@ def _fields(cls) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
 
 
-def _currency_config(currency: str, params: Mapping[str, Any], eps: float, delta: float):
+def _currency_config(
+    currency: str, params: Mapping[str, Any], eps: float, delta: float
+):
     p = dict(params)
     if currency == "certified_removal":
         allowed = {"sigma", "method"}
@@ -258,8 +267,11 @@ def _currency_config(currency: str, params: Mapping[str, Any], eps: float, delta
         head = dict(p.pop("head", {}) or {})
         _check_keys("params.head", head, {"sigma", "epsilon", "delta", "method"})
         return cur.ExtractorHeadConfig(
-            head=cur.CertifiedRemovalConfig(**head), target_epsilon=eps,
-            target_delta=delta, **p)
+            head=cur.CertifiedRemovalConfig(**head),
+            target_epsilon=eps,
+            target_delta=delta,
+            **p,
+        )
     raise ValueError(f"Expected currency in {CURRENCIES}, got {currency!r}.")
 
 
@@ -267,7 +279,8 @@ def _check_keys(where: str, d: Mapping[str, Any], allowed: set[str]) -> None:
     unknown = sorted(set(d) - allowed)
     if unknown:
         raise ValueError(
-            f"Unknown key(s) {unknown} in {where}; expected a subset of {sorted(allowed)}."
+            f"Unknown key(s) {unknown} in {where}; expected a subset of "
+            f"{sorted(allowed)}."
         )
 
 
@@ -291,7 +304,9 @@ def _plain(v: Any) -> Any:
         return v
     if hasattr(v, "item") and np.ndim(v) == 0:
         return v.item()
-    raise ValueError(f"Expected a JSON-serialisable value, got {type(v).__name__}: {v!r}.")
+    raise ValueError(
+        f"Expected a JSON-serialisable value, got {type(v).__name__}: {v!r}."
+    )
 
 
 def make_config(
@@ -331,7 +346,9 @@ def make_config(
         _validate.positive(dp_epsilon=dp_epsilon)
     _validate.positive(target_epsilon=target_epsilon)
     params = _plain(dict(params))
-    config = _currency_config(currency, params, float(target_epsilon), float(target_delta))
+    config = _currency_config(
+        currency, params, float(target_epsilon), float(target_delta)
+    )
     raw = {
         "kind": "config",
         "format": FORMAT,
@@ -339,8 +356,11 @@ def make_config(
         "currency": currency,
         "params": json.loads(json.dumps(dict(params))),
         "target": {"epsilon": float(target_epsilon), "delta": float(target_delta)},
-        "budget": {"dp_epsilon": None if dp_epsilon is None else float(dp_epsilon),
-                   "dp_delta": float(dp_delta), **_u_budget(currency, config)},
+        "budget": {
+            "dp_epsilon": None if dp_epsilon is None else float(dp_epsilon),
+            "dp_delta": float(dp_delta),
+            **_u_budget(currency, config),
+        },
     }
     if note is not None:
         raw["note"] = str(note)
@@ -350,12 +370,14 @@ def make_config(
 def parse_config(raw: Mapping[str, Any]) -> LedgerSetup:
     """Validates a configuration line and builds the currency config."""
     if not isinstance(raw, Mapping) or raw.get("kind") != "config":
-        raise LedgerCorruptError("Expected the first line to be the ledger configuration "
-                                 "(kind='config').")
+        raise LedgerCorruptError(
+            "Expected the first line to be the ledger configuration (kind='config')."
+        )
     if raw.get("format") != FORMAT or raw.get("version") != VERSION:
         raise LedgerCorruptError(
             f"Expected format={FORMAT!r} version={VERSION}, got "
-            f"{raw.get('format')!r} version={raw.get('version')!r}.")
+            f"{raw.get('format')!r} version={raw.get('version')!r}."
+        )
     try:
         target = raw["target"]
         budget = raw.get("budget") or {}
@@ -366,8 +388,15 @@ def parse_config(raw: Mapping[str, Any]) -> LedgerSetup:
         cur._check_delta(dp_delta)
     except (KeyError, TypeError, ValueError) as e:
         raise LedgerCorruptError(f"Invalid ledger configuration: {e}") from None
-    return LedgerSetup(raw["currency"], config, eps, delta,
-                       None if dp_eps is None else float(dp_eps), dp_delta, dict(raw))
+    return LedgerSetup(
+        raw["currency"],
+        config,
+        eps,
+        delta,
+        None if dp_eps is None else float(dp_eps),
+        dp_delta,
+        dict(raw),
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -380,20 +409,28 @@ def gaussian_release(noise_multiplier: float, count: int = 1) -> dict:
     noise multiplier σ/Δ (Mironov 2017, Prop. 7)."""
     _validate.positive(noise_multiplier=noise_multiplier)
     _validate.positive_int(count=count)
-    return {"mechanism": "gaussian", "noise_multiplier": float(noise_multiplier),
-            "count": int(count)}
+    return {
+        "mechanism": "gaussian",
+        "noise_multiplier": float(noise_multiplier),
+        "count": int(count),
+    }
 
 
-def subsampled_gaussian_release(sampling_rate: float, noise_multiplier: float,
-                                count: int = 1) -> dict:
+def subsampled_gaussian_release(
+    sampling_rate: float, noise_multiplier: float, count: int = 1
+) -> dict:
     """(D) mechanism: ``count`` Poisson-subsampled Gaussian steps (DP-SGD/noisy SGD)."""
     _validate.positive(sampling_rate=sampling_rate)
     if float(sampling_rate) > 1.0:
         raise ValueError(f"Expected sampling_rate={sampling_rate} in (0, 1].")
     _validate.positive(noise_multiplier=noise_multiplier)
     _validate.positive_int(count=count)
-    return {"mechanism": "subsampled_gaussian", "sampling_rate": float(sampling_rate),
-            "noise_multiplier": float(noise_multiplier), "count": int(count)}
+    return {
+        "mechanism": "subsampled_gaussian",
+        "sampling_rate": float(sampling_rate),
+        "noise_multiplier": float(noise_multiplier),
+        "count": int(count),
+    }
 
 
 def laplace_release(scale: float, count: int = 1) -> dict:
@@ -408,7 +445,8 @@ def _mechanism_event(mech: Mapping[str, Any], where: str) -> ev.Event:
     if not isinstance(mech, Mapping) or mech.get("mechanism") not in _MECHANISM_KEYS:
         raise ValueError(
             f"Expected {where} to be a mechanism with 'mechanism' in "
-            f"{sorted(_MECHANISM_KEYS)}, got {mech!r}.")
+            f"{sorted(_MECHANISM_KEYS)}, got {mech!r}."
+        )
     kind = mech["mechanism"]
     _check_keys(where, mech, _MECHANISM_KEYS[kind] | {"mechanism", "count"})
     missing = sorted(_MECHANISM_KEYS[kind] - set(mech))
@@ -418,11 +456,15 @@ def _mechanism_event(mech: Mapping[str, Any], where: str) -> ev.Event:
     _validate.positive_int(count=count)
     try:
         if kind == "gaussian":
-            return ev.GaussianEvent(sigma=float(mech["noise_multiplier"]), count=int(count))
+            return ev.GaussianEvent(
+                sigma=float(mech["noise_multiplier"]), count=int(count)
+            )
         if kind == "subsampled_gaussian":
-            return ev.SubsampledGaussianEvent(q=float(mech["sampling_rate"]),
-                                              sigma=float(mech["noise_multiplier"]),
-                                              count=int(count))
+            return ev.SubsampledGaussianEvent(
+                q=float(mech["sampling_rate"]),
+                sigma=float(mech["noise_multiplier"]),
+                count=int(count),
+            )
         return ev.LaplaceEvent(scale=float(mech["scale"]), count=int(count))
     except (TypeError, ValueError) as e:
         raise ValueError(f"{where}: {e}") from None
@@ -435,7 +477,9 @@ def entry_events(entry: Mapping[str, Any], where: str = "entry") -> list | None:
         return None
     if not isinstance(dp, Sequence) or isinstance(dp, (str, bytes)) or not dp:
         raise ValueError(
-            f"Expected {where}.dp to be null or a non-empty list of mechanisms, got {dp!r}.")
+            f"Expected {where}.dp to be null or a non-empty list of mechanisms, "
+            f"got {dp!r}."
+        )
     return [_mechanism_event(m, f"{where}.dp[{i}]") for i, m in enumerate(dp)]
 
 
@@ -491,11 +535,13 @@ def _report(setup: LedgerSetup, state) -> cur.CertificateReport:
     if c == "d2d":
         return cur.d2d_report(state, cfg)
     if c == "langevin":
-        return cur.langevin_report(state, cfg, target_epsilon=setup.target_epsilon,
-                                   delta=setup.target_delta)
+        return cur.langevin_report(
+            state, cfg, target_epsilon=setup.target_epsilon, delta=setup.target_delta
+        )
     if c == "wsgd":
-        return cur.wsgd_report(state, cfg, target_epsilon=setup.target_epsilon,
-                               delta=setup.target_delta)
+        return cur.wsgd_report(
+            state, cfg, target_epsilon=setup.target_epsilon, delta=setup.target_delta
+        )
     return cur.extractor_report(state, cfg)
 
 
@@ -541,14 +587,30 @@ def initial_summary(setup: LedgerSetup) -> LedgerSummary:
     """Summary of a ledger with only its configuration line (no release yet)."""
     state = _init_state(setup.currency)
     zero = tuple(0.0 for _ in rdp.DEFAULT_ORDERS)
-    return LedgerSummary(setup.currency, 0, 0, 0, 0, 0, 0, state,
-                         _report(setup, state), 0.0, setup.dp_delta, None, zero, ())
+    return LedgerSummary(
+        setup.currency,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        state,
+        _report(setup, state),
+        0.0,
+        setup.dp_delta,
+        None,
+        zero,
+        (),
+    )
 
 
 def _validate_entry(setup: LedgerSetup, entry: Any, seq: int, prev: LedgerSummary):
     where = f"entry {seq}"
     if not isinstance(entry, Mapping):
-        raise ValueError(f"Expected {where} to be a JSON object, got {type(entry).__name__}.")
+        raise ValueError(
+            f"Expected {where} to be a JSON object, got {type(entry).__name__}."
+        )
     kind = entry.get("kind")
     if kind not in _KINDS:
         raise ValueError(f"Expected {where}.kind in {_KINDS}, got {kind!r}.")
@@ -560,16 +622,19 @@ def _validate_entry(setup: LedgerSetup, entry: Any, seq: int, prev: LedgerSummar
     _check_keys(where, entry, allowed)
     if entry.get("seq", seq) != seq:
         raise LedgerCorruptError(
-            f"Expected {where}.seq={seq}, got {entry.get('seq')!r} (entries out of order "
-            "or missing).")
+            f"Expected {where}.seq={seq}, got {entry.get('seq')!r} (entries out of "
+            "order "
+            "or missing)."
+        )
     if kind == "train" and prev.num_releases:
         raise ValueError(f"{where}: 'train' after the first release; use 'retrain'.")
     if kind != "train" and not prev.num_releases:
         raise ValueError(f"{where}: {kind!r} before any 'train' entry.")
 
 
-def apply_entry(setup: LedgerSetup, summary: LedgerSummary, entry: Mapping[str, Any]
-                ) -> LedgerSummary:
+def apply_entry(
+    setup: LedgerSetup, summary: LedgerSummary, entry: Mapping[str, Any]
+) -> LedgerSummary:
     """Pure fold step: the summary after one more release.
 
     Raises ``ValueError`` for a malformed entry. Budgets are *not* enforced
@@ -584,8 +649,11 @@ def apply_entry(setup: LedgerSetup, summary: LedgerSummary, entry: Mapping[str, 
         state = _request(setup, state, entry)
         removed = int(entry.get("removed", 1))
     else:  # train / retrain: the model is trained from scratch
-        state = _retrain(setup, state, entry) if kind == "retrain" else \
-            _init_state(setup.currency)
+        state = (
+            _retrain(setup, state, entry)
+            if kind == "retrain"
+            else _init_state(setup.currency)
+        )
     curve = _entry_rdp(entry, f"entry {seq}")
     non_private = summary.non_private_entries
     total = np.asarray(summary.dp_rdp, np.float64)
@@ -598,7 +666,9 @@ def apply_entry(setup: LedgerSetup, summary: LedgerSummary, entry: Mapping[str, 
     elif not np.any(total > 0):
         dp_eps, dp_order = 0.0, None
     else:
-        e, a = rdp.rdp_to_dp(rdp.DEFAULT_ORDERS, total, setup.dp_delta, method="improved")
+        e, a = rdp.rdp_to_dp(
+            rdp.DEFAULT_ORDERS, total, setup.dp_delta, method="improved"
+        )
         dp_eps, dp_order = float(e), float(a)
     return LedgerSummary(
         currency=setup.currency,
@@ -606,8 +676,9 @@ def apply_entry(setup: LedgerSetup, summary: LedgerSummary, entry: Mapping[str, 
         num_releases=summary.num_releases + 1,
         num_retrains=summary.num_retrains + (kind == "retrain"),
         num_requests=summary.num_requests + (kind == "request"),
-        requests_since_retrain=(summary.requests_since_retrain + 1
-                                if kind == "request" else 0),
+        requests_since_retrain=(
+            summary.requests_since_retrain + 1 if kind == "request" else 0
+        ),
         total_removed=summary.total_removed + removed,
         state=state,
         unlearning=_report(setup, state),
@@ -637,27 +708,37 @@ def replay(entries: Iterable[Mapping[str, Any]]) -> LedgerSummary:
     return summary
 
 
-def _refusal(setup: LedgerSetup, before: LedgerSummary, after: LedgerSummary,
-             entry: Mapping[str, Any]) -> BudgetExceededError | None:
+def _refusal(
+    setup: LedgerSetup,
+    before: LedgerSummary,
+    after: LedgerSummary,
+    entry: Mapping[str, Any],
+) -> BudgetExceededError | None:
     """The error to raise if ``after`` breaks a configured budget."""
     u_before, u_after = before.unlearning, after.unlearning
     if entry["kind"] == "request" and not u_after.certified:
         hint = ""
         if setup.currency == "langevin":
             try:
-                k = cur.langevin_min_steps(before.state, setup.config,
-                                           removed=int(entry.get("removed", 1)),
-                                           target_epsilon=setup.target_epsilon,
-                                           delta=setup.target_delta)
+                k = cur.langevin_min_steps(
+                    before.state,
+                    setup.config,
+                    removed=int(entry.get("removed", 1)),
+                    target_epsilon=setup.target_epsilon,
+                    delta=setup.target_delta,
+                )
                 hint = f"; this request needs steps >= {k}"
             except ValueError:
                 hint = "; no number of steps certifies it without a retrain"
         elif setup.currency == "wsgd":
             try:
-                k = cur.wsgd_min_epochs(before.state, setup.config,
-                                        removed=int(entry.get("removed", 1)),
-                                        target_epsilon=setup.target_epsilon,
-                                        delta=setup.target_delta)
+                k = cur.wsgd_min_epochs(
+                    before.state,
+                    setup.config,
+                    removed=int(entry.get("removed", 1)),
+                    target_epsilon=setup.target_epsilon,
+                    delta=setup.target_delta,
+                )
                 hint = f"; this request needs epochs >= {k}"
             except ValueError:
                 hint = "; no number of epochs certifies it without a retrain"
@@ -675,24 +756,34 @@ def _refusal(setup: LedgerSetup, before: LedgerSummary, after: LedgerSummary,
             f"Request refused ({setup.currency}): it would bring the unlearning "
             f"certificate to {u_after.used:.6g} {u_after.unit} > budget "
             f"{u_after.budget:.6g}; {max(u_before.remaining, 0.0):.6g} {u_before.unit} "
-            f"left; {what}{hint}. The ledger file is unchanged.")
-        return BudgetExceededError(msg, ledger="U", remaining=u_before.remaining,
-                                   restored_by_retrain=restore, unit=u_before.unit)
+            f"left; {what}{hint}. The ledger file is unchanged."
+        )
+        return BudgetExceededError(
+            msg,
+            ledger="U",
+            remaining=u_before.remaining,
+            restored_by_retrain=restore,
+            unit=u_before.unit,
+        )
     if setup.dp_epsilon is not None and not after.dp_epsilon <= setup.dp_epsilon:
         left = setup.dp_epsilon - before.dp_epsilon
         msg = (
             f"Release refused: the DP cost of all releases for the remaining records "
-            f"would be epsilon={after.dp_epsilon:.6g} > dp budget {setup.dp_epsilon:.6g} "
+            f"would be epsilon={after.dp_epsilon:.6g} > dp budget "
+            f"{setup.dp_epsilon:.6g} "
             f"(delta={setup.dp_delta:g}); {max(left, 0.0):.6g} epsilon left; a retrain "
             "would not restore it (this ledger never resets). The ledger file is "
-            "unchanged.")
-        return BudgetExceededError(msg, ledger="D", remaining=left,
-                                   restored_by_retrain=None, unit="epsilon")
+            "unchanged."
+        )
+        return BudgetExceededError(
+            msg, ledger="D", remaining=left, restored_by_retrain=None, unit="epsilon"
+        )
     return None
 
 
-def check_entry(setup: LedgerSetup, summary: LedgerSummary, entry: Mapping[str, Any]
-                ) -> LedgerSummary:
+def check_entry(
+    setup: LedgerSetup, summary: LedgerSummary, entry: Mapping[str, Any]
+) -> LedgerSummary:
     """:func:`apply_entry` plus budget enforcement: raises BudgetExceededError."""
     after = apply_entry(setup, summary, entry)
     err = _refusal(setup, summary, after, entry)
@@ -711,10 +802,17 @@ def encode_entry(entry: Mapping[str, Any]) -> bytes:
 
     Non-finite floats are rejected (they are not JSON)."""
     try:
-        text = json.dumps(entry, sort_keys=True, separators=(",", ":"),
-                          ensure_ascii=True, allow_nan=False)
+        text = json.dumps(
+            entry,
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=True,
+            allow_nan=False,
+        )
     except ValueError as e:
-        raise ValueError(f"Entry is not JSON-serialisable without NaN/inf: {e}") from None
+        raise ValueError(
+            f"Entry is not JSON-serialisable without NaN/inf: {e}"
+        ) from None
     return text.encode("ascii") + b"\n"
 
 
@@ -736,7 +834,8 @@ def _parse_bytes(data: bytes, path: str = "<bytes>") -> LedgerRead:
             ) from None
         if not isinstance(obj, dict):
             raise LedgerCorruptError(
-                f"{path}: line {lineno} (byte offset {offset}) is not a JSON object.")
+                f"{path}: line {lineno} (byte offset {offset}) is not a JSON object."
+            )
         entries.append(obj)
         offset += len(line) + 1
     return LedgerRead(tuple(entries), torn, complete_end)
@@ -759,8 +858,9 @@ def read_ledger(path: str | os.PathLike) -> LedgerRead:
     return _parse_bytes(data, os.fspath(path))
 
 
-def replay_file(path: str | os.PathLike, *, allow_torn: bool = False
-                ) -> tuple[LedgerSummary, TornTail | None]:
+def replay_file(
+    path: str | os.PathLike, *, allow_torn: bool = False
+) -> tuple[LedgerSummary, TornTail | None]:
     """Replays a ledger file. A torn tail raises :class:`TornTailError` unless
     ``allow_torn``, in which case the complete entries are replayed and the
     tail is returned for reporting."""
@@ -781,11 +881,15 @@ def replay_file(path: str | os.PathLike, *, allow_torn: bool = False
 def _torn_error(path, got: LedgerRead) -> TornTailError:
     t = got.torn_tail
     return TornTailError(
-        f"{os.fspath(path)}: torn last line at byte offset {t.offset} ({t.length} bytes, "
+        f"{os.fspath(path)}: torn last line at byte offset {t.offset} "
+        f"({t.length} bytes, "
         f"after {len(got.entries)} complete lines): an append was interrupted. The "
         "complete entries are intact; use repair_torn_tail() / --repair to set the "
         "torn bytes aside before appending.",
-        offset=t.offset, length=t.length, num_complete=len(got.entries))
+        offset=t.offset,
+        length=t.length,
+        num_complete=len(got.entries),
+    )
 
 
 def repair_torn_tail(path: str | os.PathLike) -> TornTail | None:
@@ -806,7 +910,7 @@ def repair_torn_tail(path: str | os.PathLike) -> TornTail | None:
         side = f"{path}.torn-{got.torn_tail.offset}"
         sfd = os.open(side, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            _write_all(sfd, data[got.size:])
+            _write_all(sfd, data[got.size :])
             os.fsync(sfd)
         finally:
             os.close(sfd)
@@ -847,6 +951,7 @@ def _fsync_dir(path: str) -> None:
 
 def summary_to_dict(summary: LedgerSummary) -> dict:
     """JSON-friendly view of a summary (inf becomes the string "inf")."""
+
     def num(x):
         if x is None:
             return None
@@ -857,7 +962,11 @@ def summary_to_dict(summary: LedgerSummary) -> dict:
     state = summary.state
     state_d = {}
     for k, v in state._asdict().items():
-        state_d[k] = v._asdict() if hasattr(v, "_asdict") else (list(v) if isinstance(v, tuple) else v)
+        state_d[k] = (
+            v._asdict()
+            if hasattr(v, "_asdict")
+            else (list(v) if isinstance(v, tuple) else v)
+        )
     return {
         "currency": summary.currency,
         "num_entries": summary.num_entries,
@@ -867,12 +976,22 @@ def summary_to_dict(summary: LedgerSummary) -> dict:
         "requests_since_retrain": summary.requests_since_retrain,
         "total_removed": summary.total_removed,
         "state": state_d,
-        "unlearning": {"certified": u.certified, "epsilon": num(u.epsilon),
-                       "delta": num(u.delta), "used": num(u.used), "budget": num(u.budget),
-                       "remaining": num(u.remaining), "unit": u.unit},
-        "dp": {"epsilon": num(summary.dp_epsilon), "delta": summary.dp_delta,
-               "order": num(summary.dp_order), "accountant": "rdp",
-               "non_private_entries": list(summary.non_private_entries)},
+        "unlearning": {
+            "certified": u.certified,
+            "epsilon": num(u.epsilon),
+            "delta": num(u.delta),
+            "used": num(u.used),
+            "budget": num(u.budget),
+            "remaining": num(u.remaining),
+            "unit": u.unit,
+        },
+        "dp": {
+            "epsilon": num(summary.dp_epsilon),
+            "delta": summary.dp_delta,
+            "order": num(summary.dp_order),
+            "accountant": "rdp",
+            "non_private_entries": list(summary.non_private_entries),
+        },
     }
 
 
@@ -887,7 +1006,9 @@ class Ledger:
     under the lock before the check.
     """
 
-    def __init__(self, path: str, setup: LedgerSetup, summary: LedgerSummary, size: int):
+    def __init__(
+        self, path: str, setup: LedgerSetup, summary: LedgerSummary, size: int
+    ):
         self._path = path
         self._setup = setup
         self._summary = summary
@@ -906,7 +1027,7 @@ class Ledger:
         return self._summary
 
     @classmethod
-    def create(cls, path: str | os.PathLike, **config_kwargs) -> "Ledger":
+    def create(cls, path: str | os.PathLike, **config_kwargs) -> Ledger:
         """Creates a new ledger whose first line is :func:`make_config` (kwargs).
 
         Raises FileExistsError if ``path`` exists (a ledger is never
@@ -925,7 +1046,7 @@ class Ledger:
         return cls(path, setup, initial_summary(setup), len(line))
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> "Ledger":
+    def open(cls, path: str | os.PathLike) -> Ledger:
         """Opens an existing ledger, replaying it.
 
         Raises:
@@ -964,8 +1085,11 @@ class Ledger:
             size = os.fstat(fd).st_size
             if size != self._size:  # another writer appended (or the file changed)
                 fresh = Ledger.open(self._path)
-                self._setup, self._summary, self._size = fresh._setup, fresh._summary, \
-                    fresh._size
+                self._setup, self._summary, self._size = (
+                    fresh._setup,
+                    fresh._summary,
+                    fresh._size,
+                )
             entry["seq"] = self._summary.num_entries + 1
             new = check_entry(self._setup, self._summary, entry)
             line = encode_entry(entry)
@@ -977,21 +1101,35 @@ class Ledger:
         self._size += len(line)
         return new
 
-    def train(self, *, dp: Sequence[Mapping[str, Any]] | None, note: str | None = None
-              ) -> LedgerSummary:
+    def train(
+        self, *, dp: Sequence[Mapping[str, Any]] | None, note: str | None = None
+    ) -> LedgerSummary:
         """Records the first training release (``dp``: its mechanisms or None)."""
         return self.append(_event("train", dp=dp, note=note))
 
-    def retrain(self, *, dp: Sequence[Mapping[str, Any]] | None, note: str | None = None,
-                **extra) -> LedgerSummary:
+    def retrain(
+        self,
+        *,
+        dp: Sequence[Mapping[str, Any]] | None,
+        note: str | None = None,
+        **extra,
+    ) -> LedgerSummary:
         """Records a full retrain (resets U, adds to D)."""
         return self.append(_event("retrain", dp=dp, note=note, **extra))
 
-    def request(self, *, dp: Sequence[Mapping[str, Any]] | None, removed: int = 1,
-                note: str | None = None, **fields) -> LedgerSummary:
+    def request(
+        self,
+        *,
+        dp: Sequence[Mapping[str, Any]] | None,
+        removed: int = 1,
+        note: str | None = None,
+        **fields,
+    ) -> LedgerSummary:
         """Records a deletion request (currency fields such as ``residual_bound``,
         ``steps`` or ``epochs`` as keywords)."""
-        return self.append(_event("request", dp=dp, note=note, removed=removed, **fields))
+        return self.append(
+            _event("request", dp=dp, note=note, removed=removed, **fields)
+        )
 
 
 def _event(kind: str, *, dp, note, **fields) -> dict:
