@@ -103,9 +103,10 @@ class CertifiedState(NamedTuple):
         summed over heads); the part of ``β`` present before any removal.
       norm_bound: Certified upper bound on ``‖X‖₂`` (valid for all row subsets).
       row_norm_bound: ``max_i ‖x_i‖`` at training time (``<= 1``).
-      factor: Lower Cholesky factor(s) of the Hessian at training time,
-        ``[d, d]`` or ``[K, d, d]``; a preconditioner for later solves.
-        ``None`` on the matrix-free path.
+      precond: Inverse of the Hessian at training time, ``[d, d]`` or
+        ``[K, d, d]``: the preconditioner of later removals' CG solves (any
+        symmetric positive definite matrix is valid; solve residuals are
+        certified). ``None`` on the matrix-free path.
       num_removed: Rows removed since training (``int32``).
     """
 
@@ -118,7 +119,7 @@ class CertifiedState(NamedTuple):
     training_residual: Array
     norm_bound: Array
     row_norm_bound: Array
-    factor: Array | None
+    precond: Array | None
     num_removed: Array
 
 
@@ -313,12 +314,15 @@ def _train_impl(key, X, y, mask, lam, sigma, tol, *, loss, num_classes, max_step
 
     W, info = jax.vmap(fit)(Y, B)
     if matrix_free:
-        factor = None
+        precond = None
     else:
-        factor = jax.vmap(
-            lambda w, Yh: jnp.linalg.cholesky(solvers.hessian(w, X, Yh, weights, lam, loss))
-        )(W, Y)
-        factor = _from_heads(factor, num_classes)
+        eye = jnp.eye(d, dtype=dtype)
+
+        def inverse_hessian(w, Yh):
+            L = jnp.linalg.cholesky(solvers.hessian(w, X, Yh, weights, lam, loss))
+            return cho_solve((L, True), eye)
+
+        precond = _from_heads(jax.vmap(inverse_hessian)(W, Y), num_classes)
     leftover = jnp.sum(info.grad_norm)
     state = CertifiedState(
         params=_from_heads(W, num_classes),
@@ -330,27 +334,36 @@ def _train_impl(key, X, y, mask, lam, sigma, tol, *, loss, num_classes, max_step
         training_residual=leftover,
         norm_bound=solvers.spectral_norm_bound(X, method=norm_method),
         row_norm_bound=jnp.max(jnp.linalg.norm(X, axis=1)),
-        factor=factor,
+        precond=precond,
         num_removed=jnp.zeros((), jnp.int32),
     )
     return state, info
 
 
-def _solve(w, X, Yh, weights, lam, loss, rhs, factor, solver, cg_tol, cg_maxiter):
-    """Solves ``H v = rhs`` for one head; returns ``(v, ‖rhs − Hv‖)``."""
-    matvec = lambda v: solvers.hvp(w, X, Yh, weights, lam, loss, v)  # noqa: E731
+def _newton_direction(X, Yh, weights, reg, w, rhs, precond, solver, cg_tol, cg_maxiter,
+                      loss):
+    """Solves ``H v = rhs`` with ``H`` the Hessian of the remaining rows at ``w``.
+
+    Returns ``(v, Xv, D)``: the direction, ``X v`` over all rows, and the
+    curvature ``D`` (so that ``H = Xᵀ diag(D) X + reg·I``).
+
+    ``"cholesky"`` rebuilds and factors ``H`` (``n d²`` flops); ``"pcg"`` runs CG
+    preconditioned by the stored inverse of the training-time Hessian, a
+    matrix–vector product (on XLA's CPU backend 7× faster than two triangular
+    solves with its Cholesky factor; its accuracy does not matter because the
+    residual is certified, not trusted); ``"cg"`` runs CG without it.
+    """
+    curvature = lambda z: weights * loss.hess(z, Yh)  # noqa: E731
     if solver == "cholesky":
-        H = solvers.hessian(w, X, Yh, weights, lam, loss)
+        D = curvature(X @ w)
+        H = solvers.hessian_from_curvature(X, D, reg)
         v = cho_solve((jnp.linalg.cholesky(H), True), rhs)
-        return v, jnp.linalg.norm(rhs - matvec(v))
-    if solver == "pcg":
-        precond = lambda r: cho_solve((factor, True), r)  # noqa: E731
-        return solvers.cg_solve(
-            matvec, rhs, x0=precond(rhs), precond=precond, tol=cg_tol, maxiter=cg_maxiter
-        )
-    # Matrix-free: Jacobi-free plain CG, started from the regulariser-only solve.
-    reg = lam * jnp.sum(weights)
-    return solvers.cg_solve(matvec, rhs, x0=rhs / reg, tol=cg_tol, maxiter=cg_maxiter)
+        return v, X @ v, D
+    apply_precond = None if solver == "cg" else (lambda r: precond @ r)
+    v, Xv, D, _ = solvers.pcg_gram(
+        X, curvature, reg, rhs, w, precond=apply_precond, tol=cg_tol, maxiter=cg_maxiter
+    )
+    return v, Xv, D
 
 
 def _remove_step(state: CertifiedState, idx, X, Y, budget, *, loss, gamma, bound_form,
@@ -362,16 +375,19 @@ def _remove_step(state: CertifiedState, idx, X, Y, budget, *, loss, gamma, bound
     n_left = jnp.sum(weights)
     k = idx.shape[0]
     W = _as_heads(state.params, num_classes)
-    factors = None if state.factor is None else _as_heads(state.factor, num_classes)
+    factors = None if state.precond is None else _as_heads(state.precond, num_classes)
     X_rm = X[idx]
 
-    def head(w, Yh, factor):
+    def head(w, Yh, precond):
         # Δ: gradient of the removed terms, including the change λk·w of the
         # sum-form regulariser λn′/2‖w‖² (Guo et al. §3, batch form).
         delta = k * lam * w + loss.grad(X_rm @ w, Yh[idx]) @ X_rm
-        v, solve_res = _solve(w, X, Yh, weights, lam, loss, delta, factor, solver,
-                              cg_tol, cg_maxiter)
-        s = weights * (X @ v)  # X′v with removed rows zeroed
+        reg = lam * n_left
+        v, xv, D = _newton_direction(X, Yh, weights, reg, w, delta, precond, solver,
+                                     cg_tol, cg_maxiter, loss)
+        # Certify the solve: recompute the residual explicitly (one pass over X).
+        solve_res = jnp.linalg.norm(delta - ((D * xv) @ X + reg * v))
+        s = weights * xv  # X′v with removed rows zeroed
         if bound_form == "corollary1":
             dd = gamma * state.norm_bound * jnp.linalg.norm(v) * jnp.linalg.norm(s)
         else:
@@ -538,7 +554,7 @@ def retrain(
         "sigma", float(state.sigma) if _validate.is_concrete(state.sigma) else state.sigma
     )
     kwargs.setdefault("num_classes", _num_classes_of(state))
-    kwargs.setdefault("matrix_free", state.factor is None)
+    kwargs.setdefault("matrix_free", state.precond is None)
     return train(key, X, y, mask=state.mask, **kwargs)
 
 
@@ -571,9 +587,9 @@ def remove(
       gamma: ``"paper"`` (1/4, Guo et al.) or ``"tight"`` (1/(6√3)) for logistic.
       bound_form: ``"corollary1"`` (the paper's data-dependent bound) or
         ``"integral"`` (our exact-remainder form, never more than half of it).
-      solver: ``"pcg"`` (default with a stored factor: CG preconditioned by the
-        training-time Cholesky factor, about one pass over the data per
-        iteration), ``"cholesky"`` (rebuild and factor the Hessian: exact,
+      solver: ``"pcg"`` (default with a stored preconditioner: CG
+        preconditioned by the training-time inverse Hessian; about five passes
+        over ``X`` per removal), ``"cholesky"`` (rebuild and factor the Hessian: exact,
         ``n d²``), ``"cg"`` (matrix-free; default without a factor).
       budget: Residual budget (from :func:`residual_budget`); ``None`` = no check.
       strict: Raise :class:`BudgetExceededError` instead of returning a state
@@ -662,11 +678,11 @@ def _static(state, loss, gamma, bound_form, solver, cg_maxiter) -> dict:
     if bound_form not in ("corollary1", "integral"):
         raise ValueError(f"Expected bound_form in ('corollary1', 'integral'), got {bound_form!r}.")
     if solver is None:
-        solver = "cg" if state.factor is None else "pcg"
+        solver = "cg" if state.precond is None else "pcg"
     if solver not in ("pcg", "cholesky", "cg"):
         raise ValueError(f"Expected solver in ('pcg', 'cholesky', 'cg'), got {solver!r}.")
-    if solver == "pcg" and state.factor is None:
-        raise ValueError("solver='pcg' needs a Cholesky factor; this state is matrix-free.")
+    if solver == "pcg" and state.precond is None:
+        raise ValueError("solver='pcg' needs a preconditioner; this state is matrix-free.")
     _validate.positive_int(cg_maxiter=cg_maxiter)
     return dict(
         loss=loss, gamma=loss.gamma_for(gamma), bound_form=bound_form, solver=solver,

@@ -35,7 +35,11 @@ __all__ = [
     "hessian",
     "hvp",
     "newton_fit",
-    "cg_solve",
+    "curvature",
+    "hessian_from_curvature",
+    "hvp_from_curvature",
+    "pcg",
+    "pcg_gram",
     "spectral_norm_bound",
 ]
 
@@ -60,35 +64,124 @@ def gradient(w, X, y, weights, b, lam, loss: MarginLoss) -> Array:
     return (weights * loss.grad(z, y)) @ X + _reg(lam, weights) * w + b
 
 
+def curvature(w, X, y, weights, loss: MarginLoss) -> Array:
+    """Per-row curvature ``weights_i · ℓ''(x_iᵀw, y_i)``: the Hessian is ``Xᵀ diag(D) X``."""
+    return weights * loss.hess(X @ w, y)
+
+
+def hessian_from_curvature(X, D, reg) -> Array:
+    """Dense ``Xᵀ diag(D) X + reg·I`` (``n d²`` flops)."""
+    return (X * D[:, None]).T @ X + reg * jnp.eye(X.shape[1], dtype=X.dtype)
+
+
+def hvp_from_curvature(X, D, reg, v) -> Array:
+    """``(Xᵀ diag(D) X + reg·I) v`` in two passes over ``X``, no ``d × d`` matrix."""
+    return (D * (X @ v)) @ X + reg * v
+
+
 def hessian(w, X, y, weights, lam, loss: MarginLoss) -> Array:
     """Dense sum-form Hessian ``Xᵀ diag(weights·ℓ'') X + λ n′ I`` (``n d²`` flops)."""
-    D = weights * loss.hess(X @ w, y)
-    H = (X * D[:, None]).T @ X
-    return H + _reg(lam, weights) * jnp.eye(X.shape[1], dtype=X.dtype)
+    return hessian_from_curvature(X, curvature(w, X, y, weights, loss), _reg(lam, weights))
 
 
 def hvp(w, X, y, weights, lam, loss: MarginLoss, v) -> Array:
-    """Hessian–vector product without forming the Hessian (two passes over ``X``)."""
-    D = weights * loss.hess(X @ w, y)
-    return (D * (X @ v)) @ X + _reg(lam, weights) * v
+    """Hessian–vector product at ``w`` (three passes over ``X``; inside loops,
+    compute :func:`curvature` once and use :func:`hvp_from_curvature`)."""
+    D = curvature(w, X, y, weights, loss)
+    return hvp_from_curvature(X, D, _reg(lam, weights), v)
 
 
-def cg_solve(matvec, rhs, *, x0=None, precond=None, tol, maxiter: int):
-    """Solves ``A x = rhs`` by (preconditioned) conjugate gradients.
+def pcg(matvec, rhs, *, precond=None, tol, maxiter: int):
+    """Preconditioned conjugate gradients from ``x = 0`` (Hestenes–Stiefel).
 
-    Uses :func:`jax.scipy.sparse.linalg.cg`, which reports no convergence
-    information; we therefore recompute the residual explicitly,
-    ``r = rhs − A x``, and return it so callers can *charge* ``‖r‖`` to a
-    certificate instead of trusting a tolerance.
+    Unlike :func:`jax.scipy.sparse.linalg.cg`, it spends no product on the
+    initial residual (``x0 = 0`` gives ``r0 = rhs``) and it reports the number
+    of iterations; the first iterate is the preconditioned solution scaled
+    optimally. Stops when the recursive residual satisfies
+    ``‖r‖ <= tol·‖rhs‖`` or after ``maxiter`` iterations. The recursive residual
+    drifts from the true one in floating point, so callers that certify
+    recompute ``rhs − A x`` explicitly.
 
     Returns:
-      ``(x, residual_norm)``.
+      ``(x, num_iterations)``.
     """
-    x, _ = jax.scipy.sparse.linalg.cg(
-        matvec, rhs, x0=x0, tol=tol, atol=0.0, maxiter=maxiter, M=precond
-    )
-    r = rhs - matvec(x)
-    return x, jnp.linalg.norm(r)
+    precond = (lambda r: r) if precond is None else precond
+    threshold = (tol * jnp.linalg.norm(rhs)) ** 2
+
+    def cond(c):
+        _, r, _, _, rr, k = c
+        return (jnp.vdot(r, r) > threshold) & (k < maxiter)
+
+    def body(c):
+        x, r, p, rz, _, k = c
+        Ap = matvec(p)
+        alpha = rz / jnp.vdot(p, Ap)
+        x = x + alpha * p
+        r = r - alpha * Ap
+        z = precond(r)
+        rz_new = jnp.vdot(r, z)
+        p = z + (rz_new / rz) * p
+        return x, r, p, rz_new, jnp.vdot(r, r), k + 1
+
+    z0 = precond(rhs)
+    init = (jnp.zeros_like(rhs), rhs, z0, jnp.vdot(rhs, z0), jnp.vdot(rhs, rhs), 0)
+    x, _, _, _, _, k = jax.lax.while_loop(cond, body, init)
+    return x, k
+
+
+def pcg_gram(X, D, reg, rhs, w, *, precond=None, tol, maxiter: int):
+    """PCG for ``(Xᵀ diag(D) X + reg·I) v = rhs`` that also returns ``X v``.
+
+    A CG specialised to Gauss–Newton-shaped Hessians so that a Newton removal
+    costs as few passes over ``X`` as possible (each pass, not the flops, is
+    the cost on a CPU):
+
+    * the first pass computes ``X [w, p₀]`` at once, giving both the margins
+      ``z = Xw`` (from which the caller's curvature ``D = D(z)`` is built) and
+      ``X p₀`` for the first direction ``p₀ = M⁻¹ rhs``;
+    * each iteration is one Hessian–vector product (two passes), except the
+      first, which reuses ``X p₀`` (one pass);
+    * ``X v`` is accumulated from the ``X p`` already computed, so the caller
+      can form the explicit residual ``rhs − (Xᵀ diag(D) Xv + reg·v)`` and the
+      Corollary-1 bound with one more pass.
+
+    Args:
+      X: ``[n, d]``. D: a function ``z -> [n]`` curvature weights (called once
+        on ``z = X w``). reg: the ridge term. rhs: ``[d]``. w: current weights.
+      precond: ``r -> M⁻¹ r`` (identity if ``None``).
+      tol: Relative tolerance on the recursive residual. maxiter: Static.
+
+    Returns:
+      ``(v, Xv, curvature, num_iterations)``.
+    """
+    precond = (lambda r: r) if precond is None else precond
+    p0 = precond(rhs)
+    both = X @ jnp.stack([w, p0], axis=1)
+    curv = D(both[:, 0])
+    Xp0 = both[:, 1]
+    threshold = (tol * jnp.linalg.norm(rhs)) ** 2
+
+    def cond(c):
+        *_, rr, k = c
+        return (rr > threshold) & (k < maxiter)
+
+    def body(c):
+        x, Xx, r, p, rz, _, k = c
+        Xp = jax.lax.cond(k == 0, lambda: Xp0, lambda: X @ p)
+        Ap = (curv * Xp) @ X + reg * p
+        alpha = rz / jnp.vdot(p, Ap)
+        x = x + alpha * p
+        Xx = Xx + alpha * Xp
+        r = r - alpha * Ap
+        z = precond(r)
+        rz_new = jnp.vdot(r, z)
+        p = z + (rz_new / rz) * p
+        return x, Xx, r, p, rz_new, jnp.vdot(r, r), k + 1
+
+    init = (jnp.zeros_like(rhs), jnp.zeros_like(Xp0), rhs, p0, jnp.vdot(rhs, p0),
+            jnp.vdot(rhs, rhs), 0)
+    x, Xx, *_, k = jax.lax.while_loop(cond, body, init)
+    return x, Xx, curv, k
 
 
 class FitInfo(NamedTuple):
@@ -151,12 +244,10 @@ def newton_fit(
             gn = jnp.linalg.norm(g)
             # Forcing term min(1/2, sqrt‖g‖) relative tolerance (Nocedal–Wright 7.1).
             rel = jnp.minimum(0.5, jnp.sqrt(gn / (1.0 + gn)))
-            p, _ = jax.scipy.sparse.linalg.cg(
-                lambda v: hvp(w, X, y, weights, lam, loss, v),
-                -g,
-                tol=rel,
-                maxiter=cg_maxiter,
-            )
+            D = curvature(w, X, y, weights, loss)
+            reg = _reg(lam, weights)
+            p, _ = pcg(lambda v: hvp_from_curvature(X, D, reg, v), -g, tol=rel,
+                       maxiter=cg_maxiter)
             return p
         H = hessian(w, X, y, weights, lam, loss)
         return cho_solve((jnp.linalg.cholesky(H), True), -g)

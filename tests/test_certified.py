@@ -192,7 +192,7 @@ def test_matrix_free_path_matches_dense():
     X, y = make_binary(n=150, d=8, seed=7)
     dense = certified.train(jax.random.key(7), X, y, lam=1e-3, sigma=1.0, tol=1e-11)
     free = certified.train(jax.random.key(7), X, y, lam=1e-3, sigma=1.0, tol=1e-11, matrix_free=True, norm_method="frobenius")
-    assert free.factor is None
+    assert free.precond is None
     np.testing.assert_allclose(free.params, dense.params, rtol=1e-7, atol=1e-9)
     d2, di = certified.remove(dense, np.array([4]), X, y)
     f2, fi = certified.remove(free, np.array([4]), X, y)
@@ -206,13 +206,13 @@ def test_one_vs_rest_bounds_sum_over_heads():
     X, y = make_multiclass()
     k = 3
     state = certified.train(jax.random.key(8), X, y, lam=1e-3, sigma=1.0, num_classes=k)
-    assert state.params.shape == (k, X.shape[1]) and state.factor.shape == (k, 6, 6)
+    assert state.params.shape == (k, X.shape[1]) and state.precond.shape == (k, 6, 6)
     idx = np.array([0, 4, 8])
     new, info = certified.remove(state, idx, X, y)
     per_head = []
     for h in range(k):
         head = state._replace(
-            params=state.params[h], perturbation=state.perturbation[h], factor=state.factor[h]
+            params=state.params[h], perturbation=state.perturbation[h], precond=state.precond[h]
         )
         yh = np.where(y == h, 1.0, -1.0)
         hs, hi = certified.remove(head, idx, X, yh)
