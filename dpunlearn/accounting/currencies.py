@@ -451,6 +451,12 @@ def cr_budget(
     Guarantees:
       Certified: a model whose residual bound is ≤ the returned β_max is
       (ε, δ)-CR. ``"analytic"`` never returns a β whose exact δ exceeds δ.
+
+    Example:
+      >>> round(cr_budget(sigma=10.0, epsilon=1.0, delta=1e-4), 3)
+      2.28
+      >>> round(cr_budget(sigma=10.0, epsilon=1.0, delta=1e-4, method="analytic"), 3)
+      3.139
     """
     _validate.positive(sigma=sigma, epsilon=epsilon)
     _check_delta(delta)
@@ -1371,6 +1377,18 @@ def langevin_epsilon(
     Guarantees:
       Certified (α, ε_s(α))-Rényi unlearning converted to (ε, δ) at the
       returned α; the α is an estimated optimum over (1, max_order].
+
+    Example:
+      >>> m, _, eta = langevin_constants(n=10_000, lam=1e-6, loss_smoothness=0.25)
+      >>> cfg = LangevinConfig(strong_convexity=m, step_size=eta, sigma=0.03,
+      ...                      gradient_clip=1.0, n=10_000)
+      >>> s = langevin_init()
+      >>> for _ in range(3):
+      ...     s = langevin_update(s, removed=1, steps=1000)
+      ...     print(round(langevin_epsilon(s, cfg, 1e-4)[0], 4))
+      0.2908
+      0.4315
+      0.509
     """
     _check_delta(delta)
     if not state.steps:

@@ -695,6 +695,14 @@ def replay(entries: Iterable[Mapping[str, Any]]) -> LedgerSummary:
 
     ``entries[0]`` must be the configuration line. Equal to the summary the
     live :class:`Ledger` returned after its last append.
+
+    Example:
+      >>> cfg = make_config(currency="certified_removal", params={"sigma": 10.0},
+      ...                   target_epsilon=1.0, target_delta=1e-4)
+      >>> s = replay([cfg, {"kind": "train", "dp": [gaussian_release(4.0)]},
+      ...             {"kind": "request", "residual_bound": 0.5, "dp": None}])
+      >>> round(s.unlearning.remaining, 4), s.dp_epsilon
+      (1.7803, inf)
     """
     it = iter(entries)
     try:
