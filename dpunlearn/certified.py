@@ -26,7 +26,7 @@ certified upper bound on ``‖X‖₂``, which bounds ``‖X′‖₂`` for ever
 
 * ``worst_case_bound`` = ``4γk²C²/(λ²n′)`` (Theorem 1; its batch form);
 * ``data_dependent_bound`` = ``γ·N·‖v‖·‖s‖`` (Corollary 1, ``bound_form=
-  "corollary1"``) or ``(γ/2)·N·‖s‖₄²`` (``bound_form="integral"``). The second
+  "corollary1"``) or, by default, ``(γ/2)·N·‖s‖₄²`` (``bound_form="integral"``). The second
   is derived from the exact remainder ``∫₀¹ (H(w+tv) − H(w)) v dt =
   X′ᵀ ∫₀¹ (ℓ''(z + t s) − ℓ''(z)) ⊙ s dt``, each entry at most ``γ t s_i²`` in
   modulus, so its norm is at most ``(γ/2)‖X′‖₂‖s ⊙ s‖₂``; since
@@ -72,6 +72,8 @@ __all__ = [
     "normalize_rows",
     "residual_budget",
     "certificate_epsilon",
+    "certificate",
+    "Certificate",
     "supported_removals",
     "gamma_constant",
     "sample_perturbation",
@@ -566,7 +568,7 @@ def remove(
     *,
     loss: str | MarginLoss = "logistic",
     gamma: Literal["paper", "tight"] = "paper",
-    bound_form: Literal["corollary1", "integral"] = "corollary1",
+    bound_form: Literal["corollary1", "integral"] = "integral",
     solver: Solver | None = None,
     budget: float | None = None,
     strict: bool = False,
@@ -585,8 +587,9 @@ def remove(
       X, y: The arrays the model was trained on.
       loss: As in training. Static.
       gamma: ``"paper"`` (1/4, Guo et al.) or ``"tight"`` (1/(6√3)) for logistic.
-      bound_form: ``"corollary1"`` (the paper's data-dependent bound) or
-        ``"integral"`` (our exact-remainder form, never more than half of it).
+      bound_form: ``"integral"`` (default: the exact-remainder form derived in
+        the module docstring, never more than half of Corollary 1) or
+        ``"corollary1"`` (the paper's data-dependent bound, for reproductions).
       solver: ``"pcg"`` (default with a stored preconditioner: CG
         preconditioned by the training-time inverse Hessian; about five passes
         over ``X`` per removal), ``"cholesky"`` (rebuild and factor the Hessian: exact,
@@ -634,7 +637,7 @@ def remove_sequence(
     *,
     loss: str | MarginLoss = "logistic",
     gamma: Literal["paper", "tight"] = "paper",
-    bound_form: Literal["corollary1", "integral"] = "corollary1",
+    bound_form: Literal["corollary1", "integral"] = "integral",
     solver: Solver | None = None,
     budget: float | None = None,
     strict: bool = False,
@@ -821,6 +824,59 @@ def certificate_epsilon(
 
         return gaussian_epsilon(delta, sigma=sigma, sensitivity=beta)
     raise ValueError(f"Expected method in ('paper', 'analytic'), got {method!r}.")
+
+
+class Certificate(NamedTuple):
+    """An ``(ε, δ)`` certified-removal guarantee and how it was derived."""
+
+    epsilon: float
+    delta: float
+    method: str
+
+
+def certificate(
+    *,
+    sigma: float,
+    beta: float,
+    epsilon: float | None = None,
+    delta: float | None = None,
+    method: Literal["paper", "analytic"] = "analytic",
+) -> Certificate:
+    """The ``(ε, δ)`` that a model with noise ``σ`` and cumulative bound ``β`` has.
+
+    Give exactly one of ``epsilon`` or ``delta``; the other is computed.
+
+    * ``"paper"`` (Guo et al., Theorem 3): with ``c = σε/β``,
+      ``δ = 1.5·e^{−c²/2}``; valid for ``ε <= 1``.
+    * ``"analytic"``: ``δ = δ_G(ε; sensitivity β, σ)``, the exact privacy
+      profile of the Gaussian mechanism (Balle & Wang 2018, Theorem 8); valid
+      for every ``ε > 0`` and never larger than the paper's ``δ`` where both
+      apply. Why it is valid: see :func:`residual_budget`.
+    """
+    if (epsilon is None) == (delta is None):
+        raise ValueError("Expected exactly one of epsilon or delta.")
+    _validate.positive(sigma=sigma)
+    _validate.non_negative(beta=beta)
+    if method not in ("paper", "analytic"):
+        raise ValueError(f"Expected method in ('paper', 'analytic'), got {method!r}.")
+    if delta is not None:
+        eps = certificate_epsilon(sigma=sigma, beta=beta, delta=delta, method=method)
+        return Certificate(epsilon=eps, delta=float(delta), method=method)
+    _validate.positive(epsilon=epsilon)
+    if beta == 0:
+        return Certificate(epsilon=float(epsilon), delta=0.0, method=method)
+    if method == "paper":
+        if epsilon > 1:
+            raise ValueError(
+                f"Expected epsilon={epsilon} <= 1 for method='paper'; use 'analytic'."
+            )
+        c = sigma * epsilon / beta
+        return Certificate(float(epsilon), min(1.0, 1.5 * math.exp(-c * c / 2)), method)
+    from dpunlearn.accounting.mechanisms import gaussian_delta
+
+    return Certificate(
+        float(epsilon), gaussian_delta(epsilon, sigma=sigma, sensitivity=beta), method
+    )
 
 
 def supported_removals(bound_increments: ArrayLike, budget: float, *, start: float = 0.0) -> int:

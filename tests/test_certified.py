@@ -319,6 +319,22 @@ def test_certificate_hand_values():
         certified.residual_budget(sigma=10, epsilon=2, delta=1e-4, method="paper")
 
 
+def test_certificate_both_ways():
+    # Paper: σ = 10, β = 2.280 (the budget), ε = 1 gives back δ = 1e-4.
+    beta = certified.residual_budget(sigma=10, epsilon=1, delta=1e-4, method="paper")
+    cert = certified.certificate(sigma=10, beta=beta, epsilon=1.0, method="paper")
+    assert abs(cert.delta - 1e-4) < 1e-12
+    # Analytic at the same σ, β and ε: a smaller δ (tighter), and the round trip.
+    tight = certified.certificate(sigma=10, beta=beta, epsilon=1.0)
+    assert tight.delta < cert.delta
+    back = certified.certificate(sigma=10, beta=beta, delta=tight.delta)
+    assert abs(back.epsilon - 1.0) < 1e-6
+    # Hand value: r = β/σ = 1, ε = 4.377178 ⇔ δ = 1e-5 (accountant reference value).
+    assert abs(certified.certificate(sigma=1, beta=1, delta=1e-5).epsilon - 4.377178) < 1e-5
+    with pytest.raises(ValueError, match="exactly one"):
+        certified.certificate(sigma=1, beta=1)
+
+
 def test_analytic_certificate_never_looser_than_paper():
     rng = np.random.default_rng(0)
     for _ in range(50):
