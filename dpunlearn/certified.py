@@ -55,6 +55,7 @@ import numpy as np
 from jax.scipy.linalg import cho_solve
 
 from dpunlearn import _validate, solvers
+from dpunlearn.accounting import currencies, mechanisms
 from dpunlearn.losses import MarginLoss, get_loss
 from dpunlearn.types import Array, ArrayLike, PRNGKey
 
@@ -752,11 +753,6 @@ def accuracy(state: CertifiedState, X: ArrayLike, y: ArrayLike) -> float:
 # ---------------------------------------------------------------------------
 
 
-def _paper_c(delta: float) -> float:
-    # δ = 1.5·exp(−c²/2)  ⇔  c = √(2 ln(1.5/δ))   (Guo et al., Theorem 3).
-    return math.sqrt(2.0 * math.log(1.5 / delta))
-
-
 def residual_budget(
     *, sigma: float, epsilon: float, delta: float, method: Literal["paper", "analytic"] = "analytic"
 ) -> float:
@@ -779,22 +775,7 @@ def residual_budget(
 
     Example: σ = 10, ε = 1, δ = 1e-4 gives 2.280 (paper) and 3.139 (analytic).
     """
-    _validate.positive(sigma=sigma, epsilon=epsilon)
-    _validate.open_interval(0.0, 1.0, delta=delta)
-    if method == "paper":
-        if epsilon > 1:
-            raise ValueError(
-                f"Expected epsilon={epsilon} <= 1 for method='paper' (its Gaussian tail "
-                f"bound holds only for ε <= 1); use method='analytic'."
-            )
-        return sigma * epsilon / _paper_c(delta)
-    if method == "analytic":
-        from dpunlearn.accounting.mechanisms import gaussian_sigma_analytic
-
-        # δ_G depends on β/σ only: the largest β is σ / σ₁ with σ₁ the smallest
-        # noise for sensitivity 1 (never undershot by the calibration).
-        return sigma / gaussian_sigma_analytic(epsilon, delta, sensitivity=1.0)
-    raise ValueError(f"Expected method in ('paper', 'analytic'), got {method!r}.")
+    return currencies.cr_budget(sigma=sigma, epsilon=epsilon, delta=delta, method=method)
 
 
 def certificate_epsilon(
@@ -802,28 +783,11 @@ def certificate_epsilon(
 ) -> float:
     """The ``ε`` certified for a cumulative residual bound ``β`` at ``δ``.
 
-    ``"paper"``: ``ε = cβ/σ`` (Theorem 3), raising if it exceeds 1 (outside the
-    bound's validity). ``"analytic"``: the exact Gaussian-mechanism ``ε`` at
+    ``"paper"``: ``ε = cβ/σ`` (Theorem 3); ``inf`` where that exceeds 1 (outside
+    the bound's validity). ``"analytic"``: the exact Gaussian-mechanism ``ε`` at
     sensitivity ``β`` (see :func:`residual_budget`).
     """
-    _validate.positive(sigma=sigma)
-    _validate.non_negative(beta=beta)
-    _validate.open_interval(0.0, 1.0, delta=delta)
-    if beta == 0:
-        return 0.0
-    if method == "paper":
-        eps = _paper_c(delta) * beta / sigma
-        if eps > 1 + 1e-12:
-            raise ValueError(
-                f"β={beta} gives ε={eps:.4g} > 1 with method='paper', outside its "
-                f"validity; use method='analytic'."
-            )
-        return eps
-    if method == "analytic":
-        from dpunlearn.accounting.mechanisms import gaussian_epsilon
-
-        return gaussian_epsilon(delta, sigma=sigma, sensitivity=beta)
-    raise ValueError(f"Expected method in ('paper', 'analytic'), got {method!r}.")
+    return currencies.cr_epsilon(beta, sigma=sigma, delta=delta, method=method)
 
 
 class Certificate(NamedTuple):
@@ -872,19 +836,13 @@ def certificate(
             )
         c = sigma * epsilon / beta
         return Certificate(float(epsilon), min(1.0, 1.5 * math.exp(-c * c / 2)), method)
-    from dpunlearn.accounting.mechanisms import gaussian_delta
-
-    return Certificate(
-        float(epsilon), gaussian_delta(epsilon, sigma=sigma, sensitivity=beta), method
-    )
+    delta_g = mechanisms.gaussian_delta(epsilon, sigma=sigma, sensitivity=beta)
+    return Certificate(float(epsilon), delta_g, method)
 
 
 def supported_removals(bound_increments: ArrayLike, budget: float, *, start: float = 0.0) -> int:
     """How many requests fit: the number of leading requests whose cumulative
     bound (``start`` + running sum of increments) stays within ``budget``."""
-    inc = np.asarray(bound_increments, np.float64).reshape(-1)
-    if (inc < 0).any() or not np.isfinite(inc).all():
-        raise ValueError("Expected bound_increments to be finite and >= 0.")
-    total = start + np.cumsum(inc)
-    over = total > budget
-    return int(np.argmax(over)) if over.any() else int(inc.size)
+    if start > budget:
+        return 0
+    return currencies.supported_removals(bound_increments, budget - start)
