@@ -746,6 +746,26 @@ def _cmd_ledger(args) -> Output:
         ("requests since retrain", summary.requests_since_retrain),
         ("points removed (total)", summary.total_removed),
     ]
+    if summary.dp_method == "exact-gaussian":
+        sigma_eff = summary.dp_gaussian_precision**-0.5
+        rows.append(
+            (
+                "D accountant",
+                f"exact-gaussian (all releases Gaussian, sigma_eff={_fmt(sigma_eff)})",
+            )
+        )
+    elif summary.dp_method == "rdp" and summary.dp_non_gaussian_releases:
+        rows.append(
+            (
+                "D accountant",
+                (
+                    f"rdp ({summary.dp_non_gaussian_releases} release(s) with a "
+                    "non-Gaussian mechanism)"
+                ),
+            )
+        )
+    else:
+        rows.append(("D accountant", summary.dp_method))
     table = [
         (
             "U: unlearning certificate (resets on retrain)",
@@ -766,6 +786,17 @@ def _cmd_ledger(args) -> Output:
             else None,
         ),
     ]
+    if summary.dp_method == "exact-gaussian":
+        table.append(
+            (
+                "D via RDP (looser bound, not used)",
+                setup.dp_epsilon is None or summary.dp_epsilon_rdp <= setup.dp_epsilon,
+                summary.dp_epsilon_rdp,
+                summary.dp_delta,
+                "-",
+                None,
+            )
+        )
     if args.pld:
         got = L.read_ledger(args.path)
         n = 1 + summary.num_entries

@@ -478,9 +478,15 @@ def test_ledger_summary_table_and_json(tmp_path, capsys):
     code, out, err = run(capsys, "budget", "ledger", str(led.path))
     assert code == 0, err
     assert "U: unlearning certificate" in out and "D: DP of all releases" in out
-    assert "2.451506" in out  # 5 Gaussian(4) releases, RDP
+    # 5 Gaussian(4) releases: exact composed Gaussian (reported), RDP (shown too).
+    assert "2.258145" in out and "exact-gaussian" in out
+    assert "2.451506" in out and "D via RDP" in out
     d = run_json(capsys, "budget", "ledger", str(led.path), "--pld")
-    assert d["dp"]["epsilon"] == pytest.approx(2.451506386226333, rel=1e-6)
+    assert d["dp"]["accountant"] == "exact-gaussian"
+    assert d["dp"]["epsilon"] == pytest.approx(2.25814536337375, rel=1e-9)
+    assert d["dp"]["epsilon_rdp"] == pytest.approx(2.451506386226333, rel=1e-6)
+    assert d["dp"]["sigma_effective"] == pytest.approx(4.0 / 5**0.5, rel=1e-12)
+    assert d["dp"]["non_gaussian_releases"] == 0
     assert d["dp"]["epsilon_pld"] == pytest.approx(2.2581453633737465, abs=1e-3)
     assert d["unlearning"]["remaining"] == pytest.approx(0.2803009464393384, rel=1e-9)
     assert d["torn_tail"] is None and d["num_requests"] == 4

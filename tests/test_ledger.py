@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from dpunlearn.accounting import currencies as cur
+from dpunlearn.accounting import events as ev
 from dpunlearn.accounting import ledger as L
+from dpunlearn.accounting import mechanisms as mech
 from dpunlearn.accounting import rdp
 
 G = L.gaussian_release
@@ -107,14 +109,21 @@ def test_d_ledger_matches_reference_composition(tmp_path):
     led.train(dp=[G(4.0)])
     for _ in range(4):
         s = led.request(dp=[G(4.0)])
-    assert s.dp_epsilon == pytest.approx(2.451506386226333, rel=1e-6)
+    # RDP value (kept as dp_epsilon_rdp) is the JSON's rdp_fold.
+    assert s.dp_epsilon_rdp == pytest.approx(2.451506386226333, rel=1e-6)
     assert s.dp_delta == 1e-5
     pld = L.dp_epsilon_pld(L.read_ledger(led.path).entries, 1e-5)
     assert pld == pytest.approx(2.2581453633737465, abs=1e-3)
     direct = rdp.rdp_to_dp(
         rdp.DEFAULT_ORDERS, 5 * rdp.gaussian_rdp(rdp.DEFAULT_ORDERS, 4.0), 1e-5
     )[0]
-    assert s.dp_epsilon == pytest.approx(direct, rel=1e-12)
+    assert s.dp_epsilon_rdp == pytest.approx(direct, rel=1e-12)
+    # All releases Gaussian: reported (D) is the exact G(4/sqrt(5)) value, which
+    # the pessimistic PLD upper-bounds (default grid 1e-4: gap < 1e-3).
+    assert s.dp_method == "exact-gaussian"
+    exact = mech.gaussian_epsilon(1e-5, sigma=4.0 / np.sqrt(5.0))
+    assert s.dp_epsilon == pytest.approx(exact, rel=1e-12)
+    assert pld - 1e-3 <= s.dp_epsilon <= pld + 1e-12
 
 
 def test_mixed_mechanisms_and_non_private_release(tmp_path):
@@ -132,6 +141,165 @@ def test_mixed_mechanisms_and_non_private_release(tmp_path):
     s = led.retrain(dp=[G(20.0)])
     assert s.dp_epsilon == np.inf  # D never resets
     assert L.replay_file(led.path)[0] == s
+
+
+# Heterogeneous Gaussian ledger: (sigma, count) of train, requests, retrain.
+_GAUSS = [(3.0, 2), (5.0, 1), (7.5, 1), (4.0, 3), (6.0, 1)]
+
+
+def _gaussian_ledger(tmp_path, currency="sekhari", **over):
+    kw = dict(params=dict(capacity=10), target_delta=1e-5)
+    kw.update(over)
+    led = make(tmp_path, currency, **kw)
+    (s0, c0), *rest = _GAUSS
+    live = [led.train(dp=[G(s0, count=c0)])]
+    for sigma, count in rest[:-1]:
+        live.append(led.request(dp=[G(sigma, count=count)]))
+    live.append(led.retrain(dp=[G(*rest[-1])]))
+    return led, live
+
+
+def test_gaussian_only_ledger_reports_exact_composed_gaussian(tmp_path):
+    led, live = _gaussian_ledger(tmp_path)
+    s = led.summary
+    precision = sum(c / sig**2 for sig, c in _GAUSS)
+    sigma_eff = precision**-0.5
+    assert s.dp_gaussian_precision == pytest.approx(precision, rel=1e-15)
+    assert s.dp_non_gaussian_releases == 0 and s.dp_method == "exact-gaussian"
+    exact = mech.gaussian_epsilon(1e-5, sigma=sigma_eff)
+    assert s.dp_epsilon == pytest.approx(exact, rel=1e-12)
+    # The RDP value is still computed (same composition as before) and is looser.
+    curve = ev.rdp_curve([ev.GaussianEvent(sig, count=c) for sig, c in _GAUSS])
+    rdp_eps = rdp.rdp_to_dp(rdp.DEFAULT_ORDERS, curve, 1e-5)[0]
+    assert s.dp_epsilon_rdp == pytest.approx(rdp_eps, rel=1e-12)
+    assert s.dp_epsilon < s.dp_epsilon_rdp - 0.05
+    # dp_accounting's pessimistic PLD with a fine grid (1e-5) over the separate
+    # events is an upper bound on the true epsilon up to its discretisation:
+    # tolerance 1e-5 below, float rounding (1e-9) above.
+    pld = ev.epsilon_pld(
+        [ev.GaussianEvent(sig, count=c) for sig, c in _GAUSS],
+        1e-5,
+        value_discretization_interval=1e-5,
+    )
+    assert pld - 1e-5 <= s.dp_epsilon <= pld + 1e-9
+    # Every live summary was exact too, and replay equals it bit for bit.
+    entries = L.read_ledger(led.path).entries
+    for i, live_s in enumerate(live, start=2):
+        assert live_s.dp_method == "exact-gaussian"
+        assert live_s.dp_epsilon <= live_s.dp_epsilon_rdp
+        assert L.replay(entries[:i]) == live_s
+    assert L.replay_file(led.path)[0] == s
+    d = L.summary_to_dict(s)["dp"]
+    assert d["accountant"] == "exact-gaussian"
+    assert d["sigma_effective"] == pytest.approx(sigma_eff, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "other",
+    [L.subsampled_gaussian_release(0.01, 1.1, 100), L.laplace_release(50.0)],
+    ids=["subsampled_gaussian", "laplace"],
+)
+def test_one_non_gaussian_release_falls_back_to_rdp_for_good(tmp_path, other):
+    led = make(tmp_path, "sekhari", params=dict(capacity=10), target_delta=1e-5)
+    s = led.train(dp=[G(3.0, count=2)])
+    assert s.dp_method == "exact-gaussian"
+    s = led.request(dp=[G(5.0), other])
+    assert s.dp_method == "rdp" and s.dp_non_gaussian_releases == 1
+    assert s.dp_epsilon == s.dp_epsilon_rdp
+    assert s.dp_gaussian_precision == pytest.approx(2 / 9 + 1 / 25, rel=1e-15)
+    s = led.retrain(dp=[G(4.0)])  # D never resets: still mixed
+    assert s.dp_method == "rdp" and s.dp_epsilon == s.dp_epsilon_rdp
+    events = [
+        ev.GaussianEvent(3.0, count=2),
+        ev.GaussianEvent(5.0),
+        L.entry_events({"dp": [other]})[0],
+        ev.GaussianEvent(4.0),
+    ]
+    direct = rdp.rdp_to_dp(rdp.DEFAULT_ORDERS, ev.rdp_curve(events), 1e-5)[0]
+    assert s.dp_epsilon == pytest.approx(direct, rel=1e-12)
+    # Well above what the Gaussian part alone would give exactly.
+    assert s.dp_epsilon > mech.gaussian_epsilon(
+        1e-5, sigma=s.dp_gaussian_precision**-0.5
+    )
+    assert L.replay_file(led.path)[0] == s
+
+
+@pytest.mark.parametrize("currency", ["sekhari", "certified_removal"])
+def test_count_k_equals_k_entries(tmp_path, currency):
+    k = 4
+    req = dict(residual_bound=0.01) if currency == "certified_removal" else {}
+    kw = dict(params=dict(capacity=10), target_delta=1e-5)
+    if currency == "certified_removal":
+        kw = dict(target_delta=1e-5)
+    one = make(tmp_path, currency, name="one.jsonl", **kw)
+    one.train(dp=[G(2.0)])
+    a = one.request(dp=[G(5.0, count=k)], **req)
+    listed = make(tmp_path, currency, name="listed.jsonl", **kw)
+    listed.train(dp=[G(2.0)])
+    b = listed.request(dp=[G(5.0)] * k, **req)
+    sep = make(tmp_path, currency, name="sep.jsonl", **kw)
+    sep.train(dp=[G(2.0)])
+    for _ in range(k):
+        c = sep.retrain(dp=[G(5.0)])
+    for s in (a, b, c):
+        assert s.dp_method == "exact-gaussian"
+        assert s.dp_gaussian_precision == pytest.approx(1 / 4 + k / 25, rel=1e-15)
+        assert s.dp_epsilon == pytest.approx(a.dp_epsilon, rel=1e-12)
+        assert s.dp_epsilon_rdp == pytest.approx(a.dp_epsilon_rdp, rel=1e-12)
+        assert np.allclose(s.dp_rdp, a.dp_rdp, rtol=1e-12, atol=0)
+    # Same on the RDP path (subsampled Gaussian, count 3 vs 3 separate).
+    sg = L.subsampled_gaussian_release
+    x = one.request(dp=[sg(0.02, 1.5, 3)], **req)
+    for _ in range(3):
+        y = sep.retrain(dp=[sg(0.02, 1.5, 1)])
+    assert x.dp_method == y.dp_method == "rdp"
+    assert x.dp_epsilon == pytest.approx(y.dp_epsilon, rel=1e-12)
+
+
+def test_dp_budget_is_checked_against_the_reported_exact_value(tmp_path):
+    # 5 x G(4) at delta 1e-5: exact 2.2581, RDP 2.4515. A 2.3 budget admits the
+    # fifth release only because the exact value is used; the sixth is refused.
+    led = make(
+        tmp_path, "sekhari", params=dict(capacity=10), dp_epsilon=2.3, dp_delta=1e-5
+    )
+    led.train(dp=[G(4.0)])
+    for _ in range(4):
+        s = led.request(dp=[G(4.0)])
+    assert s.dp_epsilon_rdp > 2.3 >= s.dp_epsilon and s.dp_method == "exact-gaussian"
+    e = _refuse(led, lambda: led.request(dp=[G(4.0)]))
+    assert e.ledger == "D" and e.remaining == pytest.approx(2.3 - s.dp_epsilon)
+    # A non-Gaussian release is judged by RDP: a tiny Laplace one is refused
+    # here, since the mixed ledger's RDP value is above the budget.
+    e = _refuse(led, lambda: led.request(dp=[L.laplace_release(1e6)]))
+    assert e.ledger == "D"
+    assert L.replay_file(led.path)[0] == s
+
+
+_V1_FILE = (
+    b'{"budget":{"capacity":10,"dp_delta":1e-05,"dp_epsilon":null},"currency":'
+    b'"sekhari","format":"dpunlearn-ledger","kind":"config","params":{"capacity"'
+    b':10},"target":{"delta":1e-05,"epsilon":1.0},"version":1}\n'
+    b'{"dp":[{"count":1,"mechanism":"gaussian","noise_multiplier":4.0}],"kind":'
+    b'"train","seq":1,"time":1700000000.0}\n'
+    b'{"dp":[{"count":4,"mechanism":"gaussian","noise_multiplier":4.0}],"kind":'
+    b'"request","removed":1,"seq":2,"time":1700000001.0}\n'
+)
+
+
+def test_ledger_written_before_the_new_fields_replays(tmp_path):
+    path = tmp_path / "old.jsonl"
+    path.write_bytes(_V1_FILE)
+    s, torn = L.replay_file(path)
+    assert torn is None and s.num_entries == 2
+    assert s.dp_method == "exact-gaussian"
+    assert s.dp_gaussian_precision == pytest.approx(5 / 16, rel=1e-15)
+    assert s.dp_epsilon_rdp == pytest.approx(2.451506386226333, rel=1e-6)
+    assert s.dp_epsilon == pytest.approx(
+        mech.gaussian_epsilon(1e-5, sigma=4.0 / np.sqrt(5.0)), rel=1e-12
+    )
+    led = L.Ledger.open(path)
+    assert led.request(dp=[G(4.0)]).num_entries == 3
+    assert L.replay_file(path)[0] == led.summary
 
 
 def _refuse(led, call):
