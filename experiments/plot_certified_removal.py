@@ -97,37 +97,44 @@ def plot_grid(results: dict, path: str) -> str | None:
     if not grid:
         return None
     cfg = results["config"]
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=130)
+    fig, ax = plt.subplots(figsize=(6.4, 5.2), dpi=130)
     lams = sorted({g["lam"] for g in grid})
+    sigmas = sorted({g["sigma"] for g in grid})
     colors = plt.cm.viridis(np.linspace(0.0, 0.85, max(len(lams), 1)))
+    markers = dict(zip(sigmas, "osD^vP*X"))
     cap = max(g["removals_run"] for g in grid)
     method = "paper" if "paper" in grid[0]["removals_supported"] else "analytic"
     for lam, color in zip(lams, colors):
         pts = sorted((g for g in grid if g["lam"] == lam), key=lambda g: g["sigma"])
         xs = np.array([g["removals_supported"][method] for g in pts], dtype=float)
         ys = np.array([100 * g["test_accuracy"] for g in pts], dtype=float)
-        capped = np.array([g["removals_supported_capped"][method] for g in pts])
-        ax.plot(xs, ys, "-", color=color, lw=1.5, label=f"λ = {lam:g}")
-        ax.scatter(xs[~capped], ys[~capped], color=color, s=30, zorder=3)
-        if capped.any():
+        ax.plot(xs, ys, "-", color=color, lw=1.5, alpha=0.8)
+        for g, xv, yv in zip(pts, xs, ys):
+            capped = g["removals_supported_capped"][method]
             ax.scatter(
-                xs[capped],
-                ys[capped],
-                facecolors="white",
-                edgecolors=color,
-                s=40,
+                [xv],
+                [yv],
+                marker=markers.get(g["sigma"], "o"),
+                s=45,
                 zorder=3,
                 lw=1.5,
+                facecolors="white" if capped else color,
+                edgecolors=color,
             )
-        for g, xv, yv in zip(pts, xs, ys):
-            ax.annotate(
-                f"σ={g['sigma']:g}",
-                (xv, yv),
-                textcoords="offset points",
-                xytext=(4, 4),
-                fontsize=7,
-                color=color,
-            )
+    handles = [
+        plt.Line2D([], [], color=c, lw=2, label=f"λ = {lam:g}")
+        for lam, c in zip(lams, colors)
+    ] + [
+        plt.Line2D(
+            [],
+            [],
+            color="gray",
+            marker=markers.get(sg, "o"),
+            ls="",
+            label=f"σ = {sg:g}",
+        )
+        for sg in sigmas
+    ]
     ax.set_xscale("symlog", linthresh=1)
     ax.set_xlim(-0.2, cap * 1.8 + 1)
     what = "σε/c budget" if method == "paper" else "analytic Gaussian budget"
@@ -138,11 +145,18 @@ def plot_grid(results: dict, path: str) -> str | None:
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(
         f"{_title(results)}: accuracy vs supported removals\n"
-        f"(hollow marker: still within budget after all {cap} removals run)",
+        f"(hollow: still within budget after all {cap} removals run)",
         fontsize=9,
     )
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(
+        handles=handles,
+        fontsize=7.5,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.14),
+        ncol=4,
+        frameon=False,
+    )
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

