@@ -217,7 +217,9 @@ def newton_fit(
     Each step solves ``H p = −g`` (dense Cholesky, or conjugate gradients on
     Hessian–vector products when ``matrix_free``), then backtracks on the
     objective (Armijo, factor 1/2, up to 30 halvings) so that logistic fits
-    from ``w = 0`` converge globally. Stops when the sum-form gradient norm is
+    from ``w = 0`` converge globally; a step that halves the gradient norm is
+    also accepted, because near the optimum float32 cannot resolve objective
+    decreases. If no step is acceptable the fit stops at that precision floor. Stops when the sum-form gradient norm is
     at most ``tol`` or after ``max_steps`` steps; the leftover gradient norm is
     returned so that it can be charged to a certificate.
 
@@ -252,34 +254,47 @@ def newton_fit(
         H = hessian(w, X, y, weights, lam, loss)
         return cho_solve((jnp.linalg.cholesky(H), True), -g)
 
-    def line_search(w, g, p, f):
-        slope = jnp.vdot(g, p)
+    def line_search(w, g, p):
+        # Armijo on the objective, or — once objective differences fall below
+        # the dtype's resolution (float32 near the optimum) — a halving of the
+        # gradient norm. Returns the step and the gradient there.
+        f, gn, slope = obj(w), jnp.linalg.norm(g), jnp.vdot(g, p)
+
+        def accepted(t, w_t, g_t):
+            armijo = obj(w_t) <= f + 0.25 * t * slope
+            return armijo | (jnp.linalg.norm(g_t) <= 0.5 * gn)
 
         def cond(c):
-            t, ft, k = c
-            return (ft > f + 0.25 * t * slope) & (k < 30)
+            t, g_t, ok, k = c
+            return ~ok & (k < 30)
 
         def body(c):
-            t, _, k = c
+            t, _, _, k = c
             t = 0.5 * t
-            return t, obj(w + t * p), k + 1
+            g_t = grad(w + t * p)
+            return t, g_t, accepted(t, w + t * p, g_t), k + 1
 
         one = jnp.ones((), X.dtype)
-        t, _, _ = jax.lax.while_loop(cond, body, (one, obj(w + p), 0))
-        return t
+        g1 = grad(w + p)
+        t, g_t, ok, _ = jax.lax.while_loop(
+            cond, body, (one, g1, accepted(one, w + p, g1), 0)
+        )
+        return t, g_t, ok
 
     def cond(c):
-        _, g, k = c
-        return (jnp.linalg.norm(g) > tol) & (k < max_steps)
+        _, g, k, stalled = c
+        return (jnp.linalg.norm(g) > tol) & (k < max_steps) & ~stalled
 
     def body(c):
-        w, g, k = c
+        w, g, k, _ = c
         p = direction(w, g)
-        t = line_search(w, g, p, obj(w))
-        w = w + t * p
-        return w, grad(w), k + 1
+        t, g_new, ok = line_search(w, g, p)
+        # No acceptable step: the fit is at the precision floor; stop there
+        # (the leftover gradient is reported and charged, not hidden).
+        w = jnp.where(ok, w + t * p, w)
+        return w, jnp.where(ok, g_new, g), k + 1, ~ok
 
-    w, g, k = jax.lax.while_loop(cond, body, (w0, grad(w0), 0))
+    w, g, k, _ = jax.lax.while_loop(cond, body, (w0, grad(w0), 0, False))
     gn = jnp.linalg.norm(g)
     return w, FitInfo(grad_norm=gn, num_steps=k, converged=gn <= tol)
 
