@@ -465,3 +465,47 @@ def test_removing_a_whole_class_is_explicit(small):
     s, info = certified.remove(state, positives, X, y, allow_empty_class=True)
     assert np.isfinite(np.asarray(s.params)).all() and np.isfinite(float(info.cumulative_bound))
     assert float(certified.true_residual(s, X, y)) <= float(info.cumulative_bound)
+
+
+def _residual_float64(state, X, y, lam):
+    """The exact (float64 NumPy) perturbed-gradient norm of a float32 state."""
+    X = np.asarray(X, np.float64)
+    w = np.asarray(state.params, np.float64)
+    b = np.asarray(state.perturbation, np.float64)
+    m = np.asarray(state.mask, np.float64)
+    z = X @ w
+    grad = -y / (1 + np.exp(y * z))
+    return np.linalg.norm((m * grad) @ X + lam * m.sum() * w + b)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_float32_bounds_cover_the_exact_residual(seed):
+    # The certificate is computed in float32; the quantity it bounds is the
+    # exact gradient of the stored float32 model. The rounding allowance must
+    # cover the gap (Higham & Mary's model for float32 sums).
+    rng = np.random.default_rng(seed)
+    n = int(rng.choice([200, 1500]))
+    X, y = make_binary(n=n, d=20, seed=seed, dtype=np.float32)
+    lam = 10 ** rng.uniform(-4, -2)
+    state = certified.train(jax.random.key(seed), X, y, lam=lam, sigma=float(rng.uniform(0.1, 5)), tol=1e-7)
+    assert _residual_float64(state, X, y.astype(np.float64), lam) <= float(state.grad_residual_bound)
+    batch = int(rng.choice([1, 4]))
+    idx = rng.permutation(n)[: 8 * batch].reshape(8, batch)
+    state, infos = certified.remove_sequence(state, idx, X, y)
+    exact = _residual_float64(state, X, y.astype(np.float64), lam)
+    assert exact <= float(infos.cumulative_bound[-1]), (exact, float(infos.cumulative_bound[-1]))
+
+
+def test_ridge_float32_bound_covers_rounding():
+    # γ = 0: the only charges are solve and rounding terms; they must still cover
+    # the exact residual of the float32 model.
+    rng = np.random.default_rng(1)
+    X, _ = make_binary(n=800, d=30, dtype=np.float32)
+    y = (X @ rng.normal(size=30) + 0.1 * rng.normal(size=800)).astype(np.float32)
+    state = certified.train(jax.random.key(0), X, y, lam=1e-3, sigma=10.0, loss="ridge", tol=1e-7)
+    state, infos = certified.remove_sequence(state, np.arange(40).reshape(20, 2), X, y, loss="ridge")
+    X64, y64 = X.astype(np.float64), y.astype(np.float64)
+    w, b = np.asarray(state.params, np.float64), np.asarray(state.perturbation, np.float64)
+    m = np.asarray(state.mask, np.float64)
+    exact = np.linalg.norm((m * (X64 @ w - y64)) @ X64 + 1e-3 * m.sum() * w + b)
+    assert exact <= float(infos.cumulative_bound[-1])
