@@ -413,7 +413,7 @@ def _newton_direction(X, Yh, weights, reg, w, rhs, precond, solver, cg_tol, cg_m
 
 
 def _remove_step(state: CertifiedState, idx, X, Y, budget, *, loss, gamma, bound_form,
-                 solver, cg_tol, cg_maxiter, num_classes):
+                 solver, cg_tol, cg_maxiter, num_classes, correct_residual):
     dtype = X.dtype
     lam = state.lam
     mask = state.mask.at[idx].set(False)
@@ -421,30 +421,42 @@ def _remove_step(state: CertifiedState, idx, X, Y, budget, *, loss, gamma, bound
     n_left = jnp.sum(weights)
     k = idx.shape[0]
     W = _as_heads(state.params, num_classes)
+    B = _as_heads(state.perturbation, num_classes)
     factors = None if state.precond is None else _as_heads(state.precond, num_classes)
     X_rm = X[idx]
     n, d = X.shape
     factor = _rounding_factor(dtype, n + d)
     u = float(jnp.finfo(dtype).eps)  # covers the two roundings of w + v per entry
 
-    def head(w, Yh, precond):
-        # Δ: gradient of the removed terms, including the change λk·w of the
-        # sum-form regulariser λn′/2‖w‖² (Guo et al. §3, batch form).
-        delta = k * lam * w + loss.grad(X_rm @ w, Yh[idx]) @ X_rm
+    def head(w, Yh, bh, precond):
         reg = lam * n_left
-        v, xv, D = _newton_direction(X, Yh, weights, reg, w, delta, precond, solver,
+        r = state.row_norm_bound
+        if correct_residual:
+            # Newton step on the full gradient of the remaining perturbed
+            # objective, g′ = ∇L_b(w; D′): it also cancels the residual left by
+            # training and earlier removals (one extra pass over X).
+            z = X @ w
+            lg = weights * loss.grad(z, Yh)
+            rhs = -(lg @ X + reg * w + bh)
+            rhs_rounding = _gradient_rounding(r, jnp.sum(jnp.abs(lg)), reg, w, bh, factor)
+        else:
+            # Δ: gradient of the removed terms, including the change λk·w of the
+            # sum-form regulariser λn′/2‖w‖² (Guo et al. §3, batch form).
+            lg_rm = loss.grad(X_rm @ w, Yh[idx])
+            rhs = k * lam * w + lg_rm @ X_rm
+            rhs_rounding = factor * (
+                k * lam * jnp.linalg.norm(w) + r * jnp.sum(jnp.abs(lg_rm))
+            )
+        v, xv, D = _newton_direction(X, Yh, weights, reg, w, rhs, precond, solver,
                                      cg_tol, cg_maxiter, loss)
         # Certify the solve: recompute the residual explicitly (one pass over X),
-        # plus an allowance for the rounding of that computation, of Δ, and of
-        # the update w + v (which moves the gradient by at most ‖H‖·u·(‖w‖+‖v‖)).
-        solve_res = jnp.linalg.norm(delta - ((D * xv) @ X + reg * v))
-        r = state.row_norm_bound
+        # plus an allowance for the rounding of that computation, of the
+        # right-hand side, and of storing w + v (which moves the gradient by at
+        # most ‖H‖·u·(‖w‖ + ‖v‖)).
+        solve_res = jnp.linalg.norm(rhs - ((D * xv) @ X + reg * v))
         hv_terms = r * jnp.sum(jnp.abs(D * xv)) + reg * jnp.linalg.norm(v)
-        delta_terms = k * lam * jnp.linalg.norm(w) + r * jnp.sum(
-            jnp.abs(loss.grad(X_rm @ w, Yh[idx]))
-        )
         h_norm = state.norm_bound**2 * jnp.max(D) + reg
-        solve_res = solve_res + factor * (hv_terms + delta_terms) + u * h_norm * (
+        solve_res = solve_res + factor * hv_terms + rhs_rounding + u * h_norm * (
             jnp.linalg.norm(w) + jnp.linalg.norm(v)
         )
         s = weights * xv  # X′v with removed rows zeroed
@@ -455,19 +467,26 @@ def _remove_step(state: CertifiedState, idx, X, Y, budget, *, loss, gamma, bound
         return w + v, dd, solve_res
 
     if factors is None:
-        W_new, dd, res = jax.vmap(lambda w, Yh: head(w, Yh, None))(W, Y)
+        W_new, dd, res = jax.vmap(lambda w, Yh, bh: head(w, Yh, bh, None))(W, Y, B)
     else:
-        W_new, dd, res = jax.vmap(head)(W, Y, factors)
+        W_new, dd, res = jax.vmap(head)(W, Y, B, factors)
     num_heads = W.shape[0]
     C = loss.grad_bound * state.row_norm_bound
-    worst = (
-        jnp.zeros((), dtype)
-        if gamma == 0
-        else num_heads * 4 * gamma * k**2 * C**2 / (lam**2 * n_left)
-    )
+    # Theorem 1: ‖R‖ <= γ n′ ‖v‖² with ‖v‖ <= ‖rhs‖/(λ n′), ‖Δ‖ <= 2kC per head;
+    # with the residual correction ‖rhs‖ <= 2kC + ‖u‖, and Σ_h ‖u_h‖ <= β.
+    if gamma == 0:
+        worst = jnp.zeros((), dtype)
+    elif correct_residual:
+        worst = gamma * (num_heads * 2 * k * C + state.grad_residual_bound) ** 2 / (
+            lam**2 * n_left
+        )
+    else:
+        worst = num_heads * 4 * gamma * k**2 * C**2 / (lam**2 * n_left)
     dd, res = jnp.sum(dd), jnp.sum(res)
     increment = dd + res
-    beta = state.grad_residual_bound + increment
+    # Without the correction the residual left so far is carried over (the
+    # bounds add up, Algorithm 2); with it, the step cancels it.
+    beta = increment if correct_residual else state.grad_residual_bound + increment
     new_state = state._replace(
         params=_from_heads(W_new, num_classes),
         mask=mask,
@@ -486,7 +505,9 @@ def _remove_step(state: CertifiedState, idx, X, Y, budget, *, loss, gamma, bound
     return new_state, info
 
 
-_REMOVE_STATIC = ("loss", "gamma", "bound_form", "solver", "cg_maxiter", "num_classes")
+_REMOVE_STATIC = (
+    "loss", "gamma", "bound_form", "solver", "cg_maxiter", "num_classes", "correct_residual",
+)
 
 
 @functools.partial(jax.jit, static_argnames=_REMOVE_STATIC)
@@ -633,6 +654,7 @@ def remove(
     allow_empty_class: bool = False,
     cg_tol: float | None = None,
     cg_maxiter: int = 50,
+    correct_residual: bool = False,
 ) -> tuple[CertifiedState, RemovalInfo]:
     """Removes the rows ``idx`` with one Newton step and updates the certificate.
 
@@ -659,6 +681,18 @@ def remove(
       cg_tol: Relative CG tolerance (default 1e-6 in float32, 1e-12 in float64);
         whatever residual is left is charged to the bound.
       cg_maxiter: CG iteration limit. Static.
+      correct_residual: Beyond the paper (derived here, see below). ``False``
+        (default): Guo et al.'s step ``v = H⁻¹Δ`` on the removed points' terms;
+        the residual ``u`` left by training and earlier steps is carried over,
+        so ``β`` grows by each step's bound (Algorithm 2). ``True``: the step
+        solves ``H v = −∇L_b(w; D′)``, the full gradient of the remaining
+        perturbed objective (one more pass over ``X``). The gradient after the
+        step is then ``−r + R`` (solve residual and Taylor remainder) only,
+        because ``∇L_b(w; D′) + Hv = −r``; the carried-over residual is
+        cancelled, and ``β`` becomes this step's bound instead of a running
+        sum. The certificate argument (Theorem 3) only needs a bound on the
+        released model's residual, so the budget no longer drains with the
+        number of requests. Static.
 
     Returns:
       ``(new_state, info)``; see :class:`RemovalInfo`.
@@ -680,7 +714,7 @@ def remove(
     new_state, info = _remove_impl(
         state, idx_arr, X, jnp.asarray(y), _budget_value(budget),
         _default_cg_tol(X.dtype) if cg_tol is None else cg_tol,
-        **_static(state, loss, gamma, bound_form, solver, cg_maxiter),
+        **_static(state, loss, gamma, bound_form, solver, cg_maxiter, correct_residual),
     )
     if strict and _validate.is_concrete(info.within_budget) and not bool(info.within_budget):
         raise BudgetExceededError(_budget_message(state, info, budget))
@@ -702,6 +736,7 @@ def remove_sequence(
     allow_empty_class: bool = False,
     cg_tol: float | None = None,
     cg_maxiter: int = 50,
+    correct_residual: bool = False,
 ) -> tuple[CertifiedState, RemovalInfo]:
     """Applies a sequence of removal requests in one compiled ``lax.scan``.
 
@@ -724,7 +759,7 @@ def remove_sequence(
     new_state, infos = _remove_sequence_impl(
         state, batches, X, jnp.asarray(y), _budget_value(budget),
         _default_cg_tol(X.dtype) if cg_tol is None else cg_tol,
-        **_static(state, loss, gamma, bound_form, solver, cg_maxiter),
+        **_static(state, loss, gamma, bound_form, solver, cg_maxiter, correct_residual),
     )
     if strict and _validate.is_concrete(infos.within_budget):
         ok = np.asarray(infos.within_budget)
@@ -735,7 +770,7 @@ def remove_sequence(
     return new_state, infos
 
 
-def _static(state, loss, gamma, bound_form, solver, cg_maxiter) -> dict:
+def _static(state, loss, gamma, bound_form, solver, cg_maxiter, correct_residual) -> dict:
     if bound_form not in ("corollary1", "integral"):
         raise ValueError(f"Expected bound_form in ('corollary1', 'integral'), got {bound_form!r}.")
     if solver is None:
@@ -748,6 +783,7 @@ def _static(state, loss, gamma, bound_form, solver, cg_maxiter) -> dict:
     return dict(
         loss=loss, gamma=loss.gamma_for(gamma), bound_form=bound_form, solver=solver,
         cg_maxiter=cg_maxiter, num_classes=_num_classes_of(state),
+        correct_residual=bool(correct_residual),
     )
 
 

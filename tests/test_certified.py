@@ -113,8 +113,11 @@ def test_newton_removal_is_closer_to_retrained_optimum_than_original():
     gamma=st.sampled_from(["paper", "tight"]),
     bound_form=st.sampled_from(["corollary1", "integral"]),
     solver=st.sampled_from(["pcg", "cholesky"]),
+    correct=st.booleans(),
 )
-def test_true_residual_never_exceeds_cumulative_bound(seed, batch, steps, gamma, bound_form, solver):
+def test_true_residual_never_exceeds_cumulative_bound(
+    seed, batch, steps, gamma, bound_form, solver, correct
+):
     X, y = make_binary(n=150, d=8, seed=seed % 7)
     rng = np.random.default_rng(seed)
     # Small λ and σ: large steps, so the bound is exercised, not vacuous.
@@ -123,7 +126,8 @@ def test_true_residual_never_exceeds_cumulative_bound(seed, batch, steps, gamma,
     for idx in order:
         try:
             state, info = certified.remove(
-                state, idx, X, y, gamma=gamma, bound_form=bound_form, solver=solver
+                state, idx, X, y, gamma=gamma, bound_form=bound_form, solver=solver,
+                correct_residual=correct,
             )
         except ValueError as err:  # a class emptied: allowed to refuse explicitly
             assert "label" in str(err)
@@ -134,6 +138,27 @@ def test_true_residual_never_exceeds_cumulative_bound(seed, batch, steps, gamma,
         np.testing.assert_allclose(
             info.bound_increment, info.data_dependent_bound + info.solve_residual, rtol=1e-12
         )
+
+
+@pytest.mark.usefixtures("x64")
+def test_residual_correction_keeps_the_bound_from_accumulating():
+    X, y = make_binary(n=300, d=10, seed=3)
+    state = certified.train(jax.random.key(3), X, y, lam=1e-3, sigma=1.0, tol=1e-4)
+    idx = np.arange(40).reshape(20, 2)
+    plain, pi = certified.remove_sequence(state, idx, X, y)
+    fixed, fi = certified.remove_sequence(state, idx, X, y, correct_residual=True)
+    true_plain = float(certified.true_residual(plain, X, y))
+    true_fixed = float(certified.true_residual(fixed, X, y))
+    assert true_fixed <= float(fi.cumulative_bound[-1])
+    assert true_plain <= float(pi.cumulative_bound[-1])
+    # β is the last step's bound, not a running sum, and the training residual
+    # (tol = 1e-4 leaves a visible one) is cancelled by the first step.
+    np.testing.assert_allclose(fi.cumulative_bound, fi.bound_increment, rtol=1e-12)
+    assert float(fi.cumulative_bound[-1]) < 0.2 * float(pi.cumulative_bound[-1])
+    assert true_fixed < 0.1 * true_plain
+    assert np.all(np.asarray(fi.data_dependent_bound) <= np.asarray(fi.worst_case_bound))
+    # The same model to first order: both approximate the retrained optimum.
+    np.testing.assert_allclose(fixed.params, plain.params, rtol=0, atol=1e-2 * np.linalg.norm(plain.params))
 
 
 @pytest.mark.usefixtures("x64")
