@@ -62,6 +62,7 @@ from jax.scipy.linalg import cho_solve
 
 from dpunlearn import _validate, solvers
 from dpunlearn.accounting import currencies, mechanisms
+from dpunlearn.accounting.ledger import BudgetExceededError  # one error type package-wide
 from dpunlearn.losses import MarginLoss, get_loss
 from dpunlearn.types import Array, ArrayLike, PRNGKey
 
@@ -88,10 +89,6 @@ __all__ = [
 
 Solver = Literal["pcg", "cholesky", "cg"]
 _ROW_NORM_TOL = 1e-5  # float32 rounding of an L2-normalised row
-
-
-class BudgetExceededError(ValueError):
-    """A removal would push the cumulative residual bound past the budget."""
 
 
 class CertifiedState(NamedTuple):
@@ -703,22 +700,12 @@ def remove(
       BudgetExceededError: in strict mode, when the budget would be exceeded.
         Checks on ``idx`` need concrete values; under ``jit`` they are skipped.
     """
-    loss = get_loss(loss)
-    X = jnp.asarray(X)
-    idx_arr = jnp.atleast_1d(jnp.asarray(idx))
-    flat = _check_indices(idx_arr, state.mask)
-    num_classes = _num_classes_of(state)
-    if flat is not None:
-        _check_classes(y, state.mask, flat, num_classes=num_classes, loss=loss,
-                       allow_empty_class=allow_empty_class)
-    new_state, info = _remove_impl(
-        state, idx_arr, X, jnp.asarray(y), _budget_value(budget),
-        _default_cg_tol(X.dtype) if cg_tol is None else cg_tol,
-        **_static(state, loss, gamma, bound_form, solver, cg_maxiter, correct_residual),
+    return _checked_removal(
+        _remove_impl, state, jnp.atleast_1d(jnp.asarray(idx)), X, y, name="idx",
+        loss=loss, gamma=gamma, bound_form=bound_form, solver=solver, budget=budget,
+        strict=strict, allow_empty_class=allow_empty_class, cg_tol=cg_tol,
+        cg_maxiter=cg_maxiter, correct_residual=correct_residual,
     )
-    if strict and _validate.is_concrete(info.within_budget) and not bool(info.within_budget):
-        raise BudgetExceededError(_budget_message(state, info, budget))
-    return new_state, info
 
 
 def remove_sequence(
@@ -746,28 +733,40 @@ def remove_sequence(
     :class:`BudgetExceededError` names the first such step and nothing is
     returned (the caller keeps ``state``). Other arguments as in :func:`remove`.
     """
-    loss = get_loss(loss)
-    X = jnp.asarray(X)
     batches = jnp.asarray(idx_batches)
     if batches.ndim != 2:
         raise ValueError(f"Expected idx_batches of shape [T, k], got {batches.shape}.")
-    flat = _check_indices(batches, state.mask, name="idx_batches")
-    num_classes = _num_classes_of(state)
+    return _checked_removal(
+        _remove_sequence_impl, state, batches, X, y, name="idx_batches",
+        loss=loss, gamma=gamma, bound_form=bound_form, solver=solver, budget=budget,
+        strict=strict, allow_empty_class=allow_empty_class, cg_tol=cg_tol,
+        cg_maxiter=cg_maxiter, correct_residual=correct_residual,
+    )
+
+
+def _checked_removal(impl, state, indices, X, y, *, name, loss, gamma, bound_form, solver,
+                     budget, strict, allow_empty_class, cg_tol, cg_maxiter,
+                     correct_residual):
+    """Host-side checks, the compiled removal, then the strict-mode budget check."""
+    loss = get_loss(loss)
+    X = jnp.asarray(X)
+    flat = _check_indices(indices, state.mask, name=name)
     if flat is not None:
-        _check_classes(y, state.mask, flat, num_classes=num_classes, loss=loss,
+        _check_classes(y, state.mask, flat, num_classes=_num_classes_of(state), loss=loss,
                        allow_empty_class=allow_empty_class)
-    new_state, infos = _remove_sequence_impl(
-        state, batches, X, jnp.asarray(y), _budget_value(budget),
+    new_state, info = impl(
+        state, indices, X, jnp.asarray(y), _budget_value(budget),
         _default_cg_tol(X.dtype) if cg_tol is None else cg_tol,
         **_static(state, loss, gamma, bound_form, solver, cg_maxiter, correct_residual),
     )
-    if strict and _validate.is_concrete(infos.within_budget):
-        ok = np.asarray(infos.within_budget)
+    if strict and _validate.is_concrete(info.within_budget):
+        ok = np.atleast_1d(np.asarray(info.within_budget))
         if not ok.all():
             t = int(np.argmin(ok))
-            step = jax.tree.map(lambda a: a[t], infos)
-            raise BudgetExceededError(f"At request {t}: " + _budget_message(state, step, budget))
-    return new_state, infos
+            step = jax.tree.map(lambda a: np.atleast_1d(np.asarray(a))[t], info)
+            prefix = f"At request {t}: " if indices.ndim == 2 else ""
+            raise _budget_error(prefix, step, budget)
+    return new_state, info
 
 
 def _static(state, loss, gamma, bound_form, solver, cg_maxiter, correct_residual) -> dict:
@@ -794,14 +793,18 @@ def _budget_value(budget) -> float:
     return float(budget)
 
 
-def _budget_message(state, info, budget) -> str:
-    return (
-        f"this removal would raise the cumulative residual bound from "
-        f"{float(state.grad_residual_bound):.6g} to {float(info.cumulative_bound):.6g}, "
-        f"past the budget {budget:.6g} (left before it: "
-        f"{budget - float(state.grad_residual_bound):.6g}). "
-        f"Retrain (dpunlearn.certified.retrain) to reset the bound to the training "
-        f"residual."
+def _budget_error(prefix: str, info, budget: float) -> BudgetExceededError:
+    after = float(info.cumulative_bound)
+    before = after - float(info.bound_increment)
+    return BudgetExceededError(
+        f"{prefix}this removal would raise the residual bound from {before:.6g} to "
+        f"{after:.6g}, past the budget {budget:.6g} (left before it: "
+        f"{budget - before:.6g}). Retrain (dpunlearn.certified.retrain) to reset the "
+        f"bound to the new model's training residual.",
+        ledger="U",
+        remaining=budget - before,
+        restored_by_retrain=budget,
+        unit="residual_norm",
     )
 
 

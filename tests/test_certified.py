@@ -381,6 +381,12 @@ def test_budget_flag_strict_mode_and_retrain():
     with pytest.raises(BudgetExceededError, match="Retrain"):
         certified.remove_sequence(state, np.arange(20).reshape(20, 1), X, y, budget=budget, strict=True)
     spent, _ = certified.remove_sequence(state, np.arange(20).reshape(20, 1), X, y)
+    with pytest.raises(BudgetExceededError, match="past the budget") as err:
+        certified.remove(spent, np.array([30]), X, y, budget=budget, strict=True)
+    assert err.value.remaining < 0 and err.value.ledger == "U"
+    from dpunlearn.accounting.ledger import BudgetExceededError as LedgerBudgetError
+
+    assert issubclass(BudgetExceededError, LedgerBudgetError)  # one error type
     fresh = certified.retrain(jax.random.key(1), spent, X, y)
     assert float(fresh.grad_residual_bound) == float(fresh.training_residual) < budget
     assert not np.asarray(fresh.mask)[:20].any() and int(fresh.num_removed) == 0
