@@ -47,9 +47,10 @@ References:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-from collections.abc import Callable, Sequence
-from typing import Literal, NamedTuple
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from scipy import optimize
@@ -228,8 +229,7 @@ def minimise_over_orders(
     _check_delta(delta)
     _check_conversion(conversion)
     _validate.positive(max_order=max_order)
-    if not max_order > 1.0:
-        raise ValueError(f"Expected max_order={max_order} > 1.")
+    _check_max_order(max_order)
     hi_log = math.log10(max_order - 1.0)
     lo_log = min(_GRID_LOG_MIN, hi_log - 1.0)
     orders = 1.0 + np.logspace(lo_log, hi_log, _GRID_SIZE)
@@ -334,6 +334,118 @@ def _smallest_float(
     else:  # pragma: no cover - fn(0+) <= target: any positive value works
         return lo
     return float(calibrate(fn, target, lo=lo, hi=hi, increasing=False))
+
+
+def _reach_target(
+    search: Callable[..., Any], fn: Callable, target_epsilon: float, **kw
+):
+    """``search(fn, target_epsilon, **kw)`` (:func:`_smallest_int` or
+    :func:`_smallest_float`), its ValueError restated as an unreachable target."""
+    try:
+        return search(fn, float(target_epsilon), **kw)
+    except ValueError as e:
+        raise ValueError(f"target_epsilon={target_epsilon} unreachable: {e}") from None
+
+
+class _Requests(NamedTuple):
+    """Identical requests of a recursive currency (``langevin_*`` / ``wsgd_*``).
+
+    ``update(state, config)`` applies one request to ``state``;
+    ``epsilon(state, config, delta)`` returns the (ε, α) certified after it.
+    """
+
+    init: Callable[[], Any]
+    update: Callable[[Any, Any], Any]
+    epsilon: Callable[[Any, Any, float], tuple[float, float]]
+
+    def epsilons(self, config: Any, delta: float, count: int) -> Iterator[float]:
+        """ε after each of ``count`` requests, starting from ``init()``."""
+        state = self.init()
+        for _ in range(count):
+            state = self.update(state, config)
+            yield self.epsilon(state, config, delta)[0]
+
+
+def _max_requests(
+    requests: _Requests, config: Any, delta: float, target_epsilon: float, limit: int
+) -> int:
+    """Largest s ≤ ``limit`` with requests 1..s all certifying ``target_epsilon``."""
+    for s, eps in enumerate(requests.epsilons(config, delta, limit), start=1):
+        if eps > target_epsilon:
+            return s - 1
+    return limit
+
+
+def _min_sigma(
+    requests: _Requests, config: Any, delta: float, target_epsilon: float, count: int
+) -> float:
+    """Smallest σ for which ``count`` identical requests all certify the target.
+
+    The worst ε over the requests (with ``config.sigma`` replaced by the σ
+    tried) is non-increasing in σ; ``config.sigma`` seeds the bracket of
+    :func:`_smallest_float`.
+    """
+
+    def worst(sigma: float) -> float:
+        cfg = dataclasses.replace(config, sigma=sigma)
+        return max(0.0, *requests.epsilons(cfg, delta, count))
+
+    return _reach_target(
+        _smallest_float, worst, target_epsilon, start=config.sigma, name="sigma"
+    )
+
+
+def _epsilon_report(
+    currency: str,
+    eps: float,
+    delta: float,
+    target_epsilon: float,
+    *,
+    certified: bool | None = None,
+) -> CertificateReport:
+    """Report of a currency counted in ε: ``used`` = ε, ``budget`` = the target.
+
+    Certified iff ε ≤ ``target_epsilon`` unless ``certified`` is given.
+    """
+    if certified is None:
+        certified = eps <= target_epsilon
+    return CertificateReport(
+        currency,
+        certified,
+        eps,
+        delta,
+        eps,
+        target_epsilon,
+        target_epsilon - eps,
+        "epsilon",
+    )
+
+
+def _check_count(name: str, value: Any) -> None:
+    """Raises unless ``value`` is an integer ≥ 0 (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"Expected {name} to be an integer >= 0, got {value!r}.")
+
+
+def _check_max_order(max_order: float) -> None:
+    if not max_order > 1.0:
+        raise ValueError(f"Expected max_order={max_order} > 1.")
+
+
+def _rdp_epsilon(
+    curve: Callable[[np.ndarray], np.ndarray],
+    fresh: bool,
+    config: Any,
+    delta: float,
+) -> tuple[float, float]:
+    """(ε, α) of an RDP ``curve`` under ``config``'s conversion and max order;
+    ``(0, nan)`` for a ``fresh`` (just retrained) model."""
+    _check_delta(delta)
+    if fresh:
+        return 0.0, math.nan
+    return minimise_over_orders(
+        curve, delta, conversion=config.conversion, max_order=config.max_order
+    )
 
 
 def _gaussian_sigma_zcdp(epsilon: float, delta: float, sensitivity: float) -> float:
@@ -1219,16 +1331,7 @@ def d2d_report(state: D2DState, config: D2DConfig) -> CertificateReport:
     """
     n_eff = config.n - max(state.num_deleted - 1, 0)
     eps = config.epsilon_at(n_eff) if state.num_deleted else 0.0
-    return CertificateReport(
-        "d2d",
-        eps <= config.epsilon,
-        eps,
-        config.delta,
-        eps,
-        config.epsilon,
-        config.epsilon - eps,
-        "epsilon",
-    )
+    return _epsilon_report("d2d", eps, config.delta, config.epsilon)
 
 
 # ---------------------------------------------------------------------------
@@ -1291,8 +1394,7 @@ class LangevinConfig:
                 f"Expected strong_convexity*step_size="
                 f"{self.strong_convexity * self.step_size} <= 1."
             )
-        if not self.max_order > 1.0:
-            raise ValueError(f"Expected max_order={self.max_order} > 1.")
+        _check_max_order(self.max_order)
 
     def eps0(self, orders: np.ndarray, removed: int) -> np.ndarray:
         """ε₀(α) = 4αS²M²/(mσ²n²): RDP between stationary laws (S points differ)."""
@@ -1320,8 +1422,7 @@ def langevin_init() -> LangevinState:
 def langevin_update(state: LangevinState, *, removed: int, steps: int) -> LangevinState:
     """Appends one request: remove ``removed`` points, fine-tune ``steps`` steps."""
     _validate.positive_int(removed=removed)
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
-        raise ValueError(f"Expected steps to be an integer >= 0, got {steps!r}.")
+    _check_count("steps", steps)
     return LangevinState(state.removed + (int(removed),), state.steps + (int(steps),))
 
 
@@ -1390,14 +1491,8 @@ def langevin_epsilon(
       0.4315
       0.509
     """
-    _check_delta(delta)
-    if not state.steps:
-        return 0.0, math.nan
-    return minimise_over_orders(
-        lambda a: langevin_rdp(state, config, a),
-        delta,
-        conversion=config.conversion,
-        max_order=config.max_order,
+    return _rdp_epsilon(
+        lambda a: langevin_rdp(state, config, a), not state.steps, config, delta
     )
 
 
@@ -1428,10 +1523,16 @@ def langevin_min_steps(
         nxt = langevin_update(state, removed=removed, steps=int(k))
         return langevin_epsilon(nxt, config, delta)[0]
 
-    try:
-        return _smallest_int(eps_at, float(target_epsilon), lo=0, name="steps")
-    except ValueError as e:
-        raise ValueError(f"target_epsilon={target_epsilon} unreachable: {e}") from None
+    return _reach_target(_smallest_int, eps_at, target_epsilon, lo=0, name="steps")
+
+
+def _langevin_requests(removed: int, steps: int) -> _Requests:
+    """Requests removing ``removed`` points with ``steps`` fine-tuning steps each."""
+    return _Requests(
+        langevin_init,
+        lambda state, _: langevin_update(state, removed=removed, steps=steps),
+        langevin_epsilon,
+    )
 
 
 def langevin_max_requests(
@@ -1448,12 +1549,8 @@ def langevin_max_requests(
     makes the bound explode after a few dozen requests)."""
     _validate.positive(target_epsilon=target_epsilon)
     _validate.positive_int(limit=limit)
-    state = langevin_init()
-    for s in range(1, limit + 1):
-        state = langevin_update(state, removed=removed, steps=steps)
-        if langevin_epsilon(state, config, delta)[0] > target_epsilon:
-            return s - 1
-    return limit
+    reqs = _langevin_requests(removed, steps)
+    return _max_requests(reqs, config, delta, target_epsilon, limit)
 
 
 def langevin_min_sigma(
@@ -1478,20 +1575,8 @@ def langevin_min_sigma(
     _validate.positive_int(requests=requests, removed=removed)
     _check_delta(delta)
 
-    def worst(sigma: float) -> float:
-        cfg = dataclasses.replace(config, sigma=sigma)
-        state, worst_eps = langevin_init(), 0.0
-        for _ in range(requests):
-            state = langevin_update(state, removed=removed, steps=steps)
-            worst_eps = max(worst_eps, langevin_epsilon(state, cfg, delta)[0])
-        return worst_eps
-
-    try:
-        return _smallest_float(
-            worst, float(target_epsilon), start=config.sigma, name="sigma"
-        )
-    except ValueError as e:
-        raise ValueError(f"target_epsilon={target_epsilon} unreachable: {e}") from None
+    reqs = _langevin_requests(removed, steps)
+    return _min_sigma(reqs, config, delta, target_epsilon, requests)
 
 
 def langevin_report(
@@ -1503,16 +1588,7 @@ def langevin_report(
 ) -> CertificateReport:
     """(U) certificate of the current model; certified iff ε ≤ ``target_epsilon``."""
     eps, _ = langevin_epsilon(state, config, delta)
-    return CertificateReport(
-        "langevin",
-        eps <= target_epsilon,
-        eps,
-        float(delta),
-        eps,
-        float(target_epsilon),
-        float(target_epsilon) - eps,
-        "epsilon",
-    )
+    return _epsilon_report("langevin", eps, float(delta), float(target_epsilon))
 
 
 # ---------------------------------------------------------------------------
@@ -1601,8 +1677,7 @@ class WassersteinConfig:
                 f"Expected bound in ('loose', 'tight'), got {self.bound!r}."
             )
         _check_conversion(self.conversion)
-        if not self.max_order > 1.0:
-            raise ValueError(f"Expected max_order={self.max_order} > 1.")
+        _check_max_order(self.max_order)
 
     @property
     def contraction(self) -> float:
@@ -1652,12 +1727,7 @@ def wsgd_update(
 ) -> WassersteinState:
     """Z^{(s+1)} = c^{K_s n/b}·Z^{(s)} + Z_B (W∞ triangle inequality, linear)."""
     _validate.positive_int(removed=removed)
-    if (
-        isinstance(epochs, bool)
-        or not isinstance(epochs, (int, np.integer))
-        or epochs < 0
-    ):
-        raise ValueError(f"Expected epochs to be an integer >= 0, got {epochs!r}.")
+    _check_count("epochs", epochs)
     pre = wsgd_radius(state, config) + config.step_radius(removed)
     if config.projection_radius is not None:
         pre = min(pre, 2.0 * config.projection_radius)
@@ -1697,14 +1767,8 @@ def wsgd_epsilon(
     state: WassersteinState, config: WassersteinConfig, delta: float
 ) -> tuple[float, float]:
     """(ε, α) of the current model (see :func:`langevin_epsilon` for guarantees)."""
-    _check_delta(delta)
-    if state.pre_radius == 0.0:
-        return 0.0, math.nan
-    return minimise_over_orders(
-        lambda a: wsgd_rdp(state, config, a),
-        delta,
-        conversion=config.conversion,
-        max_order=config.max_order,
+    return _rdp_epsilon(
+        lambda a: wsgd_rdp(state, config, a), state.pre_radius == 0.0, config, delta
     )
 
 
@@ -1724,10 +1788,16 @@ def wsgd_min_epochs(
         nxt = wsgd_update(state, config, removed=removed, epochs=int(k))
         return wsgd_epsilon(nxt, config, delta)[0]
 
-    try:
-        return _smallest_int(eps_at, float(target_epsilon), lo=0, name="epochs")
-    except ValueError as e:
-        raise ValueError(f"target_epsilon={target_epsilon} unreachable: {e}") from None
+    return _reach_target(_smallest_int, eps_at, target_epsilon, lo=0, name="epochs")
+
+
+def _wsgd_requests(removed: int, epochs: int) -> _Requests:
+    """Requests removing ``removed`` points with ``epochs`` epochs each."""
+    return _Requests(
+        wsgd_init,
+        functools.partial(wsgd_update, removed=removed, epochs=epochs),
+        wsgd_epsilon,
+    )
 
 
 def wsgd_max_requests(
@@ -1755,12 +1825,8 @@ def wsgd_max_requests(
         fixed = WassersteinState(z_star, int(epochs), 1)
         if wsgd_epsilon(fixed, config, delta)[0] <= target_epsilon:
             return math.inf
-    state = wsgd_init()
-    for s in range(1, limit + 1):
-        state = wsgd_update(state, config, removed=removed, epochs=epochs)
-        if wsgd_epsilon(state, config, delta)[0] > target_epsilon:
-            return float(s - 1)
-    return float(limit)
+    reqs = _wsgd_requests(removed, epochs)
+    return float(_max_requests(reqs, config, delta, target_epsilon, limit))
 
 
 def wsgd_min_sigma(
@@ -1778,20 +1844,8 @@ def wsgd_min_sigma(
     _validate.positive_int(requests=requests, removed=removed)
     _check_delta(delta)
 
-    def worst(sigma: float) -> float:
-        cfg = dataclasses.replace(config, sigma=sigma)
-        state, worst_eps = wsgd_init(), 0.0
-        for _ in range(requests):
-            state = wsgd_update(state, cfg, removed=removed, epochs=epochs)
-            worst_eps = max(worst_eps, wsgd_epsilon(state, cfg, delta)[0])
-        return worst_eps
-
-    try:
-        return _smallest_float(
-            worst, float(target_epsilon), start=config.sigma, name="sigma"
-        )
-    except ValueError as e:
-        raise ValueError(f"target_epsilon={target_epsilon} unreachable: {e}") from None
+    reqs = _wsgd_requests(removed, epochs)
+    return _min_sigma(reqs, config, delta, target_epsilon, requests)
 
 
 def wsgd_report(
@@ -1803,16 +1857,7 @@ def wsgd_report(
 ) -> CertificateReport:
     """(U) certificate of the current model; certified iff ε ≤ ``target_epsilon``."""
     eps, _ = wsgd_epsilon(state, config, delta)
-    return CertificateReport(
-        "wsgd",
-        eps <= target_epsilon,
-        eps,
-        float(delta),
-        eps,
-        float(target_epsilon),
-        float(target_epsilon) - eps,
-        "epsilon",
-    )
+    return _epsilon_report("wsgd", eps, float(delta), float(target_epsilon))
 
 
 # ---------------------------------------------------------------------------
@@ -1840,14 +1885,7 @@ def extractor_head_epsilon(
     """
     _validate.positive(extractor_epsilon=extractor_epsilon, head_epsilon=head_epsilon)
     _validate.non_negative(head_delta=head_delta, extractor_delta=extractor_delta)
-    if (
-        isinstance(num_removed, bool)
-        or not isinstance(num_removed, (int, np.integer))
-        or num_removed < 0
-    ):
-        raise ValueError(
-            f"Expected num_removed to be an integer >= 0, got {num_removed!r}."
-        )
+    _check_count("num_removed", num_removed)
     if num_removed == 0:
         return float(head_epsilon), float(head_delta)
     ke, kd = mechanisms.group_privacy(
@@ -1973,13 +2011,6 @@ def extractor_report(
     if not head.certified:
         eps = math.inf
     ok = head.certified and eps <= config.target_epsilon and dlt <= config.target_delta
-    return CertificateReport(
-        "dp_extractor",
-        ok,
-        eps,
-        dlt,
-        eps,
-        config.target_epsilon,
-        config.target_epsilon - eps,
-        "epsilon",
+    return _epsilon_report(
+        "dp_extractor", eps, dlt, config.target_epsilon, certified=ok
     )
