@@ -1,7 +1,9 @@
 """Smoke test of experiments/certified_removal.py (the --smoke configuration).
 
 Runs the script's ``main`` in-process on the embedded MNIST subset (200
-training rows, 20 removals, a 2x2 Figure-1 grid) and checks what it writes.
+training rows, 20 removals, a 2x2 Figure-1 grid) and checks what it writes;
+then the same with ``--correct-residual`` (bounds on the current residual,
+not summed) and a 1x1 grid.
 """
 
 import importlib.util
@@ -77,6 +79,13 @@ def test_smoke_writes_config_first_and_results(smoke_run):
     assert r["retrain_seconds"] > 0 and r["removal_seconds_mean"] > 0
     assert len(r["grid"]) == 4
     assert returned["num_removed"] == r["num_removed"]
+    assert r["bound_mode"] == "cumulative" and r["correct_residual"] is False
+    assert config["options"]["correct_residual"] is False
+    assert set(r["final"]) == {
+        "worst_case_cumulative",
+        "data_dependent_cumulative",
+        "true_residual",
+    }
 
 
 def test_smoke_pngs_exist_and_replot(smoke_run):
@@ -134,3 +143,104 @@ def test_smoke_on_idx_files(smoke_run, tmp_path):
     assert len(r["removals"]) == 20
     assert (out / "fig2_residuals.png").stat().st_size > 5000
     assert not (out / "fig1_accuracy_vs_removals.png").exists()
+
+
+# --------------------------------------------------------- --correct-residual
+
+
+@pytest.fixture(scope="module")
+def corrected_run(smoke_run, tmp_path_factory):
+    mod, _, _ = smoke_run
+    out = tmp_path_factory.mktemp("certified_removal_corrected")
+    r = mod.main(
+        ["--smoke", "--correct-residual", "--grid-lams", "1e-2", "--grid-sigmas", "1"]
+        + ["--out", str(out), "--seed", "1"]
+    )
+    return mod, out, r
+
+
+def test_correct_residual_records_current_bounds(corrected_run):
+    import numpy as np
+
+    _, out, returned = corrected_run
+    with open(out / "config.json") as f:
+        assert json.load(f)["options"]["correct_residual"] is True
+    with open(out / "results.json") as f:
+        r = json.load(f)
+    assert r["bound_mode"] == "current" and r["correct_residual"] is True
+    assert r["config"]["correct_residual"] is True
+    rows = r["removals"]
+    assert len(rows) == 20 == r["num_removed"] == returned["num_removed"]
+    for row in rows:
+        assert "worst_case_cumulative" not in row
+        # Bounds on the current residual: the step's own increment, not a sum.
+        assert row["cumulative_bound"] == pytest.approx(
+            row["bound_increment"], rel=1e-4
+        )
+        assert row["worst_case_current"] == pytest.approx(
+            row["worst_case_bound"] + row["solve_residual"], rel=1e-6
+        )
+        assert (
+            row["worst_case_current"] >= row["cumulative_bound"] >= row["true_residual"]
+        )
+    inc = np.array([row["bound_increment"] for row in rows])
+    assert rows[-1]["cumulative_bound"] < r["training_leftover_gradient"] + inc.sum()
+    assert set(r["final"]) == {
+        "worst_case_current",
+        "data_dependent_current",
+        "true_residual",
+    }
+    assert r["final"]["data_dependent_current"] == rows[-1]["cumulative_bound"]
+    # Supported: the leading removals whose current-residual bound is within budget.
+    bounds = np.array([row["cumulative_bound"] for row in rows])
+    for m, budget in r["budgets"].items():
+        over = np.flatnonzero(bounds > budget)
+        expected = int(over[0]) if over.size else len(rows)
+        assert r["removals_supported"][m] == expected
+        assert r["removals_supported_capped"][m] == (over.size == 0)
+        assert r["removals_supported_library"][m] == expected
+    assert len(r["grid"]) == 1
+    for name in ("fig2_residuals.png", "fig1_accuracy_vs_removals.png"):
+        assert (out / name).stat().st_size > 5000, name
+
+
+def _legend_and_labels(plotter, results, path, monkeypatch):
+    """Text of the legend and axis labels of a figure ``plotter`` draws."""
+    import plot_certified_removal as plotting
+
+    figs, close = [], plotting.plt.close
+    with monkeypatch.context() as m:
+        m.setattr(plotting.plt, "close", figs.append)
+        plotter(results, path)
+    (fig,) = figs
+    ax = fig.axes[0]
+    legend = ax.get_legend()
+    texts = [t.get_text() for t in legend.get_texts()] if legend else []
+    close(fig)
+    return " ".join(texts + [ax.get_xlabel(), ax.get_title()])
+
+
+def test_plot_labels_follow_the_bound_mode(
+    smoke_run, corrected_run, monkeypatch, tmp_path
+):
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "experiments"))
+    import plot_certified_removal as plotting
+
+    runs = {"cumulative": smoke_run[1], "current": corrected_run[1]}
+    for mode, out in runs.items():
+        with open(out / "results.json") as f:
+            r = json.load(f)
+        fig2 = _legend_and_labels(
+            plotting.plot_residuals, r, tmp_path / "f2.png", monkeypatch
+        )
+        fig1 = _legend_and_labels(
+            plotting.plot_grid, r, tmp_path / "f1.png", monkeypatch
+        )
+        if mode == "current":
+            assert "cumulative" not in fig2 and "cumulative" not in fig1
+            assert "bound on the current residual" in fig2.replace("\n", " ")
+            assert "residual-correcting Newton step" in fig2.replace("\n", " ")
+            assert "current residual" in fig1
+        else:
+            assert "cumulative" in fig2 and "current residual" not in fig2
+            assert "removals supported before retraining" in fig1
