@@ -155,10 +155,34 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
+def _add_required(p: argparse.ArgumentParser, *flags: str, **helps: str) -> None:
+    """Adds required options: ``--n`` an int, every other one a float.
+
+    ``helps`` maps an option's dest (``strong_convexity``) to its help text.
+    """
+    for flag in flags:
+        dest = flag[2:].replace("-", "_")
+        kind = int if flag == "--n" else float
+        p.add_argument(flag, type=kind, required=True, help=helps.get(dest))
+
+
 def _need(args, *names):
     missing = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n) is None]
     if missing:
         raise CLIError(f"missing required argument(s): {', '.join(missing)}")
+
+
+def _pick(args, *names: str) -> dict[str, Any]:
+    """``{name: args.name}`` for the given names, in order (keyword forwarding)."""
+    return {n: getattr(args, n) for n in names}
+
+
+def _inputs(
+    *items: tuple[str, str, Any],
+) -> tuple[list[tuple[str, Any]], dict[str, Any]]:
+    """The readable rows ``(label, value)`` and the JSON ``{key: value}`` of the
+    same inputs, each given once as ``(label, key, value)``."""
+    return [(label, v) for label, _, v in items], {key: v for _, key, v in items}
 
 
 # ---------------------------------------------------------------------------
@@ -169,7 +193,7 @@ def _need(args, *names):
 def _cmd_gaussian(args) -> Output:
     from dpunlearn.accounting import mechanisms as mech
 
-    given = {k: getattr(args, k) for k in ("sigma", "epsilon", "delta")}
+    given = _pick(args, "sigma", "epsilon", "delta")
     if sum(v is not None for v in given.values()) != 2:
         raise CLIError(
             "give exactly two of --sigma, --epsilon, --delta (the third is computed)"
@@ -317,18 +341,12 @@ def _cmd_cr(args) -> Output:
     from dpunlearn.accounting import currencies as cur
 
     c = cur.cr_constant(args.delta)
-    rows: list[tuple[str, Any]] = [
-        ("sigma", args.sigma),
-        ("epsilon", args.epsilon),
-        ("delta", args.delta),
-        ("c = sqrt(2 ln(1.5/delta))", c),
-    ]
-    data: dict[str, Any] = {
-        "sigma": args.sigma,
-        "epsilon": args.epsilon,
-        "delta": args.delta,
-        "c": c,
-    }
+    rows, data = _inputs(
+        ("sigma", "sigma", args.sigma),
+        ("epsilon", "epsilon", args.epsilon),
+        ("delta", "delta", args.delta),
+        ("c = sqrt(2 ln(1.5/delta))", "c", c),
+    )
     budgets = {}
     if args.epsilon <= 1.0:
         budgets["paper"] = cur.cr_budget(
@@ -379,28 +397,56 @@ def _langevin_constants(args):
     return m, eta
 
 
-def _cmd_langevin(args) -> Output:
-    from dpunlearn.accounting import currencies as cur
+def _recursion_inputs(args) -> tuple[float, float, float, dict[str, Any]]:
+    """(m, η, δ, config keywords) of ``langevin`` / ``wsgd``; δ defaults to 1/n.
 
+    The keywords are those :class:`~dpunlearn.accounting.currencies.LangevinConfig`
+    and ``WassersteinConfig`` share.
+    """
     _need(args, "n", "sigma")
     m, eta = _langevin_constants(args)
     delta = args.delta if args.delta is not None else 1.0 / args.n
-    cfg = cur.LangevinConfig(
+    kw = dict(
         strong_convexity=m,
         step_size=eta,
-        sigma=args.sigma,
-        gradient_clip=args.gradient_clip,
-        n=args.n,
-        conversion=args.conversion,
-        max_order=args.max_order,
+        **_pick(args, "sigma", "gradient_clip", "n", "conversion", "max_order"),
     )
-    if args.steps is None and args.target_epsilon is None:
-        raise CLIError("give --steps K, --target-epsilon E, or both")
-    state = cur.langevin_init()
+    return m, eta, delta, kw
+
+
+def _need_k(args, unit: str) -> None:
+    """``langevin`` / ``wsgd`` need ``--<unit>``, a target ε, or both."""
+    if getattr(args, unit) is None and args.target_epsilon is None:
+        raise CLIError(f"give --{unit} K, --target-epsilon E, or both")
+
+
+def _request_table(
+    args,
+    cfg,
+    delta: float,
+    *,
+    unit: str,
+    init: Callable[[], Any],
+    min_k: Callable[..., int],
+    update: Callable[[Any, int], Any],
+    epsilon: Callable[..., tuple[float, float]],
+    columns: Sequence[str],
+    cells: Callable[[int, int, Any], list[Any]],
+) -> tuple[list[str], list[list[Any]]]:
+    """``args.requests`` identical requests of a recursive currency.
+
+    Each request runs ``args.<unit>`` steps/epochs or, when that is not given,
+    the fewest that certify ``args.target_epsilon`` (``min_k``). A row is
+    ``cells(request, k, state)``, then ε and its order, then whether ε meets
+    the target when one is given. Returns ``(header, rows)``.
+    """
+    fixed = getattr(args, unit)
+    targeted = args.target_epsilon is not None
+    state = init()
     table = []
     for s in range(1, args.requests + 1):
-        if args.steps is None:
-            k = cur.langevin_min_steps(
+        if fixed is None:
+            k = min_k(
                 state,
                 cfg,
                 removed=args.removed,
@@ -408,38 +454,50 @@ def _cmd_langevin(args) -> Output:
                 delta=delta,
             )
         else:
-            k = args.steps
-        state = cur.langevin_update(state, removed=args.removed, steps=k)
-        eps, alpha = cur.langevin_epsilon(state, cfg, delta)
-        row = [s, args.removed, k, eps, alpha]
-        if args.target_epsilon is not None:
+            k = fixed
+        state = update(state, k)
+        eps, alpha = epsilon(state, cfg, delta)
+        row = [*cells(s, k, state), eps, alpha]
+        if targeted:
             row.append(eps <= args.target_epsilon)
         table.append(row)
-    header = ["request", "removed", "steps", "epsilon", "order"]
-    if args.target_epsilon is not None:
-        header.append("certified")
-    rows = [
-        ("n", args.n),
-        ("strong convexity m", m),
-        ("step size eta", eta),
-        ("sigma", args.sigma),
-        ("gradient clip M", args.gradient_clip),
-        ("delta", delta),
-        ("conversion", args.conversion),
-    ]
+    header = [*columns, "epsilon", "order"] + (["certified"] if targeted else [])
+    return header, table
+
+
+def _cmd_langevin(args) -> Output:
+    from dpunlearn.accounting import currencies as cur
+
+    m, eta, delta, kw = _recursion_inputs(args)
+    cfg = cur.LangevinConfig(**kw)
+    _need_k(args, "steps")
+    header, table = _request_table(
+        args,
+        cfg,
+        delta,
+        unit="steps",
+        init=cur.langevin_init,
+        min_k=cur.langevin_min_steps,
+        update=lambda state, k: cur.langevin_update(
+            state, removed=args.removed, steps=k
+        ),
+        epsilon=cur.langevin_epsilon,
+        columns=("request", "removed", "steps"),
+        cells=lambda s, k, state: [s, args.removed, k],
+    )
+    rows, data = _inputs(
+        ("n", "n", args.n),
+        ("strong convexity m", "strong_convexity", m),
+        ("step size eta", "step_size", eta),
+        ("sigma", "sigma", args.sigma),
+        ("gradient clip M", "gradient_clip", args.gradient_clip),
+        ("delta", "delta", delta),
+        ("conversion", "conversion", args.conversion),
+    )
     if args.target_epsilon is not None:
         rows.append(("target epsilon", args.target_epsilon))
-    data = {
-        "n": args.n,
-        "strong_convexity": m,
-        "step_size": eta,
-        "sigma": args.sigma,
-        "gradient_clip": args.gradient_clip,
-        "delta": delta,
-        "conversion": args.conversion,
-        "target_epsilon": args.target_epsilon,
-        "requests": [dict(zip(header, r)) for r in table],
-    }
+    data["target_epsilon"] = args.target_epsilon
+    data["requests"] = [dict(zip(header, r)) for r in table]
     return Output(
         "Langevin unlearning (Chien et al. 2024): Renyi recursion",
         rows,
@@ -453,71 +511,45 @@ def _cmd_langevin(args) -> Output:
 def _cmd_wsgd(args) -> Output:
     from dpunlearn.accounting import currencies as cur
 
-    _need(args, "n", "sigma")
-    m, eta = _langevin_constants(args)
-    delta = args.delta if args.delta is not None else 1.0 / args.n
+    m, eta, delta, kw = _recursion_inputs(args)
     b = args.batch_size if args.batch_size is not None else args.n
     cfg = cur.WassersteinConfig(
-        strong_convexity=m,
-        step_size=eta,
-        sigma=args.sigma,
-        gradient_clip=args.gradient_clip,
-        n=args.n,
-        batch_size=b,
-        projection_radius=args.projection_radius,
-        bound=args.bound,
-        conversion=args.conversion,
-        max_order=args.max_order,
+        batch_size=b, projection_radius=args.projection_radius, bound=args.bound, **kw
     )
-    if args.epochs is None and args.target_epsilon is None:
-        raise CLIError("give --epochs K, --target-epsilon E, or both")
+    _need_k(args, "epochs")
     zb = cfg.step_radius(args.removed)
-    state = cur.wsgd_init()
-    table = []
-    for s in range(1, args.requests + 1):
-        if args.epochs is None:
-            k = cur.wsgd_min_epochs(
-                state,
-                cfg,
-                removed=args.removed,
-                target_epsilon=args.target_epsilon,
-                delta=delta,
-            )
-        else:
-            k = args.epochs
-        state = cur.wsgd_update(state, cfg, removed=args.removed, epochs=k)
-        eps, alpha = cur.wsgd_epsilon(state, cfg, delta)
-        row = [s, k, state.pre_radius, cur.wsgd_radius(state, cfg), eps, alpha]
-        if args.target_epsilon is not None:
-            row.append(eps <= args.target_epsilon)
-        table.append(row)
-    header = ["request", "epochs", "Z before", "Z after", "epsilon", "order"]
-    if args.target_epsilon is not None:
-        header.append("certified")
-    rows = [
-        ("n", args.n),
-        ("batch size b", b),
-        ("strong convexity m", m),
-        ("step size eta", eta),
-        ("contraction c", cfg.contraction),
-        ("Z_B (per request)", zb),
-        ("sigma", args.sigma),
-        ("delta", delta),
-        ("bound", args.bound),
-    ]
-    data = {
-        "n": args.n,
-        "batch_size": b,
-        "strong_convexity": m,
-        "step_size": eta,
-        "contraction": cfg.contraction,
-        "z_b": zb,
-        "sigma": args.sigma,
-        "delta": delta,
-        "bound": args.bound,
-        "target_epsilon": args.target_epsilon,
-        "requests": [dict(zip(header, r)) for r in table],
-    }
+    header, table = _request_table(
+        args,
+        cfg,
+        delta,
+        unit="epochs",
+        init=cur.wsgd_init,
+        min_k=cur.wsgd_min_epochs,
+        update=lambda state, k: cur.wsgd_update(
+            state, cfg, removed=args.removed, epochs=k
+        ),
+        epsilon=cur.wsgd_epsilon,
+        columns=("request", "epochs", "Z before", "Z after"),
+        cells=lambda s, k, state: [
+            s,
+            k,
+            state.pre_radius,
+            cur.wsgd_radius(state, cfg),
+        ],
+    )
+    rows, data = _inputs(
+        ("n", "n", args.n),
+        ("batch size b", "batch_size", b),
+        ("strong convexity m", "strong_convexity", m),
+        ("step size eta", "step_size", eta),
+        ("contraction c", "contraction", cfg.contraction),
+        ("Z_B (per request)", "z_b", zb),
+        ("sigma", "sigma", args.sigma),
+        ("delta", "delta", delta),
+        ("bound", "bound", args.bound),
+    )
+    data["target_epsilon"] = args.target_epsilon
+    data["requests"] = [dict(zip(header, r)) for r in table]
     if args.target_epsilon is not None and args.epochs is not None:
         mx = cur.wsgd_max_requests(
             cfg,
@@ -539,18 +571,12 @@ def _cmd_wsgd(args) -> Output:
 def _cmd_sekhari(args) -> Output:
     from dpunlearn.accounting import currencies as cur
 
-    kw = dict(
-        hessian_lipschitz=args.hessian_lipschitz,
-        lipschitz=args.lipschitz,
-        strong_convexity=args.strong_convexity,
-        n=args.n,
+    kw = _pick(args, "hessian_lipschitz", "lipschitz", "strong_convexity", "n")
+    rows, data = _inputs(
+        ("n", "n", args.n),
+        ("epsilon", "epsilon", args.epsilon),
+        ("delta", "delta", args.delta),
     )
-    rows: list[tuple[str, Any]] = [
-        ("n", args.n),
-        ("epsilon", args.epsilon),
-        ("delta", args.delta),
-    ]
-    data: dict[str, Any] = {"n": args.n, "epsilon": args.epsilon, "delta": args.delta}
     if args.capacity is not None:
         g = cur.sekhari_gamma(capacity=args.capacity, tight=args.tight, **kw)
         rows += [("capacity m", args.capacity), ("gamma", g)]
@@ -580,14 +606,11 @@ def _cmd_sekhari(args) -> Output:
     if args.dim is not None or args.excess_risk is not None:
         _need(args, "dim", "excess_risk")
         cap = cur.sekhari_capacity(
-            n=args.n,
             dim=args.dim,
             epsilon=args.epsilon,
             delta=args.delta,
-            strong_convexity=args.strong_convexity,
-            lipschitz=args.lipschitz,
-            hessian_lipschitz=args.hessian_lipschitz,
             excess_risk=args.excess_risk,
+            **kw,
         )
         rows.append((f"deletion capacity (excess risk {args.excess_risk:g})", cap))
         data["deletion_capacity"] = cap
@@ -601,25 +624,14 @@ def _cmd_sekhari(args) -> Output:
 def _cmd_d2d(args) -> Output:
     from dpunlearn.accounting import currencies as cur
 
-    kw = dict(
-        lipschitz=args.lipschitz,
-        strong_convexity=args.strong_convexity,
-        smoothness=args.smoothness,
-        n=args.n,
-    )
+    kw = _pick(args, "lipschitz", "strong_convexity", "smoothness", "n")
     gamma = cur.d2d_contraction(args.strong_convexity, args.smoothness)
-    rows: list[tuple[str, Any]] = [
-        ("n", args.n),
-        ("contraction gamma", gamma),
-        ("epsilon", args.epsilon),
-        ("delta", args.delta),
-    ]
-    data: dict[str, Any] = {
-        "n": args.n,
-        "contraction": gamma,
-        "epsilon": args.epsilon,
-        "delta": args.delta,
-    }
+    rows, data = _inputs(
+        ("n", "n", args.n),
+        ("contraction gamma", "contraction", gamma),
+        ("epsilon", "epsilon", args.epsilon),
+        ("delta", "delta", args.delta),
+    )
     if args.iterations is not None:
         sens = cur.d2d_sensitivity(iterations=args.iterations, **kw)
         rows += [("iterations I", args.iterations), ("sensitivity Delta", sens)]
@@ -643,21 +655,9 @@ def _cmd_d2d(args) -> Output:
         rows.append((f"min iterations at sigma={args.sigma:g} ({args.variant})", i))
         data["min_iterations"] = i
     if args.dim is not None:
-        imin = cur.d2d_strong_min_iterations(
-            args.epsilon,
-            args.delta,
-            dim=args.dim,
-            strong_convexity=args.strong_convexity,
-            smoothness=args.smoothness,
-        )
-        i1 = cur.d2d_strong_iterations(
-            1,
-            iterations=imin,
-            dim=args.dim,
-            delta=args.delta,
-            strong_convexity=args.strong_convexity,
-            smoothness=args.smoothness,
-        )
+        geometry = _pick(args, "dim", "strong_convexity", "smoothness")
+        imin = cur.d2d_strong_min_iterations(args.epsilon, args.delta, **geometry)
+        i1 = cur.d2d_strong_iterations(1, iterations=imin, delta=args.delta, **geometry)
         s1 = cur.d2d_strong_sigma(args.epsilon, args.delta, iterations=i1, **kw)
         rows += [
             ("strong: min iterations I", imin),
@@ -677,11 +677,8 @@ def _cmd_d2d(args) -> Output:
 def _cmd_extractor(args) -> Output:
     from dpunlearn.accounting import currencies as cur
 
-    kw = dict(
-        extractor_epsilon=args.extractor_epsilon,
-        extractor_delta=args.extractor_delta,
-        head_epsilon=args.head_epsilon,
-        head_delta=args.head_delta,
+    kw = _pick(
+        args, "extractor_epsilon", "extractor_delta", "head_epsilon", "head_delta"
     )
     rows: list[tuple[str, Any]] = [(k.replace("_", " "), v) for k, v in kw.items()]
     data: dict[str, Any] = dict(kw)
@@ -890,9 +887,7 @@ def _add_budget(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_subsampled)
 
     p = sub.add_parser("certified-removal", help="Guo et al. residual budget")
-    p.add_argument("--sigma", type=float, required=True)
-    p.add_argument("--epsilon", type=float, required=True)
-    p.add_argument("--delta", type=float, required=True)
+    _add_required(p, "--sigma", "--epsilon", "--delta")
     p.add_argument("--bounds", help="per-removal residual bounds, comma-separated")
     p.add_argument("--bounds-file", help="file of per-removal residual bounds")
     _common(p)
@@ -937,12 +932,14 @@ def _add_budget(subparsers: argparse._SubParsersAction) -> None:
         p.set_defaults(func=fn)
 
     p = sub.add_parser("sekhari", help="Sekhari et al. noise / deletion capacity")
-    p.add_argument("--n", type=int, required=True)
-    p.add_argument("--strong-convexity", type=float, required=True, help="lambda")
-    p.add_argument("--lipschitz", type=float, required=True, help="L")
-    p.add_argument("--hessian-lipschitz", type=float, required=True, help="M")
-    p.add_argument("--epsilon", type=float, required=True)
-    p.add_argument("--delta", type=float, required=True)
+    _add_required(
+        p,
+        *("--n", "--strong-convexity", "--lipschitz", "--hessian-lipschitz"),
+        *("--epsilon", "--delta"),
+        strong_convexity="lambda",
+        lipschitz="L",
+        hessian_lipschitz="M",
+    )
     p.add_argument("--capacity", type=int, help="m: deletions to certify")
     p.add_argument("--tight", action="store_true", help="gamma_tight")
     p.add_argument("--sigma", type=float, help="report the max deletions at this sigma")
@@ -955,12 +952,14 @@ def _add_budget(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_sekhari)
 
     p = sub.add_parser("d2d", help="Descent-to-Delete per-release noise")
-    p.add_argument("--n", type=int, required=True)
-    p.add_argument("--strong-convexity", type=float, required=True, help="m")
-    p.add_argument("--smoothness", type=float, required=True, help="beta")
-    p.add_argument("--lipschitz", type=float, required=True, help="L")
-    p.add_argument("--epsilon", type=float, required=True)
-    p.add_argument("--delta", type=float, required=True)
+    _add_required(
+        p,
+        *("--n", "--strong-convexity", "--smoothness", "--lipschitz"),
+        *("--epsilon", "--delta"),
+        strong_convexity="m",
+        smoothness="beta",
+        lipschitz="L",
+    )
     p.add_argument("--iterations", type=int, help="I: GD steps per update")
     p.add_argument("--diameter", type=float, help="D: for the initial iterations T")
     p.add_argument("--sigma", type=float, help="report the min I at this sigma")
@@ -970,10 +969,9 @@ def _add_budget(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_d2d)
 
     p = sub.add_parser("dp-extractor", help="DP feature extractor + certified head")
-    p.add_argument("--extractor-epsilon", type=float, required=True)
-    p.add_argument("--extractor-delta", type=float, required=True)
-    p.add_argument("--head-epsilon", type=float, required=True)
-    p.add_argument("--head-delta", type=float, required=True)
+    _add_required(
+        p, "--extractor-epsilon", "--extractor-delta", "--head-epsilon", "--head-delta"
+    )
     p.add_argument("--removals", type=int)
     p.add_argument("--target-epsilon", type=float)
     p.add_argument("--target-delta", type=float)
