@@ -932,14 +932,9 @@ def _add_budget(subparsers: argparse._SubParsersAction) -> None:
         p.set_defaults(func=fn)
 
     p = sub.add_parser("sekhari", help="Sekhari et al. noise / deletion capacity")
-    _add_required(
-        p,
-        *("--n", "--strong-convexity", "--lipschitz", "--hessian-lipschitz"),
-        *("--epsilon", "--delta"),
-        strong_convexity="lambda",
-        lipschitz="L",
-        hessian_lipschitz="M",
-    )
+    helps = {"strong_convexity": "lambda", "lipschitz": "L", "hessian_lipschitz": "M"}
+    flags = ("--n", "--strong-convexity", "--lipschitz", "--hessian-lipschitz")
+    _add_required(p, *flags, "--epsilon", "--delta", **helps)
     p.add_argument("--capacity", type=int, help="m: deletions to certify")
     p.add_argument("--tight", action="store_true", help="gamma_tight")
     p.add_argument("--sigma", type=float, help="report the max deletions at this sigma")
@@ -952,14 +947,9 @@ def _add_budget(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_sekhari)
 
     p = sub.add_parser("d2d", help="Descent-to-Delete per-release noise")
-    _add_required(
-        p,
-        *("--n", "--strong-convexity", "--smoothness", "--lipschitz"),
-        *("--epsilon", "--delta"),
-        strong_convexity="m",
-        smoothness="beta",
-        lipschitz="L",
-    )
+    helps = {"strong_convexity": "m", "smoothness": "beta", "lipschitz": "L"}
+    flags = ("--n", "--strong-convexity", "--smoothness", "--lipschitz")
+    _add_required(p, *flags, "--epsilon", "--delta", **helps)
     p.add_argument("--iterations", type=int, help="I: GD steps per update")
     p.add_argument("--diameter", type=float, help="D: for the initial iterations T")
     p.add_argument("--sigma", type=float, help="report the min I at this sigma")
