@@ -435,16 +435,21 @@ def parse_config(raw: Mapping[str, Any]) -> LedgerSetup:
 # ---------------------------------------------------------------------------
 
 
+def _release(mechanism: str, count: int, **params: float) -> dict:
+    """A declared (D) mechanism: positive float ``params`` and ``count`` ≥ 1."""
+    _validate.positive(**params)
+    _validate.positive_int(count=count)
+    return {
+        "mechanism": mechanism,
+        **{k: float(v) for k, v in params.items()},
+        "count": int(count),
+    }
+
+
 def gaussian_release(noise_multiplier: float, count: int = 1) -> dict:
     """(D) mechanism: ``count`` Gaussian releases of sensitivity-1 queries with
     noise multiplier σ/Δ (Mironov 2017, Prop. 7)."""
-    _validate.positive(noise_multiplier=noise_multiplier)
-    _validate.positive_int(count=count)
-    return {
-        "mechanism": "gaussian",
-        "noise_multiplier": float(noise_multiplier),
-        "count": int(count),
-    }
+    return _release("gaussian", count, noise_multiplier=noise_multiplier)
 
 
 def subsampled_gaussian_release(
@@ -454,21 +459,17 @@ def subsampled_gaussian_release(
     _validate.positive(sampling_rate=sampling_rate)
     if float(sampling_rate) > 1.0:
         raise ValueError(f"Expected sampling_rate={sampling_rate} in (0, 1].")
-    _validate.positive(noise_multiplier=noise_multiplier)
-    _validate.positive_int(count=count)
-    return {
-        "mechanism": "subsampled_gaussian",
-        "sampling_rate": float(sampling_rate),
-        "noise_multiplier": float(noise_multiplier),
-        "count": int(count),
-    }
+    return _release(
+        "subsampled_gaussian",
+        count,
+        sampling_rate=sampling_rate,
+        noise_multiplier=noise_multiplier,
+    )
 
 
 def laplace_release(scale: float, count: int = 1) -> dict:
     """(D) mechanism: ``count`` Laplace releases (sensitivity 1, scale b)."""
-    _validate.positive(scale=scale)
-    _validate.positive_int(count=count)
-    return {"mechanism": "laplace", "scale": float(scale), "count": int(count)}
+    return _release("laplace", count, scale=scale)
 
 
 def _mechanism_event(mech: Mapping[str, Any], where: str) -> ev.Event:
@@ -636,12 +637,9 @@ def _report(setup: LedgerSetup, state) -> cur.CertificateReport:
         return cur.sekhari_report(state, cfg)
     if c == "d2d":
         return cur.d2d_report(state, cfg)
-    if c == "langevin":
-        return cur.langevin_report(
-            state, cfg, target_epsilon=setup.target_epsilon, delta=setup.target_delta
-        )
-    if c == "wsgd":
-        return cur.wsgd_report(
+    if c in ("langevin", "wsgd"):
+        report = cur.langevin_report if c == "langevin" else cur.wsgd_report
+        return report(
             state, cfg, target_epsilon=setup.target_epsilon, delta=setup.target_delta
         )
     return cur.extractor_report(state, cfg)
@@ -873,6 +871,32 @@ def replay(entries: Iterable[Mapping[str, Any]]) -> LedgerSummary:
     return fold.summary(setup)
 
 
+def _min_k_hint(setup: LedgerSetup, state, entry: Mapping[str, Any]) -> str:
+    """For a refused langevin / wsgd request: the steps (epochs) it would need
+    from ``state``, or that none would do; ``""`` for the other currencies."""
+    if setup.currency not in _MIN_K:
+        return ""
+    min_k, unit = _MIN_K[setup.currency]
+    try:
+        k = min_k(
+            state,
+            setup.config,
+            removed=int(entry.get("removed", 1)),
+            target_epsilon=setup.target_epsilon,
+            delta=setup.target_delta,
+        )
+    except ValueError:
+        return f"; no number of {unit} certifies it without a retrain"
+    return f"; this request needs {unit} >= {k}"
+
+
+#: Fewest fine-tuning steps (epochs) of the next request, per recursive currency.
+_MIN_K = {
+    "langevin": (cur.langevin_min_steps, "steps"),
+    "wsgd": (cur.wsgd_min_epochs, "epochs"),
+}
+
+
 def _refusal(
     setup: LedgerSetup,
     before: LedgerSummary,
@@ -882,31 +906,7 @@ def _refusal(
     """The error to raise if ``after`` breaks a configured budget."""
     u_before, u_after = before.unlearning, after.unlearning
     if entry["kind"] == "request" and not u_after.certified:
-        hint = ""
-        if setup.currency == "langevin":
-            try:
-                k = cur.langevin_min_steps(
-                    before.state,
-                    setup.config,
-                    removed=int(entry.get("removed", 1)),
-                    target_epsilon=setup.target_epsilon,
-                    delta=setup.target_delta,
-                )
-                hint = f"; this request needs steps >= {k}"
-            except ValueError:
-                hint = "; no number of steps certifies it without a retrain"
-        elif setup.currency == "wsgd":
-            try:
-                k = cur.wsgd_min_epochs(
-                    before.state,
-                    setup.config,
-                    removed=int(entry.get("removed", 1)),
-                    target_epsilon=setup.target_epsilon,
-                    delta=setup.target_delta,
-                )
-                hint = f"; this request needs epochs >= {k}"
-            except ValueError:
-                hint = "; no number of epochs certifies it without a retrain"
+        hint = _min_k_hint(setup, before.state, entry)
         # What a full retrain (fresh randomness) would give this request.
         retrained = _retrain(setup, before.state, {"kind": "retrain"})
         fresh = _report(setup, retrained)
@@ -1034,13 +1034,18 @@ def replay_file(
         raise _torn_error(path, got)
     if not got.entries:
         raise LedgerCorruptError(f"{os.fspath(path)}: no complete configuration line.")
+    return _replay_read(path, got), got.torn_tail
+
+
+def _replay_read(path, got: LedgerRead) -> LedgerSummary:
+    """:func:`replay` of the entries read from ``path``; a malformed entry is
+    reported as :class:`LedgerCorruptError` naming the file."""
     try:
-        summary = replay(got.entries)
+        return replay(got.entries)
     except LedgerCorruptError:
         raise
     except ValueError as e:
         raise LedgerCorruptError(f"{os.fspath(path)}: {e}") from None
-    return summary, got.torn_tail
 
 
 def _torn_error(path, got: LedgerRead) -> TornTailError:
@@ -1234,13 +1239,7 @@ class Ledger:
         if not got.entries:
             raise LedgerCorruptError(f"{path}: no complete configuration line.")
         setup = parse_config(got.entries[0])
-        try:
-            summary = replay(got.entries)
-        except LedgerCorruptError:
-            raise
-        except ValueError as e:
-            raise LedgerCorruptError(f"{path}: {e}") from None
-        return cls(path, setup, summary, got.size)
+        return cls(path, setup, _replay_read(path, got), got.size)
 
     def append(self, event: Mapping[str, Any]) -> LedgerSummary:
         """Checks budgets, appends one release, fsyncs, returns the new summary.
