@@ -56,6 +56,12 @@ __all__ = [
 ]
 
 
+def _check_counted(count: int, **positive: float) -> None:
+    """Validates an event's positive parameters, then its ``count`` (≥ 1)."""
+    _validate.positive(**positive)
+    _validate.positive_int(count=count)
+
+
 @dataclasses.dataclass(frozen=True)
 class GaussianEvent:
     """``count`` releases of a query with L2 sensitivity Δ plus N(0, σ² I) noise.
@@ -71,8 +77,7 @@ class GaussianEvent:
     count: int = 1
 
     def __post_init__(self):
-        _validate.positive(sigma=self.sigma, sensitivity=self.sensitivity)
-        _validate.positive_int(count=self.count)
+        _check_counted(self.count, sigma=self.sigma, sensitivity=self.sensitivity)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,8 +98,7 @@ class SubsampledGaussianEvent:
         _validate.array_in_range("q", self.q, 0.0, 1.0, lo_closed=True, hi_closed=True)
         if np.ndim(self.q) != 0:
             raise ValueError(f"Expected q to be a scalar, got shape {np.shape(self.q)}.")
-        _validate.positive(sigma=self.sigma)
-        _validate.positive_int(count=self.count)
+        _check_counted(self.count, sigma=self.sigma)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,8 +116,7 @@ class LaplaceEvent:
     count: int = 1
 
     def __post_init__(self):
-        _validate.positive(scale=self.scale, sensitivity=self.sensitivity)
-        _validate.positive_int(count=self.count)
+        _check_counted(self.count, scale=self.scale, sensitivity=self.sensitivity)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,8 +162,7 @@ class ZCDPEvent:
     count: int = 1
 
     def __post_init__(self):
-        _validate.positive(rho=self.rho)
-        _validate.positive_int(count=self.count)
+        _check_counted(self.count, rho=self.rho)
 
 
 Event = Union[
