@@ -12,6 +12,18 @@ from dpunlearn import cli
 from dpunlearn.accounting import ledger as L
 
 
+def words(text: str) -> list[str]:
+    """A command line written as one string (no quoting needed here)."""
+    return text.split()
+
+
+CR_ARGV = words("budget certified-removal --sigma 10 --epsilon 1 --delta 1e-4")
+LANGEVIN_ARGV = words(
+    "budget langevin --n 10000 --lam 1e-6 --sigma 0.03 --steps 1000 --requests 3"
+    " --delta 1e-4"
+)
+
+
 def run(capsys, *argv):
     code = cli.main(list(argv))
     out, err = capsys.readouterr()
@@ -58,17 +70,7 @@ def test_module_entry_point_bad_delta_is_one_line_error():
     reason="console script not installed (pip install -e .)",
 )
 def test_console_script_table_and_missing_ledger(tmp_path):
-    p = sub(
-        "budget",
-        "certified-removal",
-        "--sigma",
-        "10",
-        "--epsilon",
-        "1",
-        "--delta",
-        "1e-4",
-        console=True,
-    )
+    p = sub(*CR_ARGV, console=True)
     assert p.returncode == 0, p.stderr
     assert "2.280301" in p.stdout and "3.139025" in p.stdout and "4.385386" in p.stdout
     p = sub("budget", "ledger", str(tmp_path / "nope.jsonl"), console=True)
@@ -136,53 +138,17 @@ def test_rdp_and_subsampled(capsys):
 
 
 def test_certified_removal_json_and_bounds(capsys):
-    d = run_json(
-        capsys,
-        "budget",
-        "certified-removal",
-        "--sigma",
-        "10",
-        "--epsilon",
-        "1",
-        "--delta",
-        "1e-4",
-        "--bounds",
-        "0.5,0.5,0.5,0.5,0.5,0.5,0.5",
-    )
+    d = run_json(capsys, *CR_ARGV, "--bounds", "0.5,0.5,0.5,0.5,0.5,0.5,0.5")
     assert d["budget"]["paper"] == pytest.approx(2.2803009464393384, rel=1e-12)
     assert d["supported_removals"] == {"paper": 4, "analytic": 6}
     d = run_json(
-        capsys,
-        "budget",
-        "certified-removal",
-        "--sigma",
-        "10",
-        "--epsilon",
-        "2",
-        "--delta",
-        "1e-4",
+        capsys, *words("budget certified-removal --sigma 10 --epsilon 2 --delta 1e-4")
     )
     assert "paper" not in d["budget"] and d["budget"]["analytic"] > 0
 
 
 def test_langevin_sequence_and_kmin(capsys):
-    d = run_json(
-        capsys,
-        "budget",
-        "langevin",
-        "--n",
-        "10000",
-        "--lam",
-        "1e-6",
-        "--sigma",
-        "0.03",
-        "--steps",
-        "1000",
-        "--requests",
-        "3",
-        "--delta",
-        "1e-4",
-    )
+    d = run_json(capsys, *LANGEVIN_ARGV)
     eps = [r["epsilon"] for r in d["requests"]]
     assert eps == pytest.approx(
         [0.2908325543767548, 0.43149635515624285, 0.5090403178533414], rel=1e-6
@@ -203,23 +169,7 @@ def test_langevin_sequence_and_kmin(capsys):
         "1",
     )
     assert d["requests"][0]["steps"] == 1997 and d["requests"][0]["certified"]
-    code, out, _ = run(
-        capsys,
-        "budget",
-        "langevin",
-        "--n",
-        "10000",
-        "--lam",
-        "1e-6",
-        "--sigma",
-        "0.03",
-        "--steps",
-        "1000",
-        "--requests",
-        "3",
-        "--delta",
-        "1e-4",
-    )
+    code, out, _ = run(capsys, *LANGEVIN_ARGV)
     assert code == 0 and "0.5090403" in out and "request" in out
 
 
