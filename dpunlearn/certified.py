@@ -62,29 +62,31 @@ from jax.scipy.linalg import cho_solve
 
 from dpunlearn import _validate, solvers
 from dpunlearn.accounting import currencies, mechanisms
-from dpunlearn.accounting.ledger import BudgetExceededError  # one error type package-wide
+from dpunlearn.accounting.ledger import (
+    BudgetExceededError,  # one error type package-wide
+)
 from dpunlearn.losses import MarginLoss, get_loss
 from dpunlearn.types import Array, ArrayLike, PRNGKey
 
 __all__ = [
     "BudgetExceededError",
+    "Certificate",
     "CertifiedState",
     "RemovalInfo",
-    "train",
+    "accuracy",
+    "certificate",
+    "certificate_epsilon",
+    "gamma_constant",
+    "normalize_rows",
+    "predict",
     "remove",
     "remove_sequence",
-    "retrain",
-    "true_residual",
-    "predict",
-    "accuracy",
-    "normalize_rows",
     "residual_budget",
-    "certificate_epsilon",
-    "certificate",
-    "Certificate",
-    "supported_removals",
-    "gamma_constant",
+    "retrain",
     "sample_perturbation",
+    "supported_removals",
+    "train",
+    "true_residual",
 ]
 
 Solver = Literal["pcg", "cholesky", "cg"]
@@ -159,7 +161,9 @@ class RemovalInfo(NamedTuple):
 def _check_features(X) -> None:
     _validate.ndim("X", X, 2)
     if not jnp.issubdtype(jnp.result_type(X), jnp.floating):
-        raise ValueError(f"Expected X to have a floating dtype, got {jnp.result_type(X)}.")
+        raise ValueError(
+            f"Expected X to have a floating dtype, got {jnp.result_type(X)}."
+        )
     _validate.finite_array("X", X)
     if _validate.is_concrete(X):
         norms = np.linalg.norm(np.asarray(X, np.float64), axis=1)
@@ -175,7 +179,9 @@ def _check_features(X) -> None:
 def _check_labels(y, n: int, loss: MarginLoss, num_classes: int | None) -> None:
     _validate.ndim("y", y, 1)
     if np.shape(y)[0] != n:
-        raise ValueError(f"Shape mismatch: X has {n} rows but y has shape {np.shape(y)}.")
+        raise ValueError(
+            f"Shape mismatch: X has {n} rows but y has shape {np.shape(y)}."
+        )
     if not _validate.is_concrete(y):
         return
     arr = np.asarray(y)
@@ -183,7 +189,9 @@ def _check_labels(y, n: int, loss: MarginLoss, num_classes: int | None) -> None:
         if loss.labels != "pm1":
             raise ValueError(f"Expected num_classes=None for loss {loss.name!r}.")
         if arr.dtype.kind not in "iu" and not np.all(arr == np.round(arr)):
-            raise ValueError("Expected y to hold integer class labels 0..num_classes-1.")
+            raise ValueError(
+                "Expected y to hold integer class labels 0..num_classes-1."
+            )
         bad = (arr < 0) | (arr >= num_classes)
         if bad.any():
             i = int(np.argmax(bad))
@@ -214,7 +222,9 @@ def _check_indices(idx, mask, *, name: str = "idx") -> np.ndarray | None:
     m = np.asarray(mask)
     n = m.shape[0]
     if flat.size == 0:
-        raise ValueError(f"Expected {name} to name at least one row, got an empty array.")
+        raise ValueError(
+            f"Expected {name} to name at least one row, got an empty array."
+        )
     out = (flat < 0) | (flat >= n)
     if out.any():
         raise ValueError(
@@ -285,7 +295,9 @@ def _head_labels(y, num_classes: int | None, dtype) -> Array:
     if num_classes is None:
         return jnp.asarray(y, dtype)[None, :]
     y = jnp.asarray(y)
-    return jnp.where(y[None, :] == jnp.arange(num_classes)[:, None], 1.0, -1.0).astype(dtype)
+    return jnp.where(y[None, :] == jnp.arange(num_classes)[:, None], 1.0, -1.0).astype(
+        dtype
+    )
 
 
 def _as_heads(a: Array, num_classes: int | None) -> Array:
@@ -328,8 +340,21 @@ def _gradient_rounding(X_row_norm, loss_grad_abs_sum, reg, w, b, factor):
     jax.jit,
     static_argnames=("loss", "num_classes", "max_steps", "matrix_free", "norm_method"),
 )
-def _train_impl(key, X, y, mask, lam, sigma, tol, *, loss, num_classes, max_steps,
-                matrix_free, norm_method):
+def _train_impl(
+    key,
+    X,
+    y,
+    mask,
+    lam,
+    sigma,
+    tol,
+    *,
+    loss,
+    num_classes,
+    max_steps,
+    matrix_free,
+    norm_method,
+):
     dtype = X.dtype
     n, d = X.shape
     k = 1 if num_classes is None else num_classes
@@ -342,7 +367,14 @@ def _train_impl(key, X, y, mask, lam, sigma, tol, *, loss, num_classes, max_step
 
     def fit(Yh, bh):
         return solvers.newton_fit(
-            X, Yh, weights, bh, lam, loss=loss, tol=tol_sum, max_steps=max_steps,
+            X,
+            Yh,
+            weights,
+            bh,
+            lam,
+            loss=loss,
+            tol=tol_sum,
+            max_steps=max_steps,
             matrix_free=matrix_free,
         )
 
@@ -364,7 +396,9 @@ def _train_impl(key, X, y, mask, lam, sigma, tol, *, loss, num_classes, max_step
 
     def rounding(w, Yh, bh):
         g_abs = jnp.sum(weights * jnp.abs(loss.grad(X @ w, Yh)))
-        return _gradient_rounding(row_norm, g_abs, lam * jnp.sum(weights), w, bh, factor)
+        return _gradient_rounding(
+            row_norm, g_abs, lam * jnp.sum(weights), w, bh, factor
+        )
 
     leftover = jnp.sum(info.grad_norm) + jnp.sum(jax.vmap(rounding)(W, Y, B))
     state = CertifiedState(
@@ -383,8 +417,9 @@ def _train_impl(key, X, y, mask, lam, sigma, tol, *, loss, num_classes, max_step
     return state, info
 
 
-def _newton_direction(X, Yh, weights, reg, w, rhs, precond, solver, cg_tol, cg_maxiter,
-                      loss):
+def _newton_direction(
+    X, Yh, weights, reg, w, rhs, precond, solver, cg_tol, cg_maxiter, loss
+):
     """Solves ``H v = rhs`` with ``H`` the Hessian of the remaining rows at ``w``.
 
     Returns ``(v, Xv, D)``: the direction, ``X v`` over all rows, and the
@@ -396,7 +431,7 @@ def _newton_direction(X, Yh, weights, reg, w, rhs, precond, solver, cg_tol, cg_m
     solves with its Cholesky factor; its accuracy does not matter because the
     residual is certified, not trusted); ``"cg"`` runs CG without it.
     """
-    curvature = lambda z: weights * loss.hess(z, Yh)  # noqa: E731
+    curvature = lambda z: weights * loss.hess(z, Yh)
     if solver == "cholesky":
         D = curvature(X @ w)
         H = solvers.hessian_from_curvature(X, D, reg)
@@ -409,8 +444,22 @@ def _newton_direction(X, Yh, weights, reg, w, rhs, precond, solver, cg_tol, cg_m
     return v, Xv, D
 
 
-def _remove_step(state: CertifiedState, idx, X, Y, budget, *, loss, gamma, bound_form,
-                 solver, cg_tol, cg_maxiter, num_classes, correct_residual):
+def _remove_step(
+    state: CertifiedState,
+    idx,
+    X,
+    Y,
+    budget,
+    *,
+    loss,
+    gamma,
+    bound_form,
+    solver,
+    cg_tol,
+    cg_maxiter,
+    num_classes,
+    correct_residual,
+):
     dtype = X.dtype
     lam = state.lam
     mask = state.mask.at[idx].set(False)
@@ -435,7 +484,9 @@ def _remove_step(state: CertifiedState, idx, X, Y, budget, *, loss, gamma, bound
             z = X @ w
             lg = weights * loss.grad(z, Yh)
             rhs = -(lg @ X + reg * w + bh)
-            rhs_rounding = _gradient_rounding(r, jnp.sum(jnp.abs(lg)), reg, w, bh, factor)
+            rhs_rounding = _gradient_rounding(
+                r, jnp.sum(jnp.abs(lg)), reg, w, bh, factor
+            )
         else:
             # Δ: gradient of the removed terms, including the change λk·w of the
             # sum-form regulariser λn′/2‖w‖² (Guo et al. §3, batch form).
@@ -444,8 +495,9 @@ def _remove_step(state: CertifiedState, idx, X, Y, budget, *, loss, gamma, bound
             rhs_rounding = factor * (
                 k * lam * jnp.linalg.norm(w) + r * jnp.sum(jnp.abs(lg_rm))
             )
-        v, xv, D = _newton_direction(X, Yh, weights, reg, w, rhs, precond, solver,
-                                     cg_tol, cg_maxiter, loss)
+        v, xv, D = _newton_direction(
+            X, Yh, weights, reg, w, rhs, precond, solver, cg_tol, cg_maxiter, loss
+        )
         # Certify the solve: recompute the residual explicitly (one pass over X),
         # plus an allowance for the rounding of that computation, of the
         # right-hand side, and of storing w + v (which moves the gradient by at
@@ -453,8 +505,11 @@ def _remove_step(state: CertifiedState, idx, X, Y, budget, *, loss, gamma, bound
         solve_res = jnp.linalg.norm(rhs - ((D * xv) @ X + reg * v))
         hv_terms = r * jnp.sum(jnp.abs(D * xv)) + reg * jnp.linalg.norm(v)
         h_norm = state.norm_bound**2 * jnp.max(D) + reg
-        solve_res = solve_res + factor * hv_terms + rhs_rounding + u * h_norm * (
-            jnp.linalg.norm(w) + jnp.linalg.norm(v)
+        solve_res = (
+            solve_res
+            + factor * hv_terms
+            + rhs_rounding
+            + u * h_norm * (jnp.linalg.norm(w) + jnp.linalg.norm(v))
         )
         s = weights * xv  # X′v with removed rows zeroed
         if bound_form == "corollary1":
@@ -474,8 +529,10 @@ def _remove_step(state: CertifiedState, idx, X, Y, budget, *, loss, gamma, bound
     if gamma == 0:
         worst = jnp.zeros((), dtype)
     elif correct_residual:
-        worst = gamma * (num_heads * 2 * k * C + state.grad_residual_bound) ** 2 / (
-            lam**2 * n_left
+        worst = (
+            gamma
+            * (num_heads * 2 * k * C + state.grad_residual_bound) ** 2
+            / (lam**2 * n_left)
         )
     else:
         worst = num_heads * 4 * gamma * k**2 * C**2 / (lam**2 * n_left)
@@ -503,7 +560,13 @@ def _remove_step(state: CertifiedState, idx, X, Y, budget, *, loss, gamma, bound
 
 
 _REMOVE_STATIC = (
-    "loss", "gamma", "bound_form", "solver", "cg_maxiter", "num_classes", "correct_residual",
+    "loss",
+    "gamma",
+    "bound_form",
+    "solver",
+    "cg_maxiter",
+    "num_classes",
+    "correct_residual",
 )
 
 
@@ -604,8 +667,17 @@ def train(
         if mask.shape != (n,):
             raise ValueError(f"Expected mask of shape ({n},), got {mask.shape}.")
     state, _ = _train_impl(
-        key, X, jnp.asarray(y), mask, lam, sigma, tol, loss=loss,
-        num_classes=num_classes, max_steps=max_steps, matrix_free=matrix_free,
+        key,
+        X,
+        jnp.asarray(y),
+        mask,
+        lam,
+        sigma,
+        tol,
+        loss=loss,
+        num_classes=num_classes,
+        max_steps=max_steps,
+        matrix_free=matrix_free,
         norm_method=norm_method,
     )
     return state
@@ -627,9 +699,12 @@ def retrain(
     passed to :func:`train` (``loss``, ``tol``, ``max_steps``...); ``lam``,
     ``sigma`` and ``num_classes`` default to the state's.
     """
-    kwargs.setdefault("lam", float(state.lam) if _validate.is_concrete(state.lam) else state.lam)
     kwargs.setdefault(
-        "sigma", float(state.sigma) if _validate.is_concrete(state.sigma) else state.sigma
+        "lam", float(state.lam) if _validate.is_concrete(state.lam) else state.lam
+    )
+    kwargs.setdefault(
+        "sigma",
+        float(state.sigma) if _validate.is_concrete(state.sigma) else state.sigma,
     )
     kwargs.setdefault("num_classes", _num_classes_of(state))
     kwargs.setdefault("matrix_free", state.precond is None)
@@ -701,10 +776,22 @@ def remove(
         Checks on ``idx`` need concrete values; under ``jit`` they are skipped.
     """
     return _checked_removal(
-        _remove_impl, state, jnp.atleast_1d(jnp.asarray(idx)), X, y, name="idx",
-        loss=loss, gamma=gamma, bound_form=bound_form, solver=solver, budget=budget,
-        strict=strict, allow_empty_class=allow_empty_class, cg_tol=cg_tol,
-        cg_maxiter=cg_maxiter, correct_residual=correct_residual,
+        _remove_impl,
+        state,
+        jnp.atleast_1d(jnp.asarray(idx)),
+        X,
+        y,
+        name="idx",
+        loss=loss,
+        gamma=gamma,
+        bound_form=bound_form,
+        solver=solver,
+        budget=budget,
+        strict=strict,
+        allow_empty_class=allow_empty_class,
+        cg_tol=cg_tol,
+        cg_maxiter=cg_maxiter,
+        correct_residual=correct_residual,
     )
 
 
@@ -737,25 +824,63 @@ def remove_sequence(
     if batches.ndim != 2:
         raise ValueError(f"Expected idx_batches of shape [T, k], got {batches.shape}.")
     return _checked_removal(
-        _remove_sequence_impl, state, batches, X, y, name="idx_batches",
-        loss=loss, gamma=gamma, bound_form=bound_form, solver=solver, budget=budget,
-        strict=strict, allow_empty_class=allow_empty_class, cg_tol=cg_tol,
-        cg_maxiter=cg_maxiter, correct_residual=correct_residual,
+        _remove_sequence_impl,
+        state,
+        batches,
+        X,
+        y,
+        name="idx_batches",
+        loss=loss,
+        gamma=gamma,
+        bound_form=bound_form,
+        solver=solver,
+        budget=budget,
+        strict=strict,
+        allow_empty_class=allow_empty_class,
+        cg_tol=cg_tol,
+        cg_maxiter=cg_maxiter,
+        correct_residual=correct_residual,
     )
 
 
-def _checked_removal(impl, state, indices, X, y, *, name, loss, gamma, bound_form, solver,
-                     budget, strict, allow_empty_class, cg_tol, cg_maxiter,
-                     correct_residual):
+def _checked_removal(
+    impl,
+    state,
+    indices,
+    X,
+    y,
+    *,
+    name,
+    loss,
+    gamma,
+    bound_form,
+    solver,
+    budget,
+    strict,
+    allow_empty_class,
+    cg_tol,
+    cg_maxiter,
+    correct_residual,
+):
     """Host-side checks, the compiled removal, then the strict-mode budget check."""
     loss = get_loss(loss)
     X = jnp.asarray(X)
     flat = _check_indices(indices, state.mask, name=name)
     if flat is not None:
-        _check_classes(y, state.mask, flat, num_classes=_num_classes_of(state), loss=loss,
-                       allow_empty_class=allow_empty_class)
+        _check_classes(
+            y,
+            state.mask,
+            flat,
+            num_classes=_num_classes_of(state),
+            loss=loss,
+            allow_empty_class=allow_empty_class,
+        )
     new_state, info = impl(
-        state, indices, X, jnp.asarray(y), _budget_value(budget),
+        state,
+        indices,
+        X,
+        jnp.asarray(y),
+        _budget_value(budget),
         _default_cg_tol(X.dtype) if cg_tol is None else cg_tol,
         **_static(state, loss, gamma, bound_form, solver, cg_maxiter, correct_residual),
     )
@@ -769,19 +894,31 @@ def _checked_removal(impl, state, indices, X, y, *, name, loss, gamma, bound_for
     return new_state, info
 
 
-def _static(state, loss, gamma, bound_form, solver, cg_maxiter, correct_residual) -> dict:
+def _static(
+    state, loss, gamma, bound_form, solver, cg_maxiter, correct_residual
+) -> dict:
     if bound_form not in ("corollary1", "integral"):
-        raise ValueError(f"Expected bound_form in ('corollary1', 'integral'), got {bound_form!r}.")
+        raise ValueError(
+            f"Expected bound_form in ('corollary1', 'integral'), got {bound_form!r}."
+        )
     if solver is None:
         solver = "cg" if state.precond is None else "pcg"
     if solver not in ("pcg", "cholesky", "cg"):
-        raise ValueError(f"Expected solver in ('pcg', 'cholesky', 'cg'), got {solver!r}.")
+        raise ValueError(
+            f"Expected solver in ('pcg', 'cholesky', 'cg'), got {solver!r}."
+        )
     if solver == "pcg" and state.precond is None:
-        raise ValueError("solver='pcg' needs a preconditioner; this state is matrix-free.")
+        raise ValueError(
+            "solver='pcg' needs a preconditioner; this state is matrix-free."
+        )
     _validate.positive_int(cg_maxiter=cg_maxiter)
     return dict(
-        loss=loss, gamma=loss.gamma_for(gamma), bound_form=bound_form, solver=solver,
-        cg_maxiter=cg_maxiter, num_classes=_num_classes_of(state),
+        loss=loss,
+        gamma=loss.gamma_for(gamma),
+        bound_form=bound_form,
+        solver=solver,
+        cg_maxiter=cg_maxiter,
+        num_classes=_num_classes_of(state),
         correct_residual=bool(correct_residual),
     )
 
@@ -809,7 +946,11 @@ def _budget_error(prefix: str, info, budget: float) -> BudgetExceededError:
 
 
 def true_residual(
-    state: CertifiedState, X: ArrayLike, y: ArrayLike, *, loss: str | MarginLoss = "logistic"
+    state: CertifiedState,
+    X: ArrayLike,
+    y: ArrayLike,
+    *,
+    loss: str | MarginLoss = "logistic",
 ) -> Array:
     """The quantity every bound bounds: ``‖∇L_b(w; D′)‖`` (sum form, with ``+b``).
 
@@ -824,13 +965,15 @@ def true_residual(
     Y = _head_labels(jnp.asarray(y), nc, X.dtype)
     W, B = _as_heads(state.params, nc), _as_heads(state.perturbation, nc)
     weights = state.mask.astype(X.dtype)
-    G = jax.vmap(lambda w, Yh, b: solvers.gradient(w, X, Yh, weights, b, state.lam, loss))(
-        W, Y, B
-    )
+    G = jax.vmap(
+        lambda w, Yh, b: solvers.gradient(w, X, Yh, weights, b, state.lam, loss)
+    )(W, Y, B)
     return jnp.linalg.norm(G)
 
 
-def predict(state: CertifiedState, X: ArrayLike, *, loss: str | MarginLoss = "logistic") -> Array:
+def predict(
+    state: CertifiedState, X: ArrayLike, *, loss: str | MarginLoss = "logistic"
+) -> Array:
     """Predictions: ±1 (binary logistic), class ids (one-vs-rest), reals (ridge)."""
     X = jnp.asarray(X)
     if state.params.ndim == 2:
@@ -850,7 +993,11 @@ def accuracy(state: CertifiedState, X: ArrayLike, y: ArrayLike) -> float:
 
 
 def residual_budget(
-    *, sigma: float, epsilon: float, delta: float, method: Literal["paper", "analytic"] = "analytic"
+    *,
+    sigma: float,
+    epsilon: float,
+    delta: float,
+    method: Literal["paper", "analytic"] = "analytic",
 ) -> float:
     """The largest cumulative residual ``β`` for which the model is ``(ε, δ)``-CR.
 
@@ -871,11 +1018,17 @@ def residual_budget(
 
     Example: σ = 10, ε = 1, δ = 1e-4 gives 2.280 (paper) and 3.139 (analytic).
     """
-    return currencies.cr_budget(sigma=sigma, epsilon=epsilon, delta=delta, method=method)
+    return currencies.cr_budget(
+        sigma=sigma, epsilon=epsilon, delta=delta, method=method
+    )
 
 
 def certificate_epsilon(
-    *, sigma: float, beta: float, delta: float, method: Literal["paper", "analytic"] = "analytic"
+    *,
+    sigma: float,
+    beta: float,
+    delta: float,
+    method: Literal["paper", "analytic"] = "analytic",
 ) -> float:
     """The ``ε`` certified for a cumulative residual bound ``β`` at ``δ``.
 
@@ -936,7 +1089,9 @@ def certificate(
     return Certificate(float(epsilon), delta_g, method)
 
 
-def supported_removals(bound_increments: ArrayLike, budget: float, *, start: float = 0.0) -> int:
+def supported_removals(
+    bound_increments: ArrayLike, budget: float, *, start: float = 0.0
+) -> int:
     """How many requests fit: the number of leading requests whose cumulative
     bound (``start`` + running sum of increments) stays within ``budget``."""
     if start > budget:

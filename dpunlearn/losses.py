@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -34,11 +34,11 @@ import jax.numpy as jnp
 from dpunlearn.types import Array
 
 __all__ = [
-    "MarginLoss",
     "LOGISTIC",
-    "SQUARED",
-    "get_loss",
     "LOSSES",
+    "SQUARED",
+    "MarginLoss",
+    "get_loss",
 ]
 
 
@@ -121,6 +121,4 @@ def get_loss(loss: str | MarginLoss) -> MarginLoss:
     try:
         return LOSSES[loss]
     except KeyError:
-        raise ValueError(
-            f"Expected loss in {sorted(LOSSES)}, got {loss!r}."
-        ) from None
+        raise ValueError(f"Expected loss in {sorted(LOSSES)}, got {loss!r}.") from None

@@ -30,14 +30,14 @@ from dpunlearn.types import Array
 
 __all__ = [
     "FitInfo",
-    "objective",
+    "curvature",
     "gradient",
     "hessian",
-    "hvp",
-    "newton_fit",
-    "curvature",
     "hessian_from_curvature",
+    "hvp",
     "hvp_from_curvature",
+    "newton_fit",
+    "objective",
     "pcg",
     "pcg_gram",
     "spectral_norm_bound",
@@ -81,7 +81,9 @@ def hvp_from_curvature(X, D, reg, v) -> Array:
 
 def hessian(w, X, y, weights, lam, loss: MarginLoss) -> Array:
     """Dense sum-form Hessian ``Xᵀ diag(weights·ℓ'') X + λ n′ I`` (``n d²`` flops)."""
-    return hessian_from_curvature(X, curvature(w, X, y, weights, loss), _reg(lam, weights))
+    return hessian_from_curvature(
+        X, curvature(w, X, y, weights, loss), _reg(lam, weights)
+    )
 
 
 def hvp(w, X, y, weights, lam, loss: MarginLoss, v) -> Array:
@@ -178,8 +180,15 @@ def pcg_gram(X, D, reg, rhs, w, *, precond=None, tol, maxiter: int):
         p = z + (rz_new / rz) * p
         return x, Xx, r, p, rz_new, jnp.vdot(r, r), k + 1
 
-    init = (jnp.zeros_like(rhs), jnp.zeros_like(Xp0), rhs, p0, jnp.vdot(rhs, p0),
-            jnp.vdot(rhs, rhs), 0)
+    init = (
+        jnp.zeros_like(rhs),
+        jnp.zeros_like(Xp0),
+        rhs,
+        p0,
+        jnp.vdot(rhs, p0),
+        jnp.vdot(rhs, rhs),
+        0,
+    )
     x, Xx, *_, k = jax.lax.while_loop(cond, body, init)
     return x, Xx, curv, k
 
@@ -238,8 +247,8 @@ def newton_fit(
     """
     d = X.shape[1]
     w0 = jnp.zeros((d,), X.dtype) if w0 is None else w0
-    obj = lambda w: objective(w, X, y, weights, b, lam, loss)  # noqa: E731
-    grad = lambda w: gradient(w, X, y, weights, b, lam, loss)  # noqa: E731
+    obj = lambda w: objective(w, X, y, weights, b, lam, loss)
+    grad = lambda w: gradient(w, X, y, weights, b, lam, loss)
 
     def direction(w, g):
         if matrix_free:
@@ -248,8 +257,12 @@ def newton_fit(
             rel = jnp.minimum(0.5, jnp.sqrt(gn / (1.0 + gn)))
             D = curvature(w, X, y, weights, loss)
             reg = _reg(lam, weights)
-            p, _ = pcg(lambda v: hvp_from_curvature(X, D, reg, v), -g, tol=rel,
-                       maxiter=cg_maxiter)
+            p, _ = pcg(
+                lambda v: hvp_from_curvature(X, D, reg, v),
+                -g,
+                tol=rel,
+                maxiter=cg_maxiter,
+            )
             return p
         H = hessian(w, X, y, weights, lam, loss)
         return cho_solve((jnp.linalg.cholesky(H), True), -g)
@@ -333,7 +346,9 @@ def spectral_norm_bound(X, *, method: str = "auto") -> Array:
     if method == "frobenius":
         return fro_bound
     if method != "gram":
-        raise ValueError(f"Expected method in ('auto', 'gram', 'frobenius'), got {method!r}.")
+        raise ValueError(
+            f"Expected method in ('auto', 'gram', 'frobenius'), got {method!r}."
+        )
     G = X.T @ X if d <= n else X @ X.T
     mu = jnp.linalg.eigvalsh(G)[-1]
     m = max(n, d)

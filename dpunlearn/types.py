@@ -9,7 +9,7 @@ Array = jax.Array
 PRNGKey = jax.Array
 PyTree = Any
 
-__all__ = ["Array", "ArrayLike", "PRNGKey", "PyTree", "LossFn"]
+__all__ = ["Array", "ArrayLike", "LossFn", "PRNGKey", "PyTree"]
 
 
 class LossFn(Protocol):

@@ -67,7 +67,9 @@ def test_ridge_removal_equals_retraining(batch):
         assert float(info.worst_case_bound) == 0.0
     mask = np.ones(120, bool)
     mask[idx.reshape(-1)] = False
-    retrained = certified.train(key, X, y, lam=1e-2, sigma=2.0, loss="ridge", mask=mask, tol=1e-12)
+    retrained = certified.train(
+        key, X, y, lam=1e-2, sigma=2.0, loss="ridge", mask=mask, tol=1e-12
+    )
     np.testing.assert_allclose(state.params, retrained.params, rtol=0, atol=1e-11)
     assert float(certified.true_residual(state, X, y, loss="ridge")) < 1e-10
 
@@ -79,7 +81,9 @@ def test_unperturbed_training_matches_sklearn():
     X, y = make_binary(n=200, d=6)
     lam = 1e-2
     state = certified.train(jax.random.key(0), X, y, lam=lam, sigma=0.0, tol=1e-12)
-    ref = LogisticRegression(C=1 / (len(y) * lam), fit_intercept=False, tol=1e-12, max_iter=10_000)
+    ref = LogisticRegression(
+        C=1 / (len(y) * lam), fit_intercept=False, tol=1e-12, max_iter=10_000
+    )
     ref.fit(X, y)
     np.testing.assert_allclose(state.params, ref.coef_[0], rtol=1e-6, atol=1e-8)
 
@@ -126,7 +130,13 @@ def test_true_residual_never_exceeds_cumulative_bound(
     for idx in order:
         try:
             state, info = certified.remove(
-                state, idx, X, y, gamma=gamma, bound_form=bound_form, solver=solver,
+                state,
+                idx,
+                X,
+                y,
+                gamma=gamma,
+                bound_form=bound_form,
+                solver=solver,
                 correct_residual=correct,
             )
         except ValueError as err:  # a class emptied: allowed to refuse explicitly
@@ -136,7 +146,9 @@ def test_true_residual_never_exceeds_cumulative_bound(
         assert residual <= float(info.cumulative_bound) * (1 + 1e-9) + 1e-12
         assert float(info.data_dependent_bound) <= float(info.worst_case_bound)
         np.testing.assert_allclose(
-            info.bound_increment, info.data_dependent_bound + info.solve_residual, rtol=1e-12
+            info.bound_increment,
+            info.data_dependent_bound + info.solve_residual,
+            rtol=1e-12,
         )
 
 
@@ -156,9 +168,13 @@ def test_residual_correction_keeps_the_bound_from_accumulating():
     np.testing.assert_allclose(fi.cumulative_bound, fi.bound_increment, rtol=1e-12)
     assert float(fi.cumulative_bound[-1]) < 0.2 * float(pi.cumulative_bound[-1])
     assert true_fixed < 0.1 * true_plain
-    assert np.all(np.asarray(fi.data_dependent_bound) <= np.asarray(fi.worst_case_bound))
+    assert np.all(
+        np.asarray(fi.data_dependent_bound) <= np.asarray(fi.worst_case_bound)
+    )
     # The same model to first order: both approximate the retrained optimum.
-    np.testing.assert_allclose(fixed.params, plain.params, rtol=0, atol=1e-2 * np.linalg.norm(plain.params))
+    np.testing.assert_allclose(
+        fixed.params, plain.params, rtol=0, atol=1e-2 * np.linalg.norm(plain.params)
+    )
 
 
 @pytest.mark.usefixtures("x64")
@@ -168,7 +184,10 @@ def test_integral_bound_is_at_most_half_of_corollary1():
     idx = np.arange(12).reshape(6, 2)
     _, a = certified.remove_sequence(state, idx, X, y, bound_form="corollary1")
     _, b = certified.remove_sequence(state, idx, X, y, bound_form="integral")
-    assert np.all(np.asarray(b.data_dependent_bound) <= 0.5 * np.asarray(a.data_dependent_bound) + 1e-15)
+    assert np.all(
+        np.asarray(b.data_dependent_bound)
+        <= 0.5 * np.asarray(a.data_dependent_bound) + 1e-15
+    )
 
 
 @pytest.mark.usefixtures("x64")
@@ -178,9 +197,13 @@ def test_cumulative_bound_charges_training_and_solve_residuals():
     assert float(state.training_residual) > 0
     np.testing.assert_allclose(state.grad_residual_bound, state.training_residual)
     np.testing.assert_allclose(
-        float(state.training_residual), float(certified.true_residual(state, X, y)), rtol=1e-6
+        float(state.training_residual),
+        float(certified.true_residual(state, X, y)),
+        rtol=1e-6,
     )
-    new, infos = certified.remove_sequence(state, np.arange(8).reshape(4, 2), X, y, solver="pcg")
+    new, infos = certified.remove_sequence(
+        state, np.arange(8).reshape(4, 2), X, y, solver="pcg"
+    )
     expected = float(state.training_residual) + float(np.sum(infos.bound_increment))
     np.testing.assert_allclose(float(new.grad_residual_bound), expected, rtol=1e-12)
     assert np.all(np.asarray(infos.solve_residual) > 0)
@@ -195,7 +218,9 @@ def test_sequence_equals_repeated_single_removals():
     s = state
     for t, row in enumerate(idx):
         s, info = certified.remove(s, row, X, y)
-        np.testing.assert_allclose(info.cumulative_bound, seq_info.cumulative_bound[t], rtol=1e-10)
+        np.testing.assert_allclose(
+            info.cumulative_bound, seq_info.cumulative_bound[t], rtol=1e-10
+        )
     np.testing.assert_allclose(s.params, seq_state.params, rtol=1e-10, atol=1e-12)
     assert int(seq_state.num_removed) == 6
 
@@ -204,11 +229,18 @@ def test_sequence_equals_repeated_single_removals():
 def test_solvers_agree():
     X, y = make_binary(n=150, d=8, seed=6)
     state = certified.train(jax.random.key(6), X, y, lam=1e-3, sigma=1.0)
-    out = {s: certified.remove(state, np.array([2, 3]), X, y, solver=s) for s in ("pcg", "cholesky", "cg")}
+    out = {
+        s: certified.remove(state, np.array([2, 3]), X, y, solver=s)
+        for s in ("pcg", "cholesky", "cg")
+    }
     for s in ("cholesky", "cg"):
-        np.testing.assert_allclose(out[s][0].params, out["pcg"][0].params, rtol=1e-8, atol=1e-10)
         np.testing.assert_allclose(
-            out[s][1].data_dependent_bound, out["pcg"][1].data_dependent_bound, rtol=1e-6
+            out[s][0].params, out["pcg"][0].params, rtol=1e-8, atol=1e-10
+        )
+        np.testing.assert_allclose(
+            out[s][1].data_dependent_bound,
+            out["pcg"][1].data_dependent_bound,
+            rtol=1e-6,
         )
 
 
@@ -216,7 +248,16 @@ def test_solvers_agree():
 def test_matrix_free_path_matches_dense():
     X, y = make_binary(n=150, d=8, seed=7)
     dense = certified.train(jax.random.key(7), X, y, lam=1e-3, sigma=1.0, tol=1e-11)
-    free = certified.train(jax.random.key(7), X, y, lam=1e-3, sigma=1.0, tol=1e-11, matrix_free=True, norm_method="frobenius")
+    free = certified.train(
+        jax.random.key(7),
+        X,
+        y,
+        lam=1e-3,
+        sigma=1.0,
+        tol=1e-11,
+        matrix_free=True,
+        norm_method="frobenius",
+    )
     assert free.precond is None
     np.testing.assert_allclose(free.params, dense.params, rtol=1e-7, atol=1e-9)
     d2, di = certified.remove(dense, np.array([4]), X, y)
@@ -237,13 +278,17 @@ def test_one_vs_rest_bounds_sum_over_heads():
     per_head = []
     for h in range(k):
         head = state._replace(
-            params=state.params[h], perturbation=state.perturbation[h], precond=state.precond[h]
+            params=state.params[h],
+            perturbation=state.perturbation[h],
+            precond=state.precond[h],
         )
         yh = np.where(y == h, 1.0, -1.0)
         hs, hi = certified.remove(head, idx, X, yh)
         per_head.append(float(hi.data_dependent_bound))
         np.testing.assert_allclose(hs.params, new.params[h], rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(float(info.data_dependent_bound), sum(per_head), rtol=1e-10)
+    np.testing.assert_allclose(
+        float(info.data_dependent_bound), sum(per_head), rtol=1e-10
+    )
     assert float(certified.true_residual(new, X, y)) <= float(info.cumulative_bound)
     assert certified.accuracy(new, X, y) > 0.8
 
@@ -259,7 +304,9 @@ def test_one_vs_rest_bounds_sum_over_heads():
 KS_ALPHA = 1e-3
 
 
-@pytest.mark.parametrize("factor,should_pass", [(1.0, True), (2 / 3, False), (1.5, False)])
+@pytest.mark.parametrize(
+    "factor,should_pass", [(1.0, True), (2 / 3, False), (1.5, False)]
+)
 def test_perturbation_is_gaussian_with_scale_sigma(factor, should_pass):
     sigma = 3.0
     b = certified.sample_perturbation(jax.random.key(21), (4, 1000), sigma)
@@ -295,8 +342,14 @@ def test_jit_and_eager_agree():
     idx = np.array([3, 4])
     eager = certified.remove(state, idx, X, y)
     jitted = jax.jit(lambda s: certified.remove(s, idx, X, y))(state)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), eager, jitted)
-    trained = jax.jit(lambda k: certified.train(k, X, y, lam=1e-2, sigma=1.0))(jax.random.key(0))
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+        eager,
+        jitted,
+    )
+    trained = jax.jit(lambda k: certified.train(k, X, y, lam=1e-2, sigma=1.0))(
+        jax.random.key(0)
+    )
     np.testing.assert_allclose(trained.params, state.params, rtol=1e-5, atol=1e-6)
 
 
@@ -307,8 +360,12 @@ def test_vmap_over_keys_matches_loop():
     assert batched.params.shape == (3, 5)
     for i in range(3):
         single = certified.train(keys[i], X, y, lam=1e-2, sigma=1.0)
-        np.testing.assert_allclose(batched.params[i], single.params, rtol=1e-5, atol=1e-6)
-    removed, infos = jax.vmap(lambda s: certified.remove(s, np.array([0]), X, y))(batched)
+        np.testing.assert_allclose(
+            batched.params[i], single.params, rtol=1e-5, atol=1e-6
+        )
+    removed, infos = jax.vmap(lambda s: certified.remove(s, np.array([0]), X, y))(
+        batched
+    )
     assert infos.cumulative_bound.shape == (3,)
 
 
@@ -333,11 +390,27 @@ def test_certificate_hand_values():
     assert round(c, 3) == 4.385
     paper = certified.residual_budget(sigma=10, epsilon=1, delta=1e-4, method="paper")
     assert round(paper, 3) == 2.280
-    assert round(certified.residual_budget(sigma=10, epsilon=1, delta=1e-5, method="paper"), 3) == 2.048
-    analytic = certified.residual_budget(sigma=10, epsilon=1, delta=1e-4, method="analytic")
+    assert (
+        round(
+            certified.residual_budget(sigma=10, epsilon=1, delta=1e-5, method="paper"),
+            3,
+        )
+        == 2.048
+    )
+    analytic = certified.residual_budget(
+        sigma=10, epsilon=1, delta=1e-4, method="analytic"
+    )
     assert abs(analytic - 3.139) < 1e-3 and analytic > paper
     # Inverse: the budget certifies exactly the target ε (never more than it).
-    assert abs(certified.certificate_epsilon(sigma=10, beta=paper, delta=1e-4, method="paper") - 1) < 1e-12
+    assert (
+        abs(
+            certified.certificate_epsilon(
+                sigma=10, beta=paper, delta=1e-4, method="paper"
+            )
+            - 1
+        )
+        < 1e-12
+    )
     eps = certified.certificate_epsilon(sigma=10, beta=analytic, delta=1e-4)
     assert eps <= 1 + 1e-9 and eps > 0.999
     with pytest.raises(ValueError, match="epsilon"):
@@ -355,7 +428,10 @@ def test_certificate_both_ways():
     back = certified.certificate(sigma=10, beta=beta, delta=tight.delta)
     assert abs(back.epsilon - 1.0) < 1e-6
     # Hand value: r = β/σ = 1, ε = 4.377178 ⇔ δ = 1e-5 (accountant reference value).
-    assert abs(certified.certificate(sigma=1, beta=1, delta=1e-5).epsilon - 4.377178) < 1e-5
+    assert (
+        abs(certified.certificate(sigma=1, beta=1, delta=1e-5).epsilon - 4.377178)
+        < 1e-5
+    )
     with pytest.raises(ValueError, match="exactly one"):
         certified.certificate(sigma=1, beta=1)
 
@@ -363,23 +439,41 @@ def test_certificate_both_ways():
 def test_analytic_certificate_never_looser_than_paper():
     rng = np.random.default_rng(0)
     for _ in range(50):
-        sigma, delta, beta = 10 ** rng.uniform(-1, 2), 10 ** rng.uniform(-10, -2), rng.uniform(0.01, 1)
-        beta = min(beta * sigma, 0.999 * sigma / math.sqrt(2 * math.log(1.5 / delta)))  # paper ε < 1
-        assert certified.certificate_epsilon(sigma=sigma, beta=beta, delta=delta) <= certified.certificate_epsilon(
-            sigma=sigma, beta=beta, delta=delta, method="paper"
-        ) + 1e-12
+        sigma, delta, beta = (
+            10 ** rng.uniform(-1, 2),
+            10 ** rng.uniform(-10, -2),
+            rng.uniform(0.01, 1),
+        )
+        beta = min(
+            beta * sigma, 0.999 * sigma / math.sqrt(2 * math.log(1.5 / delta))
+        )  # paper ε < 1
+        assert (
+            certified.certificate_epsilon(sigma=sigma, beta=beta, delta=delta)
+            <= certified.certificate_epsilon(
+                sigma=sigma, beta=beta, delta=delta, method="paper"
+            )
+            + 1e-12
+        )
 
 
 def test_budget_flag_strict_mode_and_retrain():
     X, y = make_binary(n=120, d=6, dtype=np.float32, seed=8)
     state = certified.train(jax.random.key(0), X, y, lam=1e-3, sigma=0.1)
-    budget = certified.residual_budget(sigma=0.1, epsilon=1.0, delta=1e-4, method="paper")
-    _, infos = certified.remove_sequence(state, np.arange(20).reshape(20, 1), X, y, budget=budget)
+    budget = certified.residual_budget(
+        sigma=0.1, epsilon=1.0, delta=1e-4, method="paper"
+    )
+    _, infos = certified.remove_sequence(
+        state, np.arange(20).reshape(20, 1), X, y, budget=budget
+    )
     ok = np.asarray(infos.within_budget)
     assert ok[0] and not ok[-1]
-    assert certified.supported_removals(infos.bound_increment, budget, start=float(state.training_residual)) == int(ok.sum())
+    assert certified.supported_removals(
+        infos.bound_increment, budget, start=float(state.training_residual)
+    ) == int(ok.sum())
     with pytest.raises(BudgetExceededError, match="Retrain"):
-        certified.remove_sequence(state, np.arange(20).reshape(20, 1), X, y, budget=budget, strict=True)
+        certified.remove_sequence(
+            state, np.arange(20).reshape(20, 1), X, y, budget=budget, strict=True
+        )
     spent, _ = certified.remove_sequence(state, np.arange(20).reshape(20, 1), X, y)
     with pytest.raises(BudgetExceededError, match="past the budget") as err:
         certified.remove(spent, np.array([30]), X, y, budget=budget, strict=True)
@@ -402,7 +496,9 @@ def test_spectral_norm_bound_is_an_upper_bound():
         for dtype in (np.float32,):
             bound = float(solvers.spectral_norm_bound(jnp.asarray(X, dtype)))
             assert true <= bound <= true * 1.01 + 1e-6, (trial, true, bound)
-            assert true <= float(solvers.spectral_norm_bound(jnp.asarray(X, dtype), method="frobenius"))
+            assert true <= float(
+                solvers.spectral_norm_bound(jnp.asarray(X, dtype), method="frobenius")
+            )
 
 
 # ---------------------------------------------------------------------------
@@ -494,7 +590,9 @@ def test_removing_a_whole_class_is_explicit(small):
     with pytest.raises(ValueError, match="no remaining point with label 1"):
         certified.remove(state, positives, X, y)
     s, info = certified.remove(state, positives, X, y, allow_empty_class=True)
-    assert np.isfinite(np.asarray(s.params)).all() and np.isfinite(float(info.cumulative_bound))
+    assert np.isfinite(np.asarray(s.params)).all() and np.isfinite(
+        float(info.cumulative_bound)
+    )
     assert float(certified.true_residual(s, X, y)) <= float(info.cumulative_bound)
 
 
@@ -518,13 +616,20 @@ def test_float32_bounds_cover_the_exact_residual(seed):
     n = int(rng.choice([200, 1500]))
     X, y = make_binary(n=n, d=20, seed=seed, dtype=np.float32)
     lam = 10 ** rng.uniform(-4, -2)
-    state = certified.train(jax.random.key(seed), X, y, lam=lam, sigma=float(rng.uniform(0.1, 5)), tol=1e-7)
-    assert _residual_float64(state, X, y.astype(np.float64), lam) <= float(state.grad_residual_bound)
+    state = certified.train(
+        jax.random.key(seed), X, y, lam=lam, sigma=float(rng.uniform(0.1, 5)), tol=1e-7
+    )
+    assert _residual_float64(state, X, y.astype(np.float64), lam) <= float(
+        state.grad_residual_bound
+    )
     batch = int(rng.choice([1, 4]))
     idx = rng.permutation(n)[: 8 * batch].reshape(8, batch)
     state, infos = certified.remove_sequence(state, idx, X, y)
     exact = _residual_float64(state, X, y.astype(np.float64), lam)
-    assert exact <= float(infos.cumulative_bound[-1]), (exact, float(infos.cumulative_bound[-1]))
+    assert exact <= float(infos.cumulative_bound[-1]), (
+        exact,
+        float(infos.cumulative_bound[-1]),
+    )
 
 
 def test_ridge_float32_bound_covers_rounding():
@@ -533,10 +638,17 @@ def test_ridge_float32_bound_covers_rounding():
     rng = np.random.default_rng(1)
     X, _ = make_binary(n=800, d=30, dtype=np.float32)
     y = (X @ rng.normal(size=30) + 0.1 * rng.normal(size=800)).astype(np.float32)
-    state = certified.train(jax.random.key(0), X, y, lam=1e-3, sigma=10.0, loss="ridge", tol=1e-7)
-    state, infos = certified.remove_sequence(state, np.arange(40).reshape(20, 2), X, y, loss="ridge")
+    state = certified.train(
+        jax.random.key(0), X, y, lam=1e-3, sigma=10.0, loss="ridge", tol=1e-7
+    )
+    state, infos = certified.remove_sequence(
+        state, np.arange(40).reshape(20, 2), X, y, loss="ridge"
+    )
     X64, y64 = X.astype(np.float64), y.astype(np.float64)
-    w, b = np.asarray(state.params, np.float64), np.asarray(state.perturbation, np.float64)
+    w, b = (
+        np.asarray(state.params, np.float64),
+        np.asarray(state.perturbation, np.float64),
+    )
     m = np.asarray(state.mask, np.float64)
     exact = np.linalg.norm((m * (X64 @ w - y64)) @ X64 + 1e-3 * m.sum() * w + b)
     assert exact <= float(infos.cumulative_bound[-1])
