@@ -53,7 +53,7 @@ Usage::
     python experiments/certified_removal.py --x64           # float64
     python experiments/certified_removal.py --x64 --correct-residual --no-grid \
         --out results/certified_removal_x64_corrected        # residual-correcting
-    python experiments/certified_removal.py --smoke --out /tmp/cr   # CI
+    python experiments/certified_removal.py --smoke --out results/smoke   # CI
 """
 
 from __future__ import annotations

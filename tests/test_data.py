@@ -210,7 +210,7 @@ def test_missing_idx_file(tmp_path):
 # ---------------------------------------------------------------------- errors
 
 
-def test_bad_arguments():
+def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="name"):
         data.load("cifar")
     with pytest.raises(ValueError, match="classes"):
@@ -228,7 +228,7 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="pm1"):
         data.load("digits", label_format="pm1")
     with pytest.raises(ValueError, match="dtype"):
-        data.write_idx("/tmp/never-written", np.zeros(3, np.int64))
+        data.write_idx(tmp_path / "never-written", np.zeros(3, np.int64))
     with pytest.raises(ValueError, match="does not exist"):
         data.read_idx("/nonexistent/file-idx1-ubyte")
 
