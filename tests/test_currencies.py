@@ -136,6 +136,43 @@ def test_cr_state_accumulates_and_resets():
     )
 
 
+def test_cr_training_residual_starts_beta_and_set_mode_replaces_it():
+    cfg = cur.CertifiedRemovalConfig(sigma=10, epsilon=1, delta=1e-4)
+    assert cur.cr_init() == cur.cr_init(0.0) == cur.CertifiedRemovalState()
+    s = cur.cr_init(0.25)  # a certified model's beta starts at its training residual
+    assert s.residual == 0.25 and s.num_removed == 0
+    assert cur.cr_report(s, cfg).remaining == pytest.approx(cfg.budget - 0.25)
+    s = cur.cr_update(s, 0.5)  # "add" (default): Algorithm 2
+    s = cur.cr_update(s, 0.5, mode="add")
+    assert s.residual == pytest.approx(1.25) and s.num_removed == 2
+    # "set": the residual-correcting step's bound replaces beta.
+    s = cur.cr_update(s, 0.1, 3, mode="set")
+    assert s == cur.CertifiedRemovalState(0.1, 5)
+    assert cur.cr_report(s, cfg).used == 0.1
+    s = cur.cr_update(s, 0.05)
+    assert s.residual == pytest.approx(0.15)
+    # A retrain resets beta to the new model's training residual.
+    assert cur.cr_reset(s, 0.125) == cur.CertifiedRemovalState(0.125, 0)
+    assert cur.cr_reset(s) == cur.cr_init()
+    # Training residual alone over the budget: not certified.
+    assert not cur.cr_report(cur.cr_init(cfg.budget * 1.01), cfg).certified
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: cur.cr_update(cur.cr_init(), 0.1, mode="sum"), "mode"),
+        (lambda: cur.cr_update(cur.cr_init(), -0.1, mode="set"), "residual_bound"),
+        (lambda: cur.cr_init(-1e-3), "training_residual"),
+        (lambda: cur.cr_init(float("inf")), "training_residual"),
+        (lambda: cur.cr_reset(cur.cr_init(), float("nan")), "training_residual"),
+    ],
+)
+def test_cr_state_rejects_bad_modes_and_residuals(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
 # ---------------------------------------------------------------------------
 # Sekhari et al.
 # ---------------------------------------------------------------------------

@@ -330,6 +330,146 @@ def test_refusals_leave_file_unchanged_and_say_what_is_left(tmp_path):
     assert L.replay_file(led.path)[0] == s
 
 
+# A certified_removal ledger written before train/retrain residual_bound and
+# residual_mode existed: beta starts at 0 and every bound is added.
+_CR_OLD_FILE = (
+    b'{"budget":{"dp_delta":0.0001,"dp_epsilon":null,"residual_budget":'
+    b'2.2803009464393384},"currency":"certified_removal","format":'
+    b'"dpunlearn-ledger","kind":"config","params":{"method":"paper","sigma":'
+    b'10.0},"target":{"delta":0.0001,"epsilon":1.0},"version":1}\n'
+    b'{"dp":null,"kind":"train","seq":1,"time":1700000000.0}\n'
+    b'{"dp":null,"kind":"request","removed":1,"residual_bound":0.4,"seq":2,'
+    b'"time":1700000001.0}\n'
+    b'{"dp":null,"kind":"retrain","seq":3,"time":1700000002.0}\n'
+    b'{"dp":null,"kind":"request","removed":2,"residual_bound":0.5,"seq":4,'
+    b'"time":1700000003.0}\n'
+    b'{"dp":null,"kind":"request","removed":1,"residual_bound":0.25,"seq":5,'
+    b'"time":1700000004.0}\n'
+)
+
+
+def test_cr_ledger_without_the_residual_fields_replays_unchanged(tmp_path):
+    path = tmp_path / "old.jsonl"
+    path.write_bytes(_CR_OLD_FILE)
+    s, torn = L.replay_file(path)
+    assert torn is None and s.num_entries == 5 and s.num_retrains == 1
+    assert s.state == cur.CertifiedRemovalState(0.75, 3)
+    assert s.unlearning.used == 0.75
+    assert s.unlearning.remaining == pytest.approx(2.2803009464393384 - 0.75)
+    # The same history with the new fields at their defaults is the same ledger.
+    entries = L.read_ledger(path).entries
+    explicit = [dict(e) for e in entries]
+    explicit[1]["residual_bound"] = 0.0
+    explicit[3]["residual_bound"] = 0
+    for i in (2, 4, 5):
+        explicit[i]["residual_mode"] = "add"
+    assert L.replay(explicit) == s
+    led = L.Ledger.open(path)
+    assert led.summary == s
+    new = led.request(dp=None, residual_bound=0.1, residual_mode="add")
+    assert new.unlearning.used == pytest.approx(0.85)
+    assert L.replay_file(path)[0] == new
+
+
+def test_cr_training_residual_counts_against_the_budget(tmp_path):
+    budget = 2.2803009464393384
+    led = make(tmp_path)
+    s = led.train(dp=None, residual_bound=1.0)  # the model's training residual
+    assert s.state == cur.CertifiedRemovalState(1.0, 0)
+    assert s.unlearning.used == 1.0 and s.unlearning.certified
+    assert s.unlearning.remaining == pytest.approx(budget - 1.0)
+    assert led.request(dp=None, residual_bound=1.0).unlearning.used == 2.0
+    # 0.4 more would fit a model trained to beta = 0 (2.0 <= budget before the
+    # training residual); with it, beta would be 2.4: refused, file unchanged.
+    e = _refuse(led, lambda: led.request(dp=None, residual_bound=0.4))
+    assert e.ledger == "U" and e.remaining == pytest.approx(budget - 2.0)
+    assert "less the new model's training residual" in str(e)
+    # A retrain resets beta to the *new* model's training residual.
+    s = led.retrain(dp=None, residual_bound=0.5)
+    assert s.state == cur.CertifiedRemovalState(0.5, 0)
+    assert s.unlearning.remaining == pytest.approx(budget - 0.5)
+    s = led.request(dp=None, residual_bound=0.4)
+    assert s.unlearning.used == pytest.approx(0.9)
+    # A retrain whose training residual alone is over the budget is refused.
+    e = _refuse(led, lambda: led.retrain(dp=None, residual_bound=budget * 1.01))
+    assert e.ledger == "U" and e.restored_by_retrain is None
+    assert "training residual" in str(e) and "unchanged" in str(e)
+    entries = L.read_ledger(led.path).entries
+    assert entries[1]["residual_bound"] == 1.0 and entries[3]["residual_bound"] == 0.5
+    assert L.replay_file(led.path)[0] == led.summary == s
+    assert L.Ledger.open(led.path).summary == s
+    # Refused at creation too: a first model already over the budget.
+    other = make(tmp_path, name="over.jsonl")
+    _refuse(other, lambda: other.train(dp=None, residual_bound=3.0))
+    assert other.summary.num_entries == 0
+
+
+def test_cr_set_mode_replaces_beta_and_refusals_leave_the_file(tmp_path):
+    budget = 2.2803009464393384
+    led = make(tmp_path)
+    live = [led.train(dp=[G(30.0)], residual_bound=0.1)]
+    for _ in range(3):
+        live.append(led.request(dp=None, residual_bound=0.5))  # add: 1.6
+    assert live[-1].unlearning.used == pytest.approx(1.6)
+    # Residual-correcting step: its bound covers the whole current residual.
+    live.append(led.request(dp=None, residual_bound=0.3, residual_mode="set"))
+    assert live[-1].unlearning.used == 0.3
+    live.append(led.request(dp=None, residual_bound=0.2))  # add again: 0.5
+    assert live[-1].unlearning.used == pytest.approx(0.5)
+    # A "set" bound over the budget is refused however little beta is used.
+    e = _refuse(
+        led, lambda: led.request(dp=None, residual_bound=2.5, residual_mode="set")
+    )
+    assert e.ledger == "U" and e.remaining == pytest.approx(budget - 0.5)
+    assert "even a full retrain would not certify" in str(e)
+    live.append(led.request(dp=None, residual_bound=2.0, residual_mode="set"))
+    assert live[-1].unlearning.used == 2.0 and live[-1].unlearning.certified
+    live.append(
+        led.request(dp=None, removed=2, residual_bound=0.01, residual_mode="set")
+    )
+    s = live[-1]
+    assert s.state == cur.CertifiedRemovalState(0.01, 8) and s.total_removed == 8
+    entries = L.read_ledger(led.path).entries
+    assert [e.get("residual_mode") for e in entries[2:]] == [
+        None,
+        None,
+        None,
+        "set",
+        None,
+        "set",
+        "set",
+    ]
+    for i, summary in enumerate(live, start=2):
+        assert L.replay(entries[:i]) == summary
+    assert L.replay_file(led.path)[0] == s == L.Ledger.open(led.path).summary
+    assert L.summary_to_dict(s)["state"] == {"residual": 0.01, "num_removed": 8}
+
+
+@pytest.mark.parametrize(
+    "currency, event",
+    [
+        ("sekhari", {"kind": "retrain", "dp": None, "residual_bound": 0.1}),
+        (
+            "dp_extractor",
+            {
+                "kind": "request",
+                "dp": None,
+                "residual_bound": 0.1,
+                "residual_mode": "set",
+            },
+        ),
+        ("dp_extractor", {"kind": "retrain", "dp": None, "residual_bound": 0.1}),
+    ],
+)
+def test_cr_fields_belong_to_certified_removal_only(tmp_path, currency, event):
+    led = make(tmp_path, currency)
+    led.train(dp=None)
+    before = open(led.path, "rb").read()
+    with pytest.raises(ValueError, match="residual_"):
+        led.append(event)
+    assert open(led.path, "rb").read() == before
+
+
 def test_langevin_refusal_suggests_steps(tmp_path):
     led = make(tmp_path, "langevin")
     led.train(dp=None)
@@ -371,6 +511,31 @@ def test_sekhari_capacity_refusal(tmp_path):
         ({"kind": "request", "dp": None, "residual_bound": 0.1, "stepz": 3}, "stepz"),
         ({"kind": "request", "dp": None}, "residual_bound"),
         ({"kind": "request", "dp": None, "residual_bound": -1.0}, "residual_bound"),
+        (
+            {
+                "kind": "request",
+                "dp": None,
+                "residual_bound": 0.1,
+                "residual_mode": "sum",
+            },
+            "residual_mode",
+        ),
+        (
+            {
+                "kind": "request",
+                "dp": None,
+                "residual_bound": 0.1,
+                "residual_mode": None,
+            },
+            "residual_mode",
+        ),
+        ({"kind": "request", "dp": None, "residual_bound": "abc"}, "residual_bound"),
+        ({"kind": "retrain", "dp": None, "residual_bound": -1.0}, "residual_bound"),
+        (
+            {"kind": "retrain", "dp": None, "residual_bound": float("inf")},
+            "residual_bound",
+        ),
+        ({"kind": "retrain", "dp": None, "residual_bound": [0.1]}, "residual_bound"),
         ({"kind": "train", "dp": None}, "retrain"),
         ({"kind": "delete", "dp": None}, "kind"),
         ({"kind": "retrain", "dp": [{"mechanism": "gaussian"}]}, "noise_multiplier"),

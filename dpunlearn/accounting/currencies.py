@@ -8,7 +8,7 @@ requests (``accountants.md`` §5.7):
 =====================  ==========================  =============================
 currency               state (a NamedTuple)         reset by a full retrain?
 =====================  ==========================  =============================
-Guo certified removal  β = Σ residual-norm bounds   yes (fresh b, β ← 0)
+Guo certified removal  β = Σ residual-norm bounds   yes (fresh b, β ← β_train)
 Sekhari et al.         number of deleted points     yes (count ← 0)
 Descent-to-Delete      nothing (n shrinks only)     n/a (per-release noise)
 Langevin (Rényi)       the requests since retrain   yes (curve ← 0)
@@ -711,37 +711,86 @@ class CertifiedRemovalConfig:
 
 
 class CertifiedRemovalState(NamedTuple):
-    """Accumulated residual bound β since the last (re)training, and the count."""
+    """Residual bound β of the current model, and the points removed since the
+    last (re)training.
+
+    ``β`` is the certified bound on the (sum-form) gradient residual of the
+    released model on the remaining data: the training residual of the last
+    (re)training plus every removal's bound since (:func:`cr_update` with
+    ``mode="add"``), or the current step's bound alone (``mode="set"``).
+    """
 
     residual: float = 0.0
     num_removed: int = 0
 
 
-def cr_init() -> CertifiedRemovalState:
-    """State right after training (or a retrain) with a fresh perturbation b."""
-    return CertifiedRemovalState()
+def _training_residual(value: float) -> float:
+    _validate.non_negative(training_residual=value)
+    return float(value)
+
+
+def cr_init(training_residual: float = 0.0) -> CertifiedRemovalState:
+    """State right after training (or a retrain) with a fresh perturbation b.
+
+    Args:
+      training_residual: β of the trained model before any removal: the
+        training solver's leftover sum-form gradient norm plus its rounding
+        allowance (``dpunlearn.certified.CertifiedState.training_residual``).
+        0 (the default) only for an exact minimiser; a certified model's β
+        does not start at 0.
+
+    Raises:
+      ValueError: if ``training_residual`` is negative or not finite.
+    """
+    return CertifiedRemovalState(_training_residual(training_residual), 0)
+
+
+_CR_MODES = ("add", "set")
 
 
 def cr_update(
-    state: CertifiedRemovalState, residual_bound: float, num_removed: int = 1
+    state: CertifiedRemovalState,
+    residual_bound: float,
+    num_removed: int = 1,
+    *,
+    mode: Literal["add", "set"] = "add",
 ) -> CertifiedRemovalState:
-    """Adds one removal's residual-norm bound: β ← β + βᵢ (Guo et al., Alg. 2).
+    """One removal's residual-norm bound, added to β or replacing it.
 
-    The bound must be the sum-form data-dependent bound of the Newton step plus
-    any solver residual (``algorithms.md`` §1.5, §11.5). No budget check here:
-    see :func:`cr_report` (or the ledger, which refuses).
+    * ``mode="add"`` (default; Guo et al., Algorithm 2): β ← β + βᵢ, where βᵢ
+      is the step's bound *increment*: the sum-form data-dependent bound of the
+      Newton step plus any solver residual (``algorithms.md`` §1.5, §11.5;
+      ``RemovalInfo.bound_increment``). The residual left by training and the
+      earlier steps is carried over, so the bounds add up.
+    * ``mode="set"``: β ← βᵢ, where βᵢ bounds the *whole* residual of the
+      released model on its own (the residual-correcting Newton step,
+      ``dpunlearn.certified.remove(..., correct_residual=True)``, whose
+      ``RemovalInfo.cumulative_bound`` is the current step's bound: the step
+      cancels the residual carried over). Only sound for such a bound: a
+      step that does not cancel the carried-over residual must use ``"add"``.
+
+    No budget check here: see :func:`cr_report` (or the ledger, which refuses).
+
+    Raises:
+      ValueError: ``residual_bound`` negative or not finite, ``num_removed``
+        not an integer >= 1, ``mode`` not ``"add"`` or ``"set"``.
     """
     _validate.non_negative(residual_bound=residual_bound)
     _validate.positive_int(num_removed=num_removed)
-    return CertifiedRemovalState(
-        state.residual + float(residual_bound), state.num_removed + int(num_removed)
-    )
+    if mode not in _CR_MODES:
+        raise ValueError(f"Expected mode in {_CR_MODES}, got {mode!r}.")
+    bound = float(residual_bound)
+    beta = bound if mode == "set" else state.residual + bound
+    return CertifiedRemovalState(beta, state.num_removed + int(num_removed))
 
 
-def cr_reset(state: CertifiedRemovalState) -> CertifiedRemovalState:
-    """Full retrain with a fresh b: β ← 0 (``accountants.md`` §5.7)."""
+def cr_reset(
+    state: CertifiedRemovalState, training_residual: float = 0.0
+) -> CertifiedRemovalState:
+    """Full retrain with a fresh b: β ← the new model's training residual
+    (0 by default, for an exact minimiser; ``accountants.md`` §5.7)."""
     del state
-    return cr_init()
+    return cr_init(training_residual)
 
 
 def cr_report(

@@ -37,6 +37,26 @@ sorted)::
     {"kind": "request", "seq": 2, "removed": 1, "steps": 1000, "dp": [...]}
     {"kind": "retrain", "seq": 3, "dp": [...]}
 
+A ``certified_removal`` ledger records what :mod:`dpunlearn.certified`
+certifies (the residual bound β of the current model, sum form):
+
+* ``train`` and ``retrain`` may carry ``"residual_bound"`` (default 0): the
+  trained model's own residual (``CertifiedState.training_residual``: the
+  solver's leftover gradient plus rounding). It initialises β; a retrain
+  resets β to it. A release whose training residual alone is over the budget
+  is refused.
+* a ``request`` carries ``"residual_bound"`` and may carry
+  ``"residual_mode"``: ``"add"`` (default; Guo et al., Algorithm 2: β +=
+  bound, with the step's ``RemovalInfo.bound_increment``) or ``"set"`` (β =
+  bound, with ``RemovalInfo.cumulative_bound`` of a residual-correcting step,
+  ``certified.remove(..., correct_residual=True)``, whose bound covers the
+  whole current residual). Files written before these fields replay
+  unchanged (β from 0, every bound added)::
+
+    {"kind": "train", "seq": 1, "residual_bound": 5.8e-11, "dp": null}
+    {"kind": "request", "seq": 2, "removed": 1, "residual_bound": 0.0012,
+     "residual_mode": "add", "dp": null}
+
 Crash safety: an entry is appended with a single ``os.write`` of the full
 line to a descriptor opened with ``O_APPEND``, then ``os.fsync``; the file is
 never rewritten. A crash can therefore only leave a *torn last line* (bytes
@@ -108,13 +128,16 @@ CURRENCIES = ("certified_removal", "sekhari", "d2d", "langevin", "wsgd", "dp_ext
 _KINDS = ("train", "request", "retrain")
 _COMMON_KEYS = {"kind", "seq", "time", "note", "dp"}
 _REQUEST_KEYS = {
-    "certified_removal": {"removed", "residual_bound"},
+    "certified_removal": {"removed", "residual_bound", "residual_mode"},
     "sekhari": {"removed"},
     "d2d": {"removed"},
     "langevin": {"removed", "steps"},
     "wsgd": {"removed", "epochs"},
     "dp_extractor": {"removed", "residual_bound"},
 }
+#: Extra keys of ``train`` / ``retrain`` entries, per currency.
+_TRAIN_KEYS = {"certified_removal": {"residual_bound"}}
+_RESIDUAL_MODES = ("add", "set")
 _MECHANISM_KEYS = {
     "gaussian": {"noise_multiplier"},
     "subsampled_gaussian": {"sampling_rate", "noise_multiplier"},
@@ -629,6 +652,41 @@ def _init_state(currency: str):
     }[currency]()
 
 
+def _residual_bound(entry: Mapping[str, Any], default: float | None) -> float:
+    """The entry's ``residual_bound`` as a finite float >= 0 (``default`` if
+    absent; required when ``default`` is None)."""
+    if "residual_bound" not in entry:
+        if default is None:
+            raise ValueError("Expected residual_bound in the entry.")
+        return default
+    try:
+        value = float(entry["residual_bound"])
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"Expected residual_bound to be a number, got {entry['residual_bound']!r}."
+        ) from None
+    _validate.non_negative(residual_bound=value)
+    return value
+
+
+def _residual_mode(entry: Mapping[str, Any]) -> str:
+    mode = entry.get("residual_mode", "add")
+    if mode not in _RESIDUAL_MODES:
+        raise ValueError(
+            f"Expected residual_mode in {_RESIDUAL_MODES} ('add': beta += bound, "
+            f"Algorithm 2; 'set': beta = bound, residual-correcting step), "
+            f"got {mode!r}."
+        )
+    return mode
+
+
+def _train_state(setup: LedgerSetup, entry: Mapping[str, Any]):
+    """Currency state of a freshly trained model (a ``train`` entry)."""
+    if setup.currency == "certified_removal":
+        return cur.cr_init(_residual_bound(entry, 0.0))
+    return _init_state(setup.currency)
+
+
 def _report(setup: LedgerSetup, state) -> cur.CertificateReport:
     c, cfg = setup.currency, setup.config
     if c == "certified_removal":
@@ -652,10 +710,9 @@ def _request(setup: LedgerSetup, state, entry: Mapping[str, Any]):
     if c in ("certified_removal", "dp_extractor"):
         if "residual_bound" not in entry:
             raise ValueError(f"Expected residual_bound in a {c} request.")
-        bound = float(entry["residual_bound"])
-        _validate.non_negative(residual_bound=bound)
+        bound = _residual_bound(entry, None)
         if c == "certified_removal":
-            return cur.cr_update(state, bound, removed)
+            return cur.cr_update(state, bound, removed, mode=_residual_mode(entry))
         return cur.extractor_update(state, bound, removed)
     if c == "sekhari":
         return cur.sekhari_update(state, removed)
@@ -674,8 +731,9 @@ def _retrain(setup: LedgerSetup, state, entry: Mapping[str, Any]):
     c = setup.currency
     if c == "dp_extractor":
         return cur.extractor_reset(state, scope=entry.get("scope", "full"))
+    if c == "certified_removal":
+        return cur.cr_reset(state, _residual_bound(entry, 0.0))
     return {
-        "certified_removal": cur.cr_reset,
         "sekhari": cur.sekhari_reset,
         "d2d": cur.d2d_reset,
         "langevin": cur.langevin_reset,
@@ -702,6 +760,8 @@ def _validate_entry(setup: LedgerSetup, entry: Any, seq: int, num_releases: int)
         allowed |= _REQUEST_KEYS[setup.currency]
     if kind == "retrain" and setup.currency == "dp_extractor":
         allowed |= {"scope"}
+    if kind in ("train", "retrain"):
+        allowed |= _TRAIN_KEYS.get(setup.currency, set())
     _check_keys(where, entry, allowed)
     if entry.get("seq", seq) != seq:
         raise LedgerCorruptError(
@@ -779,7 +839,7 @@ class _Fold:
         elif kind == "retrain":  # the model is trained from scratch
             state = _retrain(setup, self.state, entry)
         else:
-            state = _init_state(setup.currency)
+            state = _train_state(setup, entry)
         dp = _entry_dp(entry, f"entry {seq}")
         # all checks passed: commit
         if dp is None:
@@ -914,6 +974,8 @@ def _refusal(
         if after_retrain.certified:
             restore = fresh.remaining
             what = f"a full retrain would restore {restore:.6g} {u_before.unit}"
+            if setup.currency == "certified_removal":
+                what += " less the new model's training residual"
         else:
             restore = None
             what = "even a full retrain would not certify this request"
@@ -929,6 +991,22 @@ def _refusal(
             remaining=u_before.remaining,
             restored_by_retrain=restore,
             unit=u_before.unit,
+        )
+    if entry["kind"] != "request" and not u_after.certified:
+        # Only a certified_removal (re)training can start over budget: its
+        # training residual alone exceeds it.
+        msg = (
+            f"{entry['kind'].capitalize()} refused ({setup.currency}): the new "
+            f"model's training residual {u_after.used:.6g} {u_after.unit} is over "
+            f"the budget {u_after.budget:.6g}; no request could be certified. Train "
+            "to a smaller tolerance (or in float64). The ledger file is unchanged."
+        )
+        return BudgetExceededError(
+            msg,
+            ledger="U",
+            remaining=u_after.remaining,
+            restored_by_retrain=None,
+            unit=u_after.unit,
         )
     if setup.dp_epsilon is not None and not after.dp_epsilon <= setup.dp_epsilon:
         left = setup.dp_epsilon - before.dp_epsilon
@@ -1274,10 +1352,17 @@ class Ledger:
         return new
 
     def train(
-        self, *, dp: Sequence[Mapping[str, Any]] | None, note: str | None = None
+        self,
+        *,
+        dp: Sequence[Mapping[str, Any]] | None,
+        note: str | None = None,
+        **fields,
     ) -> LedgerSummary:
-        """Records the first training release (``dp``: its mechanisms or None)."""
-        return self.append(_event("train", dp=dp, note=note))
+        """Records the first training release (``dp``: its mechanisms or None).
+
+        ``certified_removal``: ``residual_bound=`` the model's training
+        residual (default 0) starts β."""
+        return self.append(_event("train", dp=dp, note=note, **fields))
 
     def retrain(
         self,
@@ -1286,7 +1371,11 @@ class Ledger:
         note: str | None = None,
         **extra,
     ) -> LedgerSummary:
-        """Records a full retrain (resets U, adds to D)."""
+        """Records a full retrain (resets U, adds to D).
+
+        ``certified_removal``: ``residual_bound=`` the new model's training
+        residual (default 0) is the β it resets to; ``dp_extractor``:
+        ``scope=``."""
         return self.append(_event("retrain", dp=dp, note=note, **extra))
 
     def request(
@@ -1298,7 +1387,7 @@ class Ledger:
         **fields,
     ) -> LedgerSummary:
         """Records a deletion request (currency fields such as ``residual_bound``,
-        ``steps`` or ``epochs`` as keywords)."""
+        ``residual_mode``, ``steps`` or ``epochs`` as keywords)."""
         return self.append(
             _event("request", dp=dp, note=note, removed=removed, **fields)
         )
