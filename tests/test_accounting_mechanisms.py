@@ -175,6 +175,16 @@ def test_group_privacy():
         (lambda: m.group_privacy(1.0, 1e-5, 0), "k"),
         (lambda: m.group_privacy(1.0, 1e-5, 2.0), "k"),
         (lambda: m.group_privacy(0.0, 1e-5, 2), "epsilon"),
+        (lambda: m.pure_dp_composition_delta(-0.1, epsilon0=0.1, count=3), "epsilon="),
+        (lambda: m.pure_dp_composition_delta(float("nan"), epsilon0=0.1, count=3), "epsilon "),
+        (lambda: m.pure_dp_composition_delta(1.0, epsilon0=0.0, count=3), "epsilon0"),
+        (lambda: m.pure_dp_composition_delta(1.0, epsilon0=float("inf"), count=3), "epsilon0"),
+        (lambda: m.pure_dp_composition_delta(1.0, epsilon0=0.1, count=0), "count"),
+        (lambda: m.pure_dp_composition_delta(1.0, epsilon0=0.1, count=2.0), "count"),
+        (lambda: m.pure_dp_composition_epsilon(1.0, epsilon0=0.1, count=3), "delta="),
+        (lambda: m.pure_dp_composition_epsilon(-1e-5, epsilon0=0.1, count=3), "delta="),
+        (lambda: m.pure_dp_composition_epsilon(1e-5, epsilon0=-0.1, count=3), "epsilon0"),
+        (lambda: m.pure_dp_composition_epsilon(1e-5, epsilon0=0.1, count=True), "count"),
     ],
 )
 def test_bad_input_names_argument(call, name):
@@ -186,3 +196,112 @@ def test_outputs_are_python_floats():
     assert type(m.gaussian_delta(np.float64(1.0), sigma=np.float64(1.0))) is float
     assert type(m.gaussian_epsilon(1e-5, sigma=np.array(1.0))) is float
     assert type(m.gaussian_sigma_analytic(1.0, 1e-5)) is float
+    assert type(m.pure_dp_composition_delta(np.float64(1.0), epsilon0=np.float64(0.1), count=5)) is float
+    assert type(m.pure_dp_composition_epsilon(1e-5, epsilon0=0.1, count=np.int64(5))) is float
+
+
+# --- Optimal composition of pure (ε0, 0)-DP (Kairouz, Oh & Viswanath 2015) ---
+
+
+def _mp_pure_delta(eps, eps0, k):
+    """Hockey-stick divergence of the k-fold RR pair at 50 digits (independent oracle)."""
+    with mpmath.workdps(50):
+        e0, e = mpmath.mpf(eps0), mpmath.mpf(eps)
+        p = mpmath.exp(e0) / (1 + mpmath.exp(e0))
+        tot = mpmath.mpf(0)
+        for i in range(k + 1):
+            loss = (k - 2 * i) * e0
+            if loss > e:
+                tot += mpmath.binomial(k, i) * p ** (k - i) * (1 - p) ** i * (1 - mpmath.exp(e - loss))
+        return float(tot)
+
+
+def _kov_theorem_delta(eps0, k, i):
+    """KOV 2015, Theorem 3.3 with δ = 0: the δ at ε = (k − 2i)ε0, at 50 digits."""
+    with mpmath.workdps(50):
+        e0 = mpmath.mpf(eps0)
+        s = mpmath.fsum(
+            mpmath.binomial(k, l) * (mpmath.exp((k - l) * e0) - mpmath.exp((k - 2 * i + l) * e0))
+            for l in range(i)
+        )
+        return float(s / (1 + mpmath.exp(e0)) ** k)
+
+
+@pytest.mark.parametrize(
+    "eps,eps0,k",
+    [(4.3, 0.1, 100), (0.0, 0.1, 100), (0.05, 0.1, 1), (1.0, 0.5, 7), (3.0, 1.0, 10),
+     (9.5, 1.0, 10), (20.0, 0.01, 20000), (0.5, 2.0, 3), (60.0, 3.0, 25)],
+)
+def test_pure_dp_composition_delta_matches_mpmath(eps, eps0, k):
+    ours = m.pure_dp_composition_delta(eps, epsilon0=eps0, count=k)
+    exact = _mp_pure_delta(eps, eps0, k)
+    assert ours == pytest.approx(exact, rel=1e-10, abs=1e-300)
+
+
+@pytest.mark.parametrize("eps0,k", [(0.1, 100), (0.5, 9), (1.0, 4)])
+def test_pure_dp_composition_delta_is_kov_theorem_3_3_at_its_points(eps0, k):
+    # At ε = (k − 2i)ε0 the hockey-stick sum is KOV's closed form (δ = 0).
+    for i in range(0, k // 2 + 1, max(1, k // 10)):
+        eps = (k - 2 * i) * eps0
+        want = _kov_theorem_delta(eps0, k, i)
+        got = m.pure_dp_composition_delta(eps, epsilon0=eps0, count=k)
+        assert got == pytest.approx(want, rel=1e-9, abs=1e-300)
+
+
+def test_pure_dp_composition_edges():
+    # ε ≥ kε0: nothing exceeds the loss, δ = 0 exactly (no NaN, no negative).
+    assert m.pure_dp_composition_delta(10.0, epsilon0=0.1, count=100) == 0.0
+    assert m.pure_dp_composition_delta(11.0, epsilon0=0.1, count=100) == 0.0
+    # ε = 0: δ is the total variation of the pair; k = 1 gives tanh(ε0/2).
+    assert m.pure_dp_composition_delta(0.0, epsilon0=1.0, count=1) == pytest.approx(
+        math.tanh(0.5), rel=1e-14
+    )
+    # Huge ε0 and k: log space, no overflow in C(k, i) or e^{l_i}.
+    d = m.pure_dp_composition_delta(500.0, epsilon0=50.0, count=1000)
+    assert 0.0 < d <= 1.0 and math.isfinite(d)
+    assert 0.0 <= m.pure_dp_composition_delta(1.0, epsilon0=1e-3, count=200001) <= 1.0
+
+
+def test_pure_dp_composition_epsilon_reference_and_never_overshoots():
+    # accountant_reference_values.json pure_dp_0.1_x100_optimal: exact 4.3067914 (abs 1e-6).
+    eps = m.pure_dp_composition_epsilon(1e-5, epsilon0=0.1, count=100)
+    assert eps == pytest.approx(4.306791372574041, abs=1e-6)
+    assert eps == pytest.approx(4.3067914, abs=1e-6)
+    assert m.pure_dp_composition_delta(eps, epsilon0=0.1, count=100) <= 1e-5
+    # Tight: one float64 step below is already over the target.
+    below = math.nextafter(math.nextafter(eps, 0.0), 0.0)
+    assert m.pure_dp_composition_delta(below, epsilon0=0.1, count=100) > 1e-5 * (1 - 1e-9)
+    # And the 50-digit oracle agrees that δ(eps) is 1e-5 to within float rounding.
+    assert _mp_pure_delta(eps, 0.1, 100) == pytest.approx(1e-5, rel=1e-9)
+    # Below KOV's step-wise value (only multiples of 2ε0: 4.4) and basic kε0.
+    kov_step = dp_accounting.pld.accountant.advanced_composition(
+        dp_accounting.pld.common.DifferentialPrivacyParameters(0.1, 0.0), 100, 1e-5
+    )
+    assert eps <= kov_step == pytest.approx(4.4)
+
+
+def test_pure_dp_composition_epsilon_special_cases():
+    # δ = 0: the basic composition kε0 (tight for pure DP).
+    assert m.pure_dp_composition_epsilon(0.0, epsilon0=0.1, count=100) == pytest.approx(10.0)
+    # δ above the total variation: ε = 0.
+    assert m.pure_dp_composition_epsilon(0.5, epsilon0=1.0, count=1) == 0.0
+    # k = 1: δ(ε) = p(1 − e^{ε−ε0}) for ε < ε0, so ε = ε0 + log(1 − δ/p).
+    p = math.exp(0.3) / (1 + math.exp(0.3))
+    want = 0.3 + math.log1p(-1e-3 / p)
+    assert m.pure_dp_composition_epsilon(1e-3, epsilon0=0.3, count=1) == pytest.approx(
+        want, abs=1e-12
+    )
+
+
+@SETTINGS
+@given(
+    delta=st.floats(1e-12, 0.5),
+    eps0=st.floats(1e-3, 3.0),
+    k=st.integers(1, 400),
+)
+def test_pure_dp_composition_epsilon_properties(delta, eps0, k):
+    eps = m.pure_dp_composition_epsilon(delta, epsilon0=eps0, count=k)
+    assert 0.0 <= eps <= k * eps0 * (1 + 1e-12)
+    assert m.pure_dp_composition_delta(eps, epsilon0=eps0, count=k) <= delta
+    # Composition only costs more: k + 1 mechanisms need at least as large ε.
+    assert m.pure_dp_composition_epsilon(delta, epsilon0=eps0, count=k + 1) >= eps

@@ -166,6 +166,17 @@ OURS = {
         _abs(2e-3),
     ),
     "opacus_testcfg_pld": (lambda: ev.epsilon_pld(_sgd(0.04, 1.5, 2250), D), _abs(2e-3)),
+    "pure_dp_0.1_x100_optimal": (
+        # Our float64 closed form (KOV 2015, Thm 3.3 / hockey-stick of the RR pair);
+        # abs 1e-6 vs the exact 4.3067914 and vs the reference's full digits.
+        lambda: mech.pure_dp_composition_epsilon(D, epsilon0=0.1, count=100),
+        lambda g, r: abs(g - r) <= 1e-6 and abs(g - 4.3067914) <= 1e-6,
+    ),
+    "sample_wor_rdp": (
+        # dp_accounting's RdpAccountant (WBK bound) through our event; REPLACE_ONE inferred.
+        lambda: ev.epsilon_rdp(ev.SampledWithoutReplacementGaussianEvent(10000, 100, 1.1, 1000), D),
+        _rel(1e-6),
+    ),
 }
 
 NOT_OURS = {
@@ -177,18 +188,11 @@ NOT_OURS = {
     "langevin_unlearning_sequential_3req": "currencies",
     "noisy_gd_unlearning_sequential_3req": "currencies",
     "certified_removal_budget": "currencies",
-    # Sampling without replacement (Wang-Balle-Kasiviswanathan) is not among our
-    # event types; dp_accounting's RDP computes it directly if needed.
-    "sample_wor_rdp": "not implemented (no without-replacement event)",
-    # No pure-(ε, 0) event type of ours: the optimal-composition value needs
-    # dp_accounting's single FFT self-composition (abs 1e-6). Our route through
-    # 100 randomized-response compositions rounds up on the PLD grid each time
-    # (≈ +7e-3); test_pure_dp_exact_formula checks it is an upper bound within 1e-2.
-    "pure_dp_0.1_x100_optimal": "upper bound only (see test_pure_dp_exact_formula)",
 }
 
 
 def test_every_entry_is_classified():
+    assert not set(OURS) & set(NOT_OURS)
     assert set(ENTRIES) == set(OURS) | set(NOT_OURS)
 
 
@@ -202,9 +206,34 @@ def test_reference_entry(entry_id):
 
 def test_pure_dp_exact_formula():
     # pure_dp_0.1_x100_optimal: exact 4.3067914 (abs 1e-6). Independent check:
-    # the binomial δ at the reference ε equals 1e-5, i.e. the reference is exact.
+    # the plain-Python binomial δ at the reference ε equals 1e-5, i.e. the
+    # reference is exact, and our closed form agrees with that sum.
     ref = ENTRIES["pure_dp_0.1_x100_optimal"]["value"]
-    assert _kov_exact_delta(0.1, 100, ref) == pytest.approx(1e-5, rel=1e-3)
-    ours = ev.epsilon_pld(_rr_pure(0.1, 100), D)
-    assert _kov_exact_delta(0.1, 100, ours) <= 1e-5 * (1 + 1e-6)  # ours is an upper bound
-    assert ref <= ours <= ref + 1e-2
+    assert _kov_exact_delta(0.1, 100, ref) == pytest.approx(1e-5, rel=1e-6)
+    exact = mech.pure_dp_composition_epsilon(D, epsilon0=0.1, count=100)
+    assert exact == pytest.approx(ref, abs=1e-6)
+    assert _kov_exact_delta(0.1, 100, exact) <= 1e-5 * (1 + 1e-12)  # never overshoots
+    for eps in (0.0, 1.0, ref, 7.5, 9.9):
+        assert mech.pure_dp_composition_delta(eps, epsilon0=0.1, count=100) == pytest.approx(
+            _kov_exact_delta(0.1, 100, eps), rel=1e-10
+        )
+    # Cross-check 1, PLD path of our pure-DP event (dp_accounting's
+    # from_privacy_parameters, self-composed 100 times): the reference's own
+    # call, pessimistic, and on the grid here, so also within abs 1e-6.
+    pld = ev.epsilon_pld(ev.PureDPEvent(0.1, count=100), D)
+    assert exact - 1e-9 <= pld <= exact + 1e-6
+    assert pld == pytest.approx(ref, abs=1e-6)
+    # Cross-check 2, the same pair as 100 separate randomized-response PLDs:
+    # each rounds its loss up on the 1e-4 grid, so only an upper bound (≈ +7e-3).
+    rr = ev.epsilon_pld(_rr_pure(0.1, 100), D)
+    assert _kov_exact_delta(0.1, 100, rr) <= 1e-5 * (1 + 1e-6)
+    assert ref <= rr <= ref + 1e-2
+
+
+def test_sample_wor_rdp_fast_path():
+    # sample_wor_rdp through rdp_curve (curve delegated to dp_accounting) and our
+    # RDP→DP conversion: same value at the entry's tolerance (rel 1e-6).
+    ref = ENTRIES["sample_wor_rdp"]["value"]
+    e = ev.SampledWithoutReplacementGaussianEvent(10000, 100, 1.1, count=1000)
+    assert _rdp_eps(ev.rdp_curve(e)) == pytest.approx(ref, rel=1e-6)
+    assert ev.epsilon_rdp(e, D, neighboring_relation="replace_one") == pytest.approx(ref, rel=1e-6)

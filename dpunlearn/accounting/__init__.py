@@ -2,13 +2,15 @@
 
 Submodules:
   mechanisms: closed-form privacy of single mechanisms (exact Gaussian,
-    analytic Gaussian calibration, Laplace, zCDP conversion, group privacy).
+    analytic Gaussian calibration, Laplace, zCDP conversion, group privacy)
+    and the exact optimal k-fold composition of pure (ε0, 0)-DP mechanisms.
   rdp: vectorised Rényi-DP curves (Gaussian, Poisson-subsampled Gaussian,
     Laplace, randomized response), composition, RDP -> (ε, δ) conversion.
   calibration: monotone bisection that never overshoots a target; Gaussian σ
     calibration and maximal composition counts under exact/RDP/PLD accounting.
   events: small event types and interop with dp_accounting (PLD/RDP), with a
-    guard for its randomized-response count bug.
+    guard for its randomized-response count bug; pure (ε, 0)-DP and
+    sampling-without-replacement Gaussian events.
 """
 
 from dpunlearn.accounting.calibration import calibrate, calibrate_gaussian_sigma, max_count
@@ -16,7 +18,10 @@ from dpunlearn.accounting.events import (
     Event,
     GaussianEvent,
     LaplaceEvent,
+    PureDPEvent,
+    PureEpsilonDpEvent,
     RandomizedResponseEvent,
+    SampledWithoutReplacementGaussianEvent,
     SubsampledGaussianEvent,
     ZCDPEvent,
     delta_pld,
@@ -33,6 +38,8 @@ from dpunlearn.accounting.mechanisms import (
     gaussian_zcdp,
     group_privacy,
     laplace_epsilon,
+    pure_dp_composition_delta,
+    pure_dp_composition_epsilon,
     zcdp_to_dp,
 )
 from dpunlearn.accounting.rdp import (
@@ -40,6 +47,7 @@ from dpunlearn.accounting.rdp import (
     compose_rdp,
     gaussian_rdp,
     laplace_rdp,
+    pure_dp_rdp,
     randomized_response_rdp,
     rdp_delta,
     rdp_to_dp,
@@ -57,12 +65,15 @@ __all__ = [
     "gaussian_zcdp",
     "group_privacy",
     "laplace_epsilon",
+    "pure_dp_composition_delta",
+    "pure_dp_composition_epsilon",
     "zcdp_to_dp",
     # rdp
     "DEFAULT_ORDERS",
     "compose_rdp",
     "gaussian_rdp",
     "laplace_rdp",
+    "pure_dp_rdp",
     "randomized_response_rdp",
     "rdp_delta",
     "rdp_to_dp",
@@ -75,7 +86,10 @@ __all__ = [
     "Event",
     "GaussianEvent",
     "LaplaceEvent",
+    "PureDPEvent",
+    "PureEpsilonDpEvent",
     "RandomizedResponseEvent",
+    "SampledWithoutReplacementGaussianEvent",
     "SubsampledGaussianEvent",
     "ZCDPEvent",
     "delta_pld",

@@ -15,9 +15,23 @@ randomized response is expanded into ``k`` explicit compositions, which
 dp_accounting handles correctly. The guard is also applied to raw
 ``DpEvent``s passed in by the user.
 
+Pure (ε, 0)-DP mechanisms (:class:`PureDPEvent`) have no ``DpEvent`` in
+dp_accounting 0.6.0. They become :class:`PureEpsilonDpEvent` (a ``DpEvent``
+subclass defined here), which this module's accountants evaluate with
+dp_accounting's own pieces: the PLD of the dominating randomized-response
+pair from ``privacy_loss_distribution.from_privacy_parameters((ε, 0))``,
+self-composed ``count`` times in one step (so the randomized-response count
+fault cannot occur, and losses ±ε lie on the grid when ε is a multiple of
+the discretisation interval), and the RDP curve of that same pair.
+Sampling without replacement (:class:`SampledWithoutReplacementGaussianEvent`)
+is evaluated by dp_accounting's ``RdpAccountant`` (Wang-Balle-Kasiviswanathan
+bound, ``REPLACE_ONE`` only); its PLD accountant does not support it.
+
 Neighbouring relation: by default the relation is inferred: ``REPLACE_ONE``
-when every leaf is randomized response (the only relation dp_accounting
-supports for it), ``ADD_OR_REMOVE_ONE`` otherwise. Sensitivities must have been
+when every leaf is randomized response or sampling without replacement (the
+only relation dp_accounting supports for them), ``ADD_OR_REMOVE_ONE``
+otherwise. Pure-DP leaves hold under whichever relation their ε was stated
+for and do not take part in the inference. Sensitivities must have been
 computed under the same relation.
 
 References:
@@ -27,6 +41,11 @@ References:
   Differential Privacy. CCS 2018 (privacy loss distributions).
   Doroshenko, Ghazi, Kamath, Kumar, Manurangsi. Connect the Dots: Tighter
   Discrete Approximations of Privacy Loss Distributions. PETS 2022.
+  Kairouz, Oh, Viswanath. The Composition Theorem for Differential Privacy.
+  ICML 2015, Theorem 3.3. https://arxiv.org/abs/1311.0776
+  Wang, Balle, Kasiviswanathan. Subsampled Rényi Differential Privacy and
+  Analytical Moments Accountant. AISTATS 2019, Theorem 9 (Gaussian form:
+  Theorem 27 of https://arxiv.org/abs/1808.00087).
 """
 
 from __future__ import annotations
@@ -34,6 +53,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterable, Union
 
+import attr
 import dp_accounting
 import numpy as np
 from numpy.typing import ArrayLike
@@ -47,6 +67,9 @@ __all__ = [
     "LaplaceEvent",
     "RandomizedResponseEvent",
     "ZCDPEvent",
+    "PureDPEvent",
+    "SampledWithoutReplacementGaussianEvent",
+    "PureEpsilonDpEvent",
     "Event",
     "to_dp_event",
     "rdp_curve",
@@ -165,11 +188,94 @@ class ZCDPEvent:
         _check_counted(self.count, rho=self.rho)
 
 
+@dataclasses.dataclass(frozen=True)
+class PureDPEvent:
+    """``count`` uses of a generic (ε, 0)-DP mechanism.
+
+    Accounted through the dominating pair of pure ε-DP, binary randomized
+    response with p = e^ε/(1 + e^ε) (Kairouz, Oh & Viswanath 2015, Theorem
+    3.3, optimal composition): PLD via dp_accounting's
+    ``from_privacy_parameters((ε, 0))`` self-composed ``count`` times, RDP via
+    :func:`~dpunlearn.accounting.rdp.pure_dp_rdp`. The exact k-fold value is
+    :func:`~dpunlearn.accounting.mechanisms.pure_dp_composition_epsilon`.
+    Valid under any neighbouring relation for which the mechanism is ε-DP.
+
+    Attributes:
+      epsilon: Pure ε > 0 of one use (finite).
+      count: Number of uses, an integer ≥ 1.
+    """
+
+    epsilon: float
+    count: int = 1
+
+    def __post_init__(self):
+        _check_counted(self.count, epsilon=self.epsilon)
+
+
+@dataclasses.dataclass(frozen=True)
+class SampledWithoutReplacementGaussianEvent:
+    """``count`` Gaussian releases on fixed-size batches sampled without replacement.
+
+    Each release draws ``sample_size`` distinct records uniformly from the
+    ``population_size`` records and adds N(0, σ² Δ²) noise to a query of L2
+    sensitivity Δ; ``sigma`` is the noise multiplier σ. Replace-one adjacency
+    only (the population size is public). Evaluated by dp_accounting's
+    ``RdpAccountant`` with ``SampledWithoutReplacementDpEvent``, i.e. the
+    subsampled-RDP bound of Wang, Balle & Kasiviswanathan (AISTATS 2019,
+    Theorem 9; the Gaussian form is Theorem 27 of arXiv:1808.00087). No PLD.
+
+    Attributes:
+      population_size: Number of records n, an integer ≥ 1.
+      sample_size: Batch size m, an integer with 1 ≤ m ≤ n.
+      sigma: Noise multiplier σ > 0 (noise std / replace-one L2 sensitivity).
+      count: Number of releases (steps), an integer ≥ 1.
+    """
+
+    population_size: int
+    sample_size: int
+    sigma: float
+    count: int = 1
+
+    def __post_init__(self):
+        _validate.positive_int(population_size=self.population_size, sample_size=self.sample_size)
+        if self.sample_size > self.population_size:
+            raise ValueError(
+                f"Expected sample_size={self.sample_size} <= "
+                f"population_size={self.population_size}."
+            )
+        _check_counted(self.count, sigma=self.sigma)
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class PureEpsilonDpEvent(dp_accounting.DpEvent):
+    """``dp_accounting.DpEvent`` for one use of a generic (ε, 0)-DP mechanism.
+
+    dp_accounting 0.6.0 has no such event; only the accountants of this
+    module (:func:`epsilon_pld`, :func:`delta_pld`, :func:`epsilon_rdp`)
+    evaluate it, through the dominating randomized-response pair (Kairouz, Oh
+    & Viswanath 2015, Theorem 3.3). Repeat it with ``SelfComposedDpEvent``.
+    """
+
+    epsilon: float
+
+
 Event = Union[
-    GaussianEvent, SubsampledGaussianEvent, LaplaceEvent, RandomizedResponseEvent, ZCDPEvent
+    GaussianEvent,
+    SubsampledGaussianEvent,
+    LaplaceEvent,
+    RandomizedResponseEvent,
+    ZCDPEvent,
+    PureDPEvent,
+    SampledWithoutReplacementGaussianEvent,
 ]
 _EVENT_TYPES = (
-    GaussianEvent, SubsampledGaussianEvent, LaplaceEvent, RandomizedResponseEvent, ZCDPEvent
+    GaussianEvent,
+    SubsampledGaussianEvent,
+    LaplaceEvent,
+    RandomizedResponseEvent,
+    ZCDPEvent,
+    PureDPEvent,
+    SampledWithoutReplacementGaussianEvent,
 )
 
 
@@ -207,6 +313,14 @@ def _single_dp_event(e: Event) -> dp_accounting.DpEvent:
         )
     if isinstance(e, ZCDPEvent):
         return dp_accounting.ZCDpEvent(float(e.rho))
+    if isinstance(e, PureDPEvent):
+        return PureEpsilonDpEvent(float(e.epsilon))
+    if isinstance(e, SampledWithoutReplacementGaussianEvent):
+        return dp_accounting.SampledWithoutReplacementDpEvent(
+            int(e.population_size),
+            int(e.sample_size),
+            dp_accounting.GaussianDpEvent(float(e.sigma)),
+        )
     raise TypeError(f"Unknown event type {type(e).__name__}.")  # pragma: no cover
 
 
@@ -244,6 +358,9 @@ def to_dp_event(events) -> dp_accounting.DpEvent:
     * ``LaplaceEvent(b, Δ)`` → ``LaplaceDpEvent(b/Δ)``
     * ``RandomizedResponseEvent(p, k)`` → ``RandomizedResponseDpEvent(p, k)``
     * ``ZCDPEvent(ρ)`` → ``ZCDpEvent(ρ)``
+    * ``PureDPEvent(ε)`` → :class:`PureEpsilonDpEvent` ``(ε)`` (this module's)
+    * ``SampledWithoutReplacementGaussianEvent(n, m, σ)`` →
+      ``SampledWithoutReplacementDpEvent(n, m, GaussianDpEvent(σ))``
 
     ``count > 1`` becomes ``SelfComposedDpEvent(e, count)``, except for
     randomized response, which becomes ``count`` explicit copies in a
@@ -292,12 +409,19 @@ _RELATIONS = {
 }
 
 
+# Leaves dp_accounting only accounts for under REPLACE_ONE, and leaves that
+# hold under any relation (ignored by the inference).
+_REPLACE_ONE_ONLY = (
+    dp_accounting.RandomizedResponseDpEvent,
+    dp_accounting.SampledWithoutReplacementDpEvent,
+)
+_RELATION_FREE = (dp_accounting.NoOpDpEvent, PureEpsilonDpEvent)
+
+
 def _relation(ev: dp_accounting.DpEvent, neighboring_relation):
     if neighboring_relation is None:
-        leaves = [x for x in _leaves(ev) if not isinstance(x, dp_accounting.NoOpDpEvent)]
-        if leaves and all(
-            isinstance(x, dp_accounting.RandomizedResponseDpEvent) for x in leaves
-        ):
+        leaves = [x for x in _leaves(ev) if not isinstance(x, _RELATION_FREE)]
+        if leaves and all(isinstance(x, _REPLACE_ONE_ONLY) for x in leaves):
             return dp_accounting.NeighboringRelation.REPLACE_ONE
         return dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE
     if isinstance(neighboring_relation, dp_accounting.NeighboringRelation):
@@ -309,6 +433,61 @@ def _relation(ev: dp_accounting.DpEvent, neighboring_relation):
             f"got {neighboring_relation!r}."
         )
     return _RELATIONS[key]
+
+
+class _PLDAccountant(dp_accounting.pld.PLDAccountant):
+    """dp_accounting's PLD accountant plus :class:`PureEpsilonDpEvent`.
+
+    A pure event repeated ``count`` times (its own count, times every
+    enclosing ``SelfComposedDpEvent``'s) composes the PLD of the dominating
+    randomized-response pair, ``from_privacy_parameters((ε, 0))`` (losses ±ε
+    with probabilities e^ε/(1+e^ε), 1/(1+e^ε), rounded up to the grid),
+    self-composed ``count`` times: the count is respected, unlike
+    dp_accounting's ``RandomizedResponseDpEvent`` path. Everything else is the
+    parent's code.
+    """
+
+    def _maybe_compose(self, event, count, do_compose):
+        if isinstance(event, PureEpsilonDpEvent):
+            if do_compose:
+                pure = dp_accounting.pld.privacy_loss_distribution.from_privacy_parameters(
+                    dp_accounting.pld.common.DifferentialPrivacyParameters(
+                        float(event.epsilon), 0.0
+                    ),
+                    value_discretization_interval=self._value_discretization_interval,
+                )
+                self._pld = self._pld.compose(pure.self_compose(int(count)))
+            return None
+        return super()._maybe_compose(event, count, do_compose)
+
+
+class _RdpAccountant(dp_accounting.rdp.RdpAccountant):
+    """dp_accounting's RDP accountant plus :class:`PureEpsilonDpEvent`.
+
+    The curve of a pure event is dp_accounting's own randomized-response RDP
+    (``REPLACE_ONE``) of the dominating pair, noise parameter 2/(1 + e^ε) and
+    two buckets, times ``count``; that pair dominates every (ε, 0)-DP
+    mechanism under any relation, so the curve is added whatever this
+    accountant's relation is.
+    """
+
+    def _maybe_compose(self, event, count, do_compose):
+        if isinstance(event, PureEpsilonDpEvent):
+            if do_compose:
+                rr = dp_accounting.RandomizedResponseDpEvent(
+                    2.0 / (1.0 + np.exp(float(event.epsilon))), 2
+                )
+                curve = (
+                    dp_accounting.rdp.RdpAccountant(
+                        orders=list(self.orders),
+                        neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE,
+                    )
+                    .compose(rr)
+                    .rdp
+                )
+                self._rdp = self._rdp + int(count) * curve
+            return None
+        return super()._maybe_compose(event, count, do_compose)
 
 
 def _compose(accountant, ev):
@@ -324,7 +503,13 @@ def _compose(accountant, ev):
 def _pld_accountant(events, neighboring_relation, value_discretization_interval):
     _validate.positive(value_discretization_interval=value_discretization_interval)
     ev = _guard_rr_counts(to_dp_event(events))
-    acc = dp_accounting.pld.PLDAccountant(
+    if any(isinstance(x, dp_accounting.SampledWithoutReplacementDpEvent) for x in _leaves(ev)):
+        raise ValueError(
+            "PLDAccountant cannot account for SampledWithoutReplacementGaussianEvent "
+            "(SampledWithoutReplacementDpEvent): dp_accounting 0.6.0 has no PLD for "
+            "sampling without replacement; use epsilon_rdp or rdp_curve."
+        )
+    acc = _PLDAccountant(
         _relation(ev, neighboring_relation),
         value_discretization_interval=float(value_discretization_interval),
     )
@@ -343,7 +528,14 @@ def epsilon_pld(
     Uses ``dp_accounting.pld.PLDAccountant`` (pessimistic estimate, i.e. an
     upper bound on the true ε up to its documented truncation, with
     connect-the-dots discretisation for the Gaussian and Laplace), with the
-    randomized-response count guard of this module.
+    randomized-response count guard of this module. A :class:`PureDPEvent`
+    composes the PLD of its dominating randomized-response pair,
+    self-composed ``count`` times (see :class:`PureEpsilonDpEvent`);
+    :class:`SampledWithoutReplacementGaussianEvent` is not supported here
+    (``ValueError``; use :func:`epsilon_rdp`). For long pure-DP compositions
+    dp_accounting truncates the tails of the self-composed PLD into the
+    infinite loss, so ``delta=0`` then gives ``inf``; the exact value is
+    :func:`~dpunlearn.accounting.mechanisms.pure_dp_composition_epsilon`.
 
     Args:
       events: One event or a sequence (ours or ``dp_accounting.DpEvent``).
@@ -410,6 +602,10 @@ def epsilon_rdp(
     :data:`~dpunlearn.accounting.rdp.DEFAULT_ORDERS`, the same grid as
     dp_accounting's). This is the oracle path; :func:`rdp_curve` with
     :func:`~dpunlearn.accounting.rdp.rdp_to_dp` is the fast path.
+    A :class:`PureDPEvent` adds dp_accounting's randomized-response curve of
+    its dominating pair; :class:`SampledWithoutReplacementGaussianEvent` is
+    dp_accounting's Wang-Balle-Kasiviswanathan bound (``REPLACE_ONE``, which is
+    inferred when every other leaf allows it).
 
     Args:
       events: One event or a sequence (ours or ``dp_accounting.DpEvent``).
@@ -430,11 +626,23 @@ def epsilon_rdp(
     _validate.open_interval(0.0, 1.0, delta=delta)
     alpha = rdp_lib.DEFAULT_ORDERS if orders is None else np.asarray(orders, np.float64)
     ev = to_dp_event(events)
-    acc = dp_accounting.rdp.RdpAccountant(
+    acc = _RdpAccountant(
         orders=[float(a) for a in alpha],
         neighboring_relation=_relation(ev, neighboring_relation),
     )
     return float(_compose(acc, ev).get_epsilon(float(delta)))
+
+
+def _wor_gaussian_rdp(alpha: np.ndarray, n: int, m: int, sigma: float) -> np.ndarray:
+    """dp_accounting's RDP curve of one sampled-without-replacement Gaussian step."""
+    acc = dp_accounting.rdp.RdpAccountant(
+        orders=[float(a) for a in alpha],
+        neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE,
+    )
+    event = dp_accounting.SampledWithoutReplacementDpEvent(
+        n, m, dp_accounting.GaussianDpEvent(sigma)
+    )
+    return np.asarray(_compose(acc, event).rdp, dtype=np.float64)
 
 
 def rdp_curve(events, orders: ArrayLike | None = None) -> np.ndarray:
@@ -443,10 +651,15 @@ def rdp_curve(events, orders: ArrayLike | None = None) -> np.ndarray:
     Sums ``count × curve`` over events (Mironov 2017, Prop. 1) using
     :mod:`dpunlearn.accounting.rdp`: Gaussian α Δ²/(2σ²), Poisson-subsampled
     Gaussian (Mironov-Talwar-Zhang 2019), Laplace (Mironov 2017, Prop. 6),
-    randomized response (replace-one) and zCDP ρα. Events of one type are
-    evaluated in one vectorised call. Mixing randomized response (replace-one)
-    with add/remove events is the caller's responsibility: the curves are
-    simply added.
+    randomized response (replace-one), zCDP ρα and pure ε-DP (the dominating
+    randomized-response pair, :func:`~dpunlearn.accounting.rdp.pure_dp_rdp`).
+    Events of one type are evaluated in one vectorised call.
+    :class:`SampledWithoutReplacementGaussianEvent` is not re-derived here: its
+    curve is delegated to dp_accounting's ``RdpAccountant`` (``REPLACE_ONE``,
+    Wang-Balle-Kasiviswanathan 2019, Thm 9) through its public ``rdp``
+    property, once per distinct (n, m, σ). Mixing replace-one events
+    (randomized response, sampling without replacement) with add/remove
+    events is the caller's responsibility: the curves are simply added.
 
     Args:
       events: One of our events or a sequence of them (``DpEvent``s are not
@@ -492,6 +705,20 @@ def rdp_curve(events, orders: ArrayLike | None = None) -> np.ndarray:
             c = np.stack(
                 [
                     rdp_lib.randomized_response_rdp(alpha, e.noise_parameter, e.num_buckets)
+                    for e in es
+                ]
+            )
+        elif t is PureDPEvent:
+            c = rdp_lib.pure_dp_rdp(alpha, [e.epsilon for e in es])
+        elif t is SampledWithoutReplacementGaussianEvent:
+            cache: dict[tuple, np.ndarray] = {}
+            for e in es:
+                key = (int(e.population_size), int(e.sample_size), float(e.sigma))
+                if key not in cache:
+                    cache[key] = _wor_gaussian_rdp(alpha, *key)
+            c = np.stack(
+                [
+                    cache[(int(e.population_size), int(e.sample_size), float(e.sigma))]
                     for e in es
                 ]
             )

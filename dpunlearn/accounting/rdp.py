@@ -30,6 +30,8 @@ References:
   NeurIPS 2020, Prop. 12. https://arxiv.org/abs/2004.00010
   Balle, Barthe, Gaboardi, Hsu, Sato. Hypothesis Testing Interpretations and
   Rényi Differential Privacy. AISTATS 2020, Thm 21. https://arxiv.org/abs/1905.09982
+  Kairouz, Oh, Viswanath. The Composition Theorem for Differential Privacy.
+  ICML 2015. https://arxiv.org/abs/1311.0776
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ __all__ = [
     "subsampled_gaussian_rdp",
     "laplace_rdp",
     "randomized_response_rdp",
+    "pure_dp_rdp",
     "compose_rdp",
     "rdp_to_dp",
     "rdp_delta",
@@ -388,6 +391,62 @@ def randomized_response_rdp(
         terms.append(np.broadcast_to(np.log(k - 2) + log_b, terms[0].shape))
     out = special.logsumexp(np.stack(terms), axis=0) / (alpha - 1)
     return np.maximum(out, 0.0)
+
+
+def _log_sinh(x: np.ndarray) -> np.ndarray:
+    # log sinh(x) for x > 0 without overflow or loss for small x.
+    return x + np.log(-np.expm1(-2.0 * x)) - math.log(2.0)
+
+
+def _log_cosh(x: np.ndarray) -> np.ndarray:
+    # log cosh(x) for x >= 0 without overflow.
+    return x + np.log1p(np.exp(-2.0 * x)) - math.log(2.0)
+
+
+def pure_dp_rdp(orders: ArrayLike, epsilon: ArrayLike) -> np.ndarray:
+    """Tight RDP curve of a generic (ε, 0)-DP mechanism.
+
+    Every (ε, 0)-DP mechanism is dominated by binary randomized response
+    P = (p, 1 − p), Q = (1 − p, p) with p = e^ε/(1 + e^ε) (Kairouz, Oh &
+    Viswanath 2015, the dominating mechanism in the proof of Theorem 3.3), and
+    Rényi divergence obeys data processing, so (Mironov 2017, Definition 3)::
+
+        ε(α) = 1/(α−1) · log( p^α (1−p)^{1−α} + (1−p)^α p^{1−α} )
+             = 1/(α−1) · log( cosh((α − ½)ε) / cosh(ε/2) )
+             = 1/(α−1) · log1p( 2 sinh(αε/2) sinh((α−1)ε/2) / cosh(ε/2) ),
+
+    which is attained by randomized response itself, never exceeds ε
+    (Mironov 2017, Proposition 3), behaves as αε²/2 for small ε, and equals
+    :func:`randomized_response_rdp` with noise parameter 2/(1 + e^ε) and two
+    buckets. The last form is evaluated in log space (log sinh, log cosh), so
+    it neither cancels for small ε (where the first form loses about
+    log10(1/ε²) digits) nor overflows for large αε. The bound holds for any
+    neighbouring relation under which the mechanism is (ε, 0)-DP.
+
+    Args:
+      orders: Orders α > 1, shape ``[k_orders]``.
+      epsilon: Pure ε > 0 (finite), any shape.
+
+    Returns:
+      float64 array of shape ``shape(epsilon) + [k_orders]``.
+
+    Raises:
+      ValueError: On invalid orders, or ``epsilon`` not finite and > 0.
+
+    Guarantees:
+      Exact for the worst-case (ε, 0)-DP mechanism (randomized response).
+    """
+    alpha = _orders_array(orders)
+    _validate.array_in_range("epsilon", epsilon, 0.0, math.inf)
+    eps = np.asarray(epsilon, np.float64)[..., None]
+    log_y = (
+        math.log(2.0)
+        + _log_sinh(0.5 * alpha * eps)
+        + _log_sinh(0.5 * (alpha - 1) * eps)
+        - _log_cosh(0.5 * eps)
+    )
+    out = np.logaddexp(0.0, log_y) / (alpha - 1)
+    return np.clip(out, 0.0, eps)
 
 
 def compose_rdp(curves: ArrayLike, counts: ArrayLike | None = None) -> np.ndarray:
