@@ -77,7 +77,7 @@ Usage::
         --copy-plot-to docs/img/model_lifetime.png        # default run
     python experiments/model_lifetime.py --x64 --correct-residual \\
         --out results/model_lifetime_corrected           # residual-correcting
-    python experiments/model_lifetime.py --x64 --smoke --out /tmp/ml   # CI
+    python experiments/model_lifetime.py --x64 --smoke --out results/smoke_lifetime   # CI
 """
 
 from __future__ import annotations
