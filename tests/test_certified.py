@@ -652,3 +652,16 @@ def test_ridge_float32_bound_covers_rounding():
     m = np.asarray(state.mask, np.float64)
     exact = np.linalg.norm((m * (X64 @ w - y64)) @ X64 + 1e-3 * m.sum() * w + b)
     assert exact <= float(infos.cumulative_bound[-1])
+
+
+def test_vmap_over_lambda_matches_loop():
+    # λ and σ are traced: a sweep is one compiled program, vmapped.
+    X, y = make_binary(n=100, d=5, dtype=np.float32, seed=4)
+    lams = jnp.array([1e-3, 1e-2, 1e-1], jnp.float32)
+    batched = jax.vmap(lambda lam: certified.train(jax.random.key(0), X, y, lam=lam, sigma=1.0))(lams)
+    removed, infos = jax.vmap(lambda s: certified.remove(s, np.array([3]), X, y))(batched)
+    for j, lam in enumerate([1e-3, 1e-2, 1e-1]):
+        single = certified.train(jax.random.key(0), X, y, lam=lam, sigma=1.0)
+        np.testing.assert_allclose(batched.params[j], single.params, rtol=1e-5, atol=1e-6)
+        _, info = certified.remove(single, np.array([3]), X, y)
+        np.testing.assert_allclose(infos.cumulative_bound[j], info.cumulative_bound, rtol=1e-4)
