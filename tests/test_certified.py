@@ -664,4 +664,5 @@ def test_vmap_over_lambda_matches_loop():
         single = certified.train(jax.random.key(0), X, y, lam=lam, sigma=1.0)
         np.testing.assert_allclose(batched.params[j], single.params, rtol=1e-5, atol=1e-6)
         _, info = certified.remove(single, np.array([3]), X, y)
-        np.testing.assert_allclose(infos.cumulative_bound[j], info.cumulative_bound, rtol=1e-4)
+        # float32: the training residual sits at the rounding floor (rel ~1e-4).
+        np.testing.assert_allclose(infos.cumulative_bound[j], info.cumulative_bound, rtol=1e-3)
