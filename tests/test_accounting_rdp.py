@@ -157,12 +157,85 @@ def test_laplace_rdp():
         assert np.all(rdp.laplace_rdp(O, b) <= 1 / b + 1e-12)
 
 
-@pytest.mark.parametrize("p,k", [(0.5, 2), (0.2, 2), (0.7, 5)])
+@pytest.mark.parametrize(
+    "p,k", [(0.5, 2), (0.2, 2), (0.7, 5), (0.01, 3), (0.9, 10), (0.99, 2), (0.3, 100)]
+)
 def test_randomized_response_rdp_vs_dp_accounting(p, k):
+    # dp_accounting evaluates the direct form, accurate while 1 − p is not small.
     theirs = dpa_rdp._compute_randomized_response_rdp(
         p, k, O, dpa_rdp.NeighborRel.REPLACE_ONE
     )
     np.testing.assert_allclose(rdp.randomized_response_rdp(O, p, k), theirs, rtol=1e-9)
+
+
+def _mp_rr_rdp(p, k, alpha):
+    """Rényi divergence of the swapped k-ary RR pair for the float p, at 60 digits."""
+    with mpmath.workdps(60):
+        p, k, a = mpmath.mpf(p), mpmath.mpf(k), mpmath.mpf(alpha)
+        hi, lo = 1 - p + p / k, p / k
+        s = hi**a * lo ** (1 - a) + lo**a * hi ** (1 - a) + (k - 2) * lo
+        return float(mpmath.log(s) / (a - 1))
+
+
+def _mp_rr_eps0(p, k):
+    """ε₀ = log(a/b) of the float p at 60 digits."""
+    with mpmath.workdps(60):
+        p = mpmath.mpf(p)
+        return float(mpmath.log1p(k * (1 - p) / p))
+
+
+_RR_PS = [1e-12, 1e-9, 1e-6, 1e-3, 0.1, 0.3, 0.5, 0.7, 0.9] + [
+    1.0 - d for d in (1e-3, 1e-6, 1e-9, 1e-12)
+]
+
+
+@pytest.mark.parametrize("k", [2, 3, 10])
+def test_randomized_response_rdp_matches_mpmath(k):
+    # p from 1e-12 to 1 − 1e-12, every default order; rel 1e-12 (abs 1e-300 near 0).
+    got = rdp.randomized_response_rdp(O, np.array(_RR_PS), k)
+    assert got.shape == (len(_RR_PS), O.size)
+    want = np.array([[_mp_rr_rdp(p, k, a) for a in O] for p in _RR_PS])
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-300)
+    # Never above the pure-DP level ε₀ = log(a/b) (Mironov 2017, Prop. 3), never < 0.
+    eps0 = np.array([_mp_rr_eps0(p, k) for p in _RR_PS])
+    assert np.all(got >= 0.0) and np.all(got <= eps0[:, None] * (1 + 1e-14))
+
+
+@pytest.mark.parametrize("eps", [1e-12, 1e-8, 1e-3, 0.1, 1.0, 5.0, 30.0])
+def test_randomized_response_rdp_small_epsilon_equals_pure_dp(eps):
+    # The RR pair of pure_dp_rdp: p = 2/(1 + e^ε), two buckets. The direct form
+    # was ~1e-9 relative off at ε = 1e-3 and ≈ 19 (relative) at ε = 1e-8.
+    p = 2.0 / (1.0 + math.exp(eps))
+    got = rdp.randomized_response_rdp(O, p, 2)
+    want = np.array([_mp_rr_rdp(p, 2, a) for a in O])
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-300)
+    # Same curve as pure_dp_rdp at the ε₀ of the float p (rel 1e-12) ...
+    np.testing.assert_allclose(got, rdp.pure_dp_rdp(O, _mp_rr_eps0(p, 2)), rtol=1e-12)
+    # ... and at the nominal ε up to the rounding of p itself: |δp| ≤ 2^-53 moves
+    # ε₀ by ≤ 2^-53/(1 − p) relative, the curve (∝ ε₀² for small ε₀) by twice that.
+    rtol = 4 * 2.0**-53 / (1.0 - p) + 1e-12
+    np.testing.assert_allclose(got, rdp.pure_dp_rdp(O, eps), rtol=rtol)
+    small = O * eps <= 1e-2  # αε²/2 leading behaviour (corrections O(α²ε²))
+    np.testing.assert_allclose(got[small], O[small] * eps**2 / 2, rtol=1e-3)
+
+
+@pytest.mark.parametrize("k", [2, 3, 10, 1000])
+def test_randomized_response_rdp_monotone_in_order_and_edges(k):
+    ps = np.array(_RR_PS + [1e-300, 5e-324, 1.0])
+    got = rdp.randomized_response_rdp(O, ps, k)
+    assert np.all(np.isfinite(got)) and np.all(got >= 0.0)
+    assert np.all(np.diff(got, axis=-1) >= 0.0)  # non-decreasing in α, exactly
+    # Unsorted orders: the same values, order by order.
+    perm = np.random.default_rng(k).permutation(O.size)
+    np.testing.assert_array_equal(rdp.randomized_response_rdp(O[perm], ps, k), got[:, perm])
+    # p = 1 reports a uniform bucket: zero divergence; p → 0: ≤ ε₀ ≈ log(k/p).
+    np.testing.assert_array_equal(got[-1], 0.0)
+    assert np.all(got[-2] <= math.log(k) + 744.5) and got[-2, -1] > 700.0
+    # Batched over a grid of p equals one call per p.
+    grid = rdp.randomized_response_rdp(O, ps[:12].reshape(3, 4), k)
+    assert grid.shape == (3, 4, O.size)
+    np.testing.assert_array_equal(grid.reshape(12, O.size), got[:12])
+    np.testing.assert_array_equal(rdp.randomized_response_rdp(O, ps[5], k), got[5])
 
 
 def test_compose_rdp():

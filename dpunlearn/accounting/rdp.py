@@ -364,6 +364,23 @@ def randomized_response_rdp(
 
         ε(α) = 1/(α−1) · log( a^α b^{1−α} + b^α a^{1−α} + (k − 2) b ).
 
+    How it is computed: with the likelihood ratio e^{ε₀} = a/b = 1 + k(1 − p)/p
+    (ε₀ is the pure-DP level of the mechanism) and a + (k − 1) b = 1, the sum
+    inside the log is 1 + y with::
+
+        y = (e^{αε₀} − 1)(1 − e^{−(α−1)ε₀}) / (e^{ε₀} + k − 1)
+          = 4 e^{ε₀/2} sinh(αε₀/2) sinh((α−1)ε₀/2) / (e^{ε₀} + k − 1) ≥ 0,
+
+    so ε(α) = log1p(y)/(α−1), evaluated in log space as in
+    :func:`pure_dp_rdp` (log sinh, ``logaddexp``), with ε₀ from ``log1p``
+    (exact 1 − p for p ≥ ½, log a − log b below). For k = 2 this is
+    :func:`pure_dp_rdp` at ε₀. The direct form cancels when p is close to 1
+    (small ε₀: a and b are both ≈ 1/k, and the sum is 1 + O(ε₀²), losing about
+    log10(1/ε₀²) digits); this form has no cancellation, keeps full relative
+    precision down to ε₀ ≈ 1e-16, and does not overflow for large αε₀. The
+    returned curve is made non-decreasing in α (a running maximum over the
+    sorted orders, which only removes float64 rounding dips).
+
     Args:
       orders: Orders α > 1, shape ``[k_orders]``.
       noise_parameter: p in (0, 1], any shape (p = 0 is not private).
@@ -376,21 +393,56 @@ def randomized_response_rdp(
       ValueError: On invalid orders, p outside (0, 1], or k < 2.
 
     Guarantees:
-      Exact (replace-one adjacency, as dp_accounting's REPLACE_ONE).
+      Exact (replace-one adjacency, as dp_accounting's REPLACE_ONE); within
+      about 1e-14 relative of a multi-precision evaluation for every p in
+      (0, 1], including p → 1 where the direct form loses all digits.
     """
     alpha = _orders_array(orders)
     _validate.array_in_range("noise_parameter", noise_parameter, 0.0, 1.0, hi_closed=True)
     _validate.positive_int(num_buckets=num_buckets)
     if num_buckets < 2:
         raise ValueError(f"Expected num_buckets={num_buckets} >= 2.")
-    p = np.asarray(noise_parameter, np.float64)[..., None]
+    p = np.asarray(noise_parameter, np.float64)
     k = float(num_buckets)
-    log_a, log_b = np.log1p(-p + p / k), np.log(p / k)
-    terms = [alpha * log_a + (1 - alpha) * log_b, alpha * log_b + (1 - alpha) * log_a]
-    if num_buckets > 2:
-        terms.append(np.broadcast_to(np.log(k - 2) + log_b, terms[0].shape))
-    out = special.logsumexp(np.stack(terms), axis=0) / (alpha - 1)
-    return np.maximum(out, 0.0)
+    # ε₀ = log(a/b). For p ≥ ½, 1 − p is exact (Sterbenz) and log1p keeps
+    # small ε₀ exact; for p < ½, a/b ≥ 2 and log a − log b neither cancels nor
+    # overflows (k(1 − p)/p would for subnormal p).
+    hi = p >= 0.5
+    p_hi = np.where(hi, p, 1.0)
+    p_lo = np.where(hi, 0.25, p)
+    eps0 = np.where(
+        hi,
+        np.log1p(k * (1.0 - p_hi) / p_hi),
+        np.log1p(-p_lo * ((k - 1.0) / k)) - (np.log(p_lo) - math.log(k)),
+    )
+    out = _rr_pair_rdp(alpha, eps0[..., None], num_buckets)
+    # A Rényi divergence is non-decreasing in α; where the curve is
+    # flat at ≈ ε₀ (large ε₀, large α) rounding can leave 1-ulp dips, so take
+    # the running maximum over ascending orders (raises values by ≤ an ulp or so).
+    order = np.argsort(alpha, kind="stable")
+    out[..., order] = np.maximum.accumulate(out[..., order], axis=-1)
+    return out
+
+
+def _rr_pair_rdp(alpha: np.ndarray, eps: np.ndarray, num_buckets: int) -> np.ndarray:
+    """Rényi divergence of k-ary RR with likelihood ratio e^ε (two buckets swapped).
+
+    1/(α−1) · log1p(y), y = 2 sinh(αε/2) sinh((α−1)ε/2) / D with
+    D = (e^{ε/2} + (k − 1) e^{−ε/2}) / 2 (= cosh(ε/2) for k = 2), in log space.
+    ε = 0 gives 0.
+    """
+    if num_buckets == 2:
+        log_den = _log_cosh(0.5 * eps)
+    else:
+        log_den = np.logaddexp(0.5 * eps, math.log(num_buckets - 1.0) - 0.5 * eps) - math.log(2.0)
+    with np.errstate(divide="ignore"):  # ε = 0: log sinh(0) = −inf, y = 0
+        log_y = (
+            math.log(2.0)
+            + _log_sinh(0.5 * alpha * eps)
+            + _log_sinh(0.5 * (alpha - 1) * eps)
+            - log_den
+        )
+    return np.logaddexp(0.0, log_y) / (alpha - 1)
 
 
 def _log_sinh(x: np.ndarray) -> np.ndarray:
@@ -439,14 +491,7 @@ def pure_dp_rdp(orders: ArrayLike, epsilon: ArrayLike) -> np.ndarray:
     alpha = _orders_array(orders)
     _validate.array_in_range("epsilon", epsilon, 0.0, math.inf)
     eps = np.asarray(epsilon, np.float64)[..., None]
-    log_y = (
-        math.log(2.0)
-        + _log_sinh(0.5 * alpha * eps)
-        + _log_sinh(0.5 * (alpha - 1) * eps)
-        - _log_cosh(0.5 * eps)
-    )
-    out = np.logaddexp(0.0, log_y) / (alpha - 1)
-    return np.clip(out, 0.0, eps)
+    return np.clip(_rr_pair_rdp(alpha, eps, 2), 0.0, eps)
 
 
 def compose_rdp(curves: ArrayLike, counts: ArrayLike | None = None) -> np.ndarray:
