@@ -149,9 +149,10 @@ def test_pure_dp_rdp_is_the_randomized_response_curve(eps):
     idx = np.arange(0, O.size, 7)
     want = np.array([_mp_rr_pair_rdp(a, eps) for a in O[idx]])
     np.testing.assert_allclose(got[idx], want, rtol=1e-12)
-    if eps >= 1e-3:  # the generic RR formula cancels for tiny ε (≈ ε² relative error)
-        rr = rdp.randomized_response_rdp(O, 2.0 / (1.0 + math.exp(eps)), 2)
-        np.testing.assert_allclose(got, rr, rtol=1e-8)
+    # The generic RR curve at the float p = 2/(1+e^ε): its only error is p's own
+    # rounding, about 1e-16/ε relative in ε₀.
+    rr = rdp.randomized_response_rdp(O, 2.0 / (1.0 + math.exp(eps)), 2)
+    np.testing.assert_allclose(got, rr, rtol=max(1e-8, 1e-15 / eps))
     # ≤ ε and non-decreasing in α (up to float64 rounding).
     assert np.all(got <= eps) and np.all(np.diff(got) >= -4 * np.finfo(float).eps * eps)
     assert rdp.pure_dp_rdp(O, [eps, 2 * eps]).shape == (2, O.size)
