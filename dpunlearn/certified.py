@@ -649,6 +649,17 @@ def train(
     Guarantees:
       ``params`` minimises the perturbed objective up to the sum-form gradient
       norm ``training_residual``, which is charged to ``grad_residual_bound``.
+
+    Example:
+      >>> import jax, numpy as np
+      >>> X = np.eye(4, 3)[[0, 1, 2, 0, 1, 2]] * 0.5
+      >>> y = np.array([1.0, -1.0, 1.0, 1.0, -1.0, 1.0])
+      >>> state = train(jax.random.key(0), X, y, lam=0.1, sigma=0.5)
+      >>> state.params.shape, bool(state.training_residual < 1e-3)
+      ((3,), True)
+      >>> state, info = remove(state, np.array([3]), X, y)
+      >>> bool(true_residual(state, X, y) <= info.cumulative_bound)
+      True
     """
     loss = get_loss(loss)
     _check_features(X)
@@ -1016,7 +1027,11 @@ def residual_budget(
       smaller than the paper's budget for ``ε <= 1`` and holds for any
       ``ε > 0``. The search never returns a budget above the exact one.
 
-    Example: σ = 10, ε = 1, δ = 1e-4 gives 2.280 (paper) and 3.139 (analytic).
+    Example:
+      >>> round(residual_budget(sigma=10, epsilon=1, delta=1e-4, method="paper"), 3)
+      2.28
+      >>> round(residual_budget(sigma=10, epsilon=1, delta=1e-4), 3)
+      3.139
     """
     return currencies.cr_budget(
         sigma=sigma, epsilon=epsilon, delta=delta, method=method
