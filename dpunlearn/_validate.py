@@ -90,13 +90,6 @@ def ndim(name: str, x: Any, expected: int | tuple[int, ...]) -> None:
         )
 
 
-def same_leading_dim(**kwargs: Any) -> None:
-    """Raises unless all arrays share their leading dimension."""
-    dims = {k: np.shape(v)[0] if np.ndim(v) else None for k, v in kwargs.items()}
-    if len(set(dims.values())) > 1:
-        raise ValueError(f"Shape mismatch: leading dimensions differ: {dims}.")
-
-
 def array_in_range(
     name: str,
     x: Any,

@@ -139,7 +139,10 @@ class RemovalInfo(NamedTuple):
       data_dependent_bound: Corollary 1 (or the integral form) for this step.
       solve_residual: ``‖Δ − Hv‖`` of the linear solve (charged to ``β``).
       bound_increment: ``data_dependent_bound + solve_residual``.
-      cumulative_bound: ``β`` after this step.
+      cumulative_bound: ``β`` after this step: a bound on the released model's
+        gradient residual. With ``correct_residual=False`` (Algorithm 2) it is
+        the running sum; with ``correct_residual=True`` it is this step's
+        ``bound_increment`` (the earlier residual is cancelled).
       within_budget: ``cumulative_bound <= budget`` (``True`` if no budget).
       num_remaining: Rows left after this step.
     """
@@ -1108,7 +1111,11 @@ def supported_removals(
     bound_increments: ArrayLike, budget: float, *, start: float = 0.0
 ) -> int:
     """How many requests fit: the number of leading requests whose cumulative
-    bound (``start`` + running sum of increments) stays within ``budget``."""
+    bound (``start`` + running sum of increments) stays within ``budget``.
+
+    This is Algorithm 2's accounting (``correct_residual=False``). With
+    ``correct_residual=True`` the bounds do not add: count the leading
+    requests whose ``cumulative_bound`` is within the budget instead."""
     if start > budget:
         return 0
     return currencies.supported_removals(bound_increments, budget - start)

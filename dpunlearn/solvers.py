@@ -34,7 +34,6 @@ __all__ = [
     "gradient",
     "hessian",
     "hessian_from_curvature",
-    "hvp",
     "hvp_from_curvature",
     "newton_fit",
     "objective",
@@ -84,13 +83,6 @@ def hessian(w, X, y, weights, lam, loss: MarginLoss) -> Array:
     return hessian_from_curvature(
         X, curvature(w, X, y, weights, loss), _reg(lam, weights)
     )
-
-
-def hvp(w, X, y, weights, lam, loss: MarginLoss, v) -> Array:
-    """Hessian–vector product at ``w`` (three passes over ``X``; inside loops,
-    compute :func:`curvature` once and use :func:`hvp_from_curvature`)."""
-    D = curvature(w, X, y, weights, loss)
-    return hvp_from_curvature(X, D, _reg(lam, weights), v)
 
 
 def pcg(matvec, rhs, *, precond=None, tol, maxiter: int):
