@@ -1,7 +1,9 @@
 """Certified removal for linear models: loss-perturbed training and Newton removal.
 
 Implements Guo, Goldstein, Hannun, van der Maaten, "Certified Data Removal from
-Machine Learning Models", ICML 2020 (arXiv:1911.03030):
+Machine Learning Models", ICML 2020 (arXiv:1911.03030), with a certificate
+that charges what the paper's leaves out (:mod:`dpunlearn.removal_certificate`, and the
+derivation in ``docs/certified_removal.md``):
 
 * **Training** (Algorithm 1): minimise the perturbed objective, in the sum form
   ``L_b(w; D) = Σ_i ℓ(wᵀx_i, y_i) + (λn/2)‖w‖² + bᵀw``, ``b ~ N(0, σ²I)``.
@@ -10,47 +12,49 @@ Machine Learning Models", ICML 2020 (arXiv:1911.03030):
 * **Removal** (§3, eq. 3): one Newton step with the Hessian of the *remaining*
   data at the current weights, ``w⁻ = w + H⁻¹Δ``, ``Δ = kλw + Σ_{j∈batch}
   ∇ℓ(wᵀx_j, y_j)``, for one point (``k = 1``) or a batch of ``k`` points.
-* **Certificate** (Theorem 3, Algorithm 2): the gradient residual ``u`` of the
-  released model on the remaining data is bounded after every removal; the
-  bounds add up to ``β``. While ``β`` stays within the residual budget for a
-  target ``(ε, δ)`` (:func:`residual_budget`), the released model is
-  ``(ε, δ)``-indistinguishable from retraining. Past it, :func:`retrain`.
-
-Everything is in the **sum form** (``algorithms.md`` §11: a mean-form bound
-compared with ``σε/c`` overstates the supported removals ``n``-fold). The state
-charges, beside the per-removal bounds, the training solver's leftover gradient
-and the residual of every linear solve.
+* **Certificate**: every step bounds the gradient residual ``u`` of the
+  released model (Theorem 1, Corollary 1 or our sharper integral form) and
+  accumulates, per head, ``β ≥ ‖u‖``; beside it the remainder mass ``P``, the
+  unstructured charges ``Q`` (solver leftovers and rounding) and the
+  log-determinant ``J`` of the change of variables. :func:`removal_epsilon`
+  turns them into the ``ε`` the released model has against retraining, at a
+  stated ``δ``. These quantities depend on the secret ``b``: a decision to
+  retrain taken on them leaks ``b`` (Algorithm 2 as stated does; see
+  :mod:`dpunlearn.retrain_schedule` for the rule that does not).
 
 The bounds, per removal and per head (``v = H⁻¹Δ``, ``s = X′v``, ``N`` a
-certified upper bound on ``‖X‖₂``, which bounds ``‖X′‖₂`` for every row subset):
+certified upper bound on ``‖X‖₂``, ``r`` the row-norm bound):
 
-* ``worst_case_bound`` = ``4γk²C²/(λ²n′)`` (Theorem 1; its batch form);
-* ``data_dependent_bound`` = ``γ·N·‖v‖·‖s‖`` (Corollary 1, ``bound_form=
-  "corollary1"``) or, by default, ``(γ/2)·N·‖s‖₄²`` (``bound_form="integral"``). The second
-  is derived from the exact remainder ``∫₀¹ (H(w+tv) − H(w)) v dt =
-  X′ᵀ ∫₀¹ (ℓ''(z + t s) − ℓ''(z)) ⊙ s dt``, each entry at most ``γ t s_i²`` in
-  modulus, so its norm is at most ``(γ/2)‖X′‖₂‖s ⊙ s‖₂``; since
-  ``‖s‖₄² ≤ ‖s‖_∞‖s‖₂ ≤ ‖v‖‖s‖₂`` when ``‖x_i‖ ≤ 1``, it is never more than half
-  of Corollary 1;
-* ``solve_residual`` = ``‖Δ − Hv‖``, recomputed explicitly after the solve.
+* ``worst_case_bound`` = ``4γk²C²r⁵/(λ²n′)`` (Theorem 1 and its batch form,
+  for ``b = 0``; informational);
+* ``data_dependent_bound`` = ``γ·N·r·‖v‖·‖s‖`` (Corollary 1, ``bound_form=
+  "corollary1"``) or, by default, ``(γ/2)·N·‖s ⊙ s‖₂`` (``"integral"``): the
+  exact remainder ``X′ᵀρ``, ``ρ_i = ∫₀¹ (ℓ''(z_i + t s_i) − ℓ''(z_i)) s_i dt``,
+  has ``|ρ_i| <= γ s_i²/2``; never more than half of Corollary 1;
+* ``solve_residual`` = ``‖Δ − Hv‖`` recomputed explicitly after the solve,
+  plus the rounding of computing it, of ``Δ`` and of storing ``w + v``.
 
-The cumulative bound grows by ``data_dependent_bound + solve_residual``.
+Heads of a one-vs-rest model are released together, one Gaussian mechanism in
+``K·d`` dimensions: their residuals combine in ℓ2, ``β = √(Σ_h β_h²)``.
 
-Precision: all arithmetic is in ``X``'s dtype (float32 by default, float64
-when ``JAX_ENABLE_X64=1``). The certificate bounds the *exact* gradient of the
-*stored* model, so the charges include an allowance for rounding: of the
-training residual's computation, of each explicit solve residual and ``Δ``, and
-of storing ``w + v`` (it moves the gradient by at most ``‖H‖·u·(‖w‖ + ‖v‖)``).
-In float64 the allowance uses worst-case error bounds and is negligible (about
-``1e-12`` relative). In float32 the summation part uses the probabilistic bound
-of Higham & Mary (2019) (worst-case bounds would exceed a typical budget) and
-the storage part is worst-case; together they cost about ``1e-3`` of budget
-per removal at MNIST size, so float64 certifies more removals. Tests check the
-float32 bounds against residuals recomputed exactly in float64.
+Precision: arithmetic is in ``X``'s dtype; every product asks for
+``Precision.HIGHEST`` (:func:`dpunlearn.solvers.mm`). The certificate bounds
+the *exact* gradient of the *stored* model, so it charges rounding: worst-case
+in float64 (about ``1e-12`` relative); in float32 the probabilistic bound of
+Higham & Mary (2019), whose failure probability is tracked in
+``state.rounding_failure`` and added to δ by :func:`removal_epsilon`. Use
+float64 (``JAX_ENABLE_X64=1``) when the certificate is the deliverable.
+
+Configuration fixed at training (loss, heads, γ, bound form, solver, CG
+settings, residual correction) is the static :class:`CertifiedConfig` inside
+the state; it is never passed again. The state also keeps a fingerprint of
+the training data, so a removal given other data is refused (eagerly) or
+poisons the certificate (under ``jit``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from typing import Literal, NamedTuple
@@ -58,29 +62,34 @@ from typing import Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import checkify
 from jax.scipy.linalg import cho_solve
 
-from dpunlearn import _validate, solvers
+from dpunlearn import _validate, removal_certificate, solvers
 from dpunlearn.accounting import currencies, mechanisms
 from dpunlearn.accounting.ledger import (
     BudgetExceededError,  # one error type package-wide
 )
 from dpunlearn.losses import MarginLoss, get_loss
+from dpunlearn.solvers import mm
 from dpunlearn.types import Array, ArrayLike, PRNGKey
 
 __all__ = [
     "BudgetExceededError",
     "Certificate",
+    "CertifiedConfig",
     "CertifiedState",
     "RemovalInfo",
     "accuracy",
     "certificate",
     "certificate_epsilon",
+    "data_fingerprint",
     "gamma_constant",
     "normalize_rows",
     "predict",
     "remove",
     "remove_sequence",
+    "removal_epsilon",
     "residual_budget",
     "retrain",
     "sample_perturbation",
@@ -90,13 +99,65 @@ __all__ = [
 ]
 
 Solver = Literal["pcg", "cholesky", "cg"]
+Checks = Literal["poison", "checkify"]
 _ROW_NORM_TOL = 1e-5  # float32 rounding of an L2-normalised row
+
+
+@jax.tree_util.register_static
+@dataclasses.dataclass(frozen=True)
+class CertifiedConfig:
+    """Everything about a certified model that is fixed at training. Static.
+
+    A pytree with no leaves, held in :class:`CertifiedState`: ``jit`` treats
+    it as part of the compiled program, ``vmap`` shares it.
+
+    Attributes:
+      loss: The margin loss.
+      num_classes: ``K`` for one-vs-rest; ``None`` for a single head.
+      gamma: ``"paper"`` (1/4, Guo et al.) or ``"tight"`` (1/(6√3)) for logistic.
+      bound_form: ``"integral"`` (default) or ``"corollary1"``.
+      solver: ``"pcg"``, ``"cholesky"`` or ``"cg"`` for removals.
+      matrix_free: Newton–CG training, no ``d × d`` matrix.
+      norm_method: How ``‖X‖₂`` is bounded (:func:`solvers.spectral_norm_bound`).
+      tol: Mean-form gradient tolerance of training.
+      max_steps: Newton step limit of training.
+      cg_tol: Relative CG tolerance of removals (``None``: by dtype).
+      cg_maxiter: CG iteration limit of removals.
+      correct_residual: Take the residual-correcting Newton step.
+      allow_empty_class: Allow a removal that leaves a class with no point.
+      rounding_lambda: ``λ`` of Higham & Mary's probabilistic rounding bound
+        (float32 only).
+    """
+
+    loss: MarginLoss
+    num_classes: int | None = None
+    gamma: str = "paper"
+    bound_form: str = "integral"
+    solver: str = "pcg"
+    matrix_free: bool = False
+    norm_method: str = "auto"
+    tol: float = 1e-8
+    max_steps: int = 100
+    cg_tol: float | None = None
+    cg_maxiter: int = 50
+    correct_residual: bool = False
+    allow_empty_class: bool = False
+    rounding_lambda: float = 12.0
+
+    @property
+    def gamma_value(self) -> float:
+        return self.loss.gamma_for(self.gamma)
+
+    @property
+    def num_heads(self) -> int:
+        return 1 if self.num_classes is None else self.num_classes
 
 
 class CertifiedState(NamedTuple):
     """A removal-enabled linear model. A pytree: ``jit``-, ``vmap``-able.
 
-    The state never holds the data set: ``X`` and ``y`` are passed to every call.
+    The state never holds the data set: ``X`` and ``y`` are passed to every
+    call, and checked against ``fingerprint``.
 
     Attributes:
       params: Weights ``[d]`` (binary, ridge) or ``[K, d]`` (one-vs-rest).
@@ -104,18 +165,26 @@ class CertifiedState(NamedTuple):
         Never log or release it: the certificate rests on its secrecy.
       mask: ``bool[n]``, ``False`` for removed rows.
       lam: L2 strength λ (mean form). sigma: Std σ of ``b``.
-      grad_residual_bound: ``β``, the cumulative certified bound on the sum-form
-        gradient residual (training leftover + every removal's increment),
-        summed over heads.
-      training_residual: The training solver's leftover gradient norm (sum form,
-        summed over heads); the part of ``β`` present before any removal.
+      residual_bounds: ``β_h >= ‖u_h‖`` per head ``[K]``: the certified bound on
+        each head's sum-form gradient residual.
+      remainder_mass: ``P = Σ (γ/2)‖s‖²`` over steps and heads (the Taylor
+        remainders' ℓ1 mass, :mod:`dpunlearn.removal_certificate`).
+      unstructured_bounds: ``Q_h`` per head ``[K]``: the part of ``β_h`` with
+        no row structure (solver leftovers, rounding).
+      logdet_bound: ``J``, bound on the change-of-variables term.
+      jacobian_drift: ``f`` per head ``[K]`` (residual-correcting steps only).
+      training_residual: The training leftover (ℓ2 over heads), the part of
+        ``β`` present before any removal.
+      rounding_failure: Probability that a float32 rounding allowance failed
+        (Higham–Mary model; 0 in float64). Added to δ.
       norm_bound: Certified upper bound on ``‖X‖₂`` (valid for all row subsets).
-      row_norm_bound: ``max_i ‖x_i‖`` at training time (``<= 1``).
-      precond: Inverse of the Hessian at training time, ``[d, d]`` or
-        ``[K, d, d]``: the preconditioner of later removals' CG solves (any
-        symmetric positive definite matrix is valid; solve residuals are
-        certified). ``None`` on the matrix-free path.
+      row_norm_bound: ``max_i ‖x_i‖`` at training time.
+      precond: Inverse Hessians at training time ``[K, d, d]`` (the removals'
+        CG preconditioner; its accuracy does not matter, the solve residual is
+        certified); ``None`` on the matrix-free path.
       num_removed: Rows removed since training (``int32``).
+      fingerprint: ``uint32[4]`` digest of the training ``X`` and ``y``.
+      config: The static :class:`CertifiedConfig`.
     """
 
     params: Array
@@ -123,27 +192,48 @@ class CertifiedState(NamedTuple):
     mask: Array
     lam: Array
     sigma: Array
-    grad_residual_bound: Array
+    residual_bounds: Array
+    remainder_mass: Array
+    unstructured_bounds: Array
+    logdet_bound: Array
+    jacobian_drift: Array
     training_residual: Array
+    rounding_failure: Array
     norm_bound: Array
     row_norm_bound: Array
     precond: Array | None
     num_removed: Array
+    fingerprint: Array
+    config: CertifiedConfig
+
+    @property
+    def grad_residual_bound(self) -> Array:
+        """``β = √(Σ_h β_h²)``, the bound on the residual of all heads together."""
+        return jnp.sqrt(jnp.sum(self.residual_bounds**2, axis=-1))
 
 
 class RemovalInfo(NamedTuple):
-    """What one removal step certified (all sum form, summed over heads).
+    """What one removal step certified (sum form; heads combined in ℓ2).
+
+    These numbers depend on the secret perturbation: report them, but do not
+    decide on them whether to release or retrain (that leaks ``b``; use
+    :mod:`dpunlearn.retrain_schedule`).
 
     Attributes:
       worst_case_bound: Theorem 1's data-independent bound for this step.
       data_dependent_bound: Corollary 1 (or the integral form) for this step.
-      solve_residual: ``‖Δ − Hv‖`` of the linear solve (charged to ``β``).
-      bound_increment: ``data_dependent_bound + solve_residual``.
-      cumulative_bound: ``β`` after this step: a bound on the released model's
-        gradient residual. With ``correct_residual=False`` (Algorithm 2) it is
-        the running sum; with ``correct_residual=True`` it is this step's
-        ``bound_increment`` (the earlier residual is cancelled).
-      within_budget: ``cumulative_bound <= budget`` (``True`` if no budget).
+      solve_residual: ``‖Δ − Hv‖`` plus its rounding charges.
+      bound_increment: ``data_dependent_bound + solve_residual`` per head,
+        combined in ℓ2.
+      cumulative_bound: ``β`` after this step: with ``correct_residual=False``
+        (Algorithm 2) the running per-head sum, with ``True`` this step's bound.
+      remainder_mass: ``P`` after this step.
+      unstructured_bound: ``‖Q‖₂`` after this step.
+      logdet_bound: ``J`` after this step.
+      valid: The input was valid (else every bound is ``+inf`` and the model is
+        unchanged). A valid step can still be uncertifiable: ``logdet_bound``
+        is then ``+inf`` (margins moved so much that the map from ``b`` to the
+        model may fold); the model is updated but has no certificate.
       num_remaining: Rows left after this step.
     """
 
@@ -152,7 +242,10 @@ class RemovalInfo(NamedTuple):
     solve_residual: Array
     bound_increment: Array
     cumulative_bound: Array
-    within_budget: Array
+    remainder_mass: Array
+    unstructured_bound: Array
+    logdet_bound: Array
+    valid: Array
     num_remaining: Array
 
 
@@ -161,17 +254,39 @@ class RemovalInfo(NamedTuple):
 # ---------------------------------------------------------------------------
 
 
-def _check_features(X) -> None:
-    _validate.ndim("X", X, 2)
-    if not jnp.issubdtype(jnp.result_type(X), jnp.floating):
+def _check_features(X, *, values: bool = True) -> None:
+    if isinstance(X, (str, bytes)) or (
+        not hasattr(X, "shape") and not isinstance(X, (list, tuple))
+    ):
         raise ValueError(
-            f"Expected X to have a floating dtype, got {jnp.result_type(X)}."
+            f"Expected X to be a 2-D floating array [n, d], got {type(X).__name__}."
         )
+    if not hasattr(X, "dtype"):
+        try:
+            X = np.asarray(X)
+        except (ValueError, TypeError) as e:  # ragged lists
+            raise ValueError(f"Expected X to be a 2-D floating array: {e}") from None
+    _validate.ndim("X", X, 2)
+    n, d = np.shape(X)
+    if n == 0 or d == 0:
+        raise ValueError(f"Expected X with at least one row and column, got {(n, d)}.")
+    dtype = np.dtype(X.dtype) if not isinstance(X.dtype, str) else np.dtype(X.dtype)
+    if dtype.kind != "f":
+        raise ValueError(
+            f"Expected X to have a floating dtype (float32 or float64), got {dtype}."
+        )
+    if dtype.itemsize < 4:
+        raise ValueError(
+            f"Expected X in float32 or float64, got {dtype}: a certificate's "
+            f"rounding allowance in half precision would exceed any budget."
+        )
+    if not values:
+        return  # removals: the fingerprint ties X to the checked training data
     _validate.finite_array("X", X)
     if _validate.is_concrete(X):
         norms = np.linalg.norm(np.asarray(X, np.float64), axis=1)
         i = int(np.argmax(norms))
-        if norms.size and norms[i] > 1 + _ROW_NORM_TOL:
+        if norms[i] > 1 + _ROW_NORM_TOL:
             raise ValueError(
                 f"Expected every row of X to have L2 norm <= 1 (the certificate "
                 f"assumes ‖x_i‖ <= 1); row {i} has norm {norms[i]:.6g}. Call "
@@ -180,6 +295,13 @@ def _check_features(X) -> None:
 
 
 def _check_labels(y, n: int, loss: MarginLoss, num_classes: int | None) -> None:
+    if isinstance(y, (str, bytes)):
+        raise ValueError(f"Expected y to be a 1-D array of labels, got a string.")
+    if not hasattr(y, "shape"):
+        try:
+            y = np.asarray(y)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"Expected y to be a 1-D array of labels: {e}") from None
     _validate.ndim("y", y, 1)
     if np.shape(y)[0] != n:
         raise ValueError(
@@ -188,9 +310,12 @@ def _check_labels(y, n: int, loss: MarginLoss, num_classes: int | None) -> None:
     if not _validate.is_concrete(y):
         return
     arr = np.asarray(y)
+    if arr.dtype.kind not in "iufb":
+        raise ValueError(f"Expected y to hold numbers, got dtype {arr.dtype}.")
     if num_classes is not None:
         if loss.labels != "pm1":
             raise ValueError(f"Expected num_classes=None for loss {loss.name!r}.")
+        _validate.finite_array("y", arr)
         if arr.dtype.kind not in "iu" and not np.all(arr == np.round(arr)):
             raise ValueError(
                 "Expected y to hold integer class labels 0..num_classes-1."
@@ -214,13 +339,31 @@ def _check_labels(y, n: int, loss: MarginLoss, num_classes: int | None) -> None:
             )
 
 
-def _check_indices(idx, mask, *, name: str = "idx") -> np.ndarray | None:
-    """Checks removal indices against the mask; returns them as NumPy or None if traced."""
-    if not (_validate.is_concrete(idx) and _validate.is_concrete(mask)):
+def _host_indices(idx, *, name: str) -> np.ndarray | None:
+    """Concrete indices as int64 NumPy, range-checked *before* any narrowing.
+
+    With x64 off, JAX stores an index as int32, so ``2**32 + 7`` would wrap to
+    7; NumPy keeps the value so that it can be refused.
+    """
+    if not _validate.is_concrete(idx):
         return None
-    arr = np.asarray(idx)
-    if arr.dtype.kind not in "iu":
+    if isinstance(idx, (str, bytes)):
+        raise ValueError(f"Expected {name} to hold integers, got a string.")
+    try:
+        arr = np.asarray(idx)
+    except (ValueError, TypeError, OverflowError) as e:
+        raise ValueError(f"Expected {name} to hold integers: {e}") from None
+    if arr.dtype == bool or arr.dtype.kind not in "iu":
+        if arr.dtype.kind == "O":
+            raise ValueError(
+                f"Expected {name} to hold integers; {idx!r} is too large or not "
+                f"an integer."
+            )
         raise ValueError(f"Expected {name} to hold integers, got dtype {arr.dtype}.")
+    return arr
+
+
+def _check_indices(arr: np.ndarray, mask, *, name: str) -> np.ndarray:
     flat = arr.reshape(-1)
     m = np.asarray(mask)
     n = m.shape[0]
@@ -250,8 +393,10 @@ def _check_indices(idx, mask, *, name: str = "idx") -> np.ndarray | None:
     return flat
 
 
-def _check_classes(y, mask, flat, *, num_classes, loss, allow_empty_class) -> None:
-    if allow_empty_class or loss.labels != "pm1" or not _validate.is_concrete(y):
+def _check_classes(y, mask, flat, *, config: CertifiedConfig) -> None:
+    if config.allow_empty_class or config.loss.labels != "pm1":
+        return
+    if not _validate.is_concrete(y):
         return
     arr = np.asarray(y)
     m = np.asarray(mask).copy()
@@ -262,9 +407,9 @@ def _check_classes(y, mask, flat, *, num_classes, loss, allow_empty_class) -> No
     if emptied:
         raise ValueError(
             f"This removal leaves no remaining point with label {emptied[0]}: the "
-            f"{'head' if num_classes else 'model'} would then see one class only. "
-            f"Pass allow_empty_class=True to proceed (the problem stays strongly "
-            f"convex and the certificate holds)."
+            f"{'head' if config.num_classes else 'model'} would then see one class "
+            f"only. Train with allow_empty_class=True to allow it (the problem "
+            f"stays strongly convex and the certificate holds)."
         )
 
 
@@ -290,6 +435,46 @@ def gamma_constant(loss: str | MarginLoss = "logistic", which: str = "paper") ->
 
 
 # ---------------------------------------------------------------------------
+# Data fingerprint: exact, independent of the order of reduction.
+# ---------------------------------------------------------------------------
+
+
+def _mix32(h):
+    """The MurmurHash3 32-bit finaliser (an avalanche on ``uint32``)."""
+    h = h ^ (h >> 16)
+    h = h * jnp.uint32(0x85EBCA6B)
+    h = h ^ (h >> 13)
+    h = h * jnp.uint32(0xC2B2AE35)
+    return h ^ (h >> 16)
+
+
+def _digest(bits, seed: int):
+    """``Σ_e mix(bits_e + mix(e + seed))`` mod 2³²: a sum, so the same in any order."""
+    flat = bits.reshape(-1)
+    pos = jnp.arange(flat.shape[0], dtype=jnp.uint32)
+    salt = _mix32(pos * jnp.uint32(0x9E3779B1) + jnp.uint32(seed))
+    return jnp.sum(_mix32(flat ^ salt), dtype=jnp.uint32)
+
+
+def data_fingerprint(X: ArrayLike, y: ArrayLike) -> Array:
+    """A ``uint32[4]`` digest of the bits of ``X`` and ``y`` (two hashes each).
+
+    Computed on the device in one pass with integer arithmetic: modular sums do
+    not depend on the order of reduction, so the digest is bit-identical under
+    any compilation (unlike a float projection). Labels are hashed as given
+    after conversion to ``int32`` (class ids) or ``X``'s dtype (±1, reals).
+    """
+    X = jnp.asarray(X)
+    y = jnp.asarray(y)
+    y = y.astype(jnp.int32) if jnp.issubdtype(y.dtype, jnp.integer) else y.astype(X.dtype)
+    xb = jax.lax.bitcast_convert_type(X, jnp.uint32)
+    yb = jax.lax.bitcast_convert_type(y, jnp.uint32)
+    return jnp.stack(
+        [_digest(xb, 1), _digest(xb, 2), _digest(yb, 3), _digest(yb, 4)]
+    )
+
+
+# ---------------------------------------------------------------------------
 # Kernels (pure, jitted). Internally every model has a leading head axis.
 # ---------------------------------------------------------------------------
 
@@ -311,62 +496,68 @@ def _from_heads(a: Array, num_classes: int | None) -> Array:
     return a[0] if num_classes is None else a
 
 
-def _rounding_factor(dtype, m: int):
-    """Relative error allowance for a computed sum of ``m`` products.
+def _rounding(dtype, m: int, config: CertifiedConfig) -> float:
+    return removal_certificate.rounding_factor(dtype, m, lam=config.rounding_lambda)
 
-    float64: the worst case ``γ_m = m u/(1 − m u)`` (Higham, *Accuracy and
-    Stability of Numerical Algorithms*, Lemma 3.1 and eq. 3.4), ``u`` the unit
-    roundoff. Lower precisions: ``8 √m u``, the probabilistic bound of Higham &
-    Mary (SIAM J. Sci. Comput. 2019, Theorem 3.1), which holds with probability
-    at least ``1 − 2m·e^{−32}`` per sum under its model of independent
-    rounding errors; the worst case ``m u`` would be larger than a float32
-    budget at MNIST size.
+
+def _gradient_rounding(F, r, abs_grad_sum, curv_sum, reg, w, b, u, loss):
+    """Bound on ``‖fl(g) − g‖`` for the sum-form gradient at the stored ``w``.
+
+    ``g = Σ m_i ℓ'(z_i)x_i + reg·w + b`` with ``z = Xw``. The computed margins
+    are off by at most ``F r‖w‖`` (a length-``d`` sum with ``|x_iᵀ||w| <=
+    r‖w‖``), which moves ``ℓ'_i`` by at most ``ℓ''·F r‖w‖`` (a factor
+    ``e^{c F r‖w‖}`` covers the curvature's change over that interval); ``ℓ'``
+    itself is evaluated to ``8u`` relative; the weighted row sum is a
+    length-``n`` sum (``F r Σ|ℓ'|``); adding ``reg·w + b`` rounds once more.
     """
-    u = float(jnp.finfo(dtype).eps) / 2
-    if jnp.dtype(dtype) == jnp.float64:
-        return m * u / (1 - m * u)
-    return 8.0 * math.sqrt(m) * u
-
-
-def _gradient_rounding(X_row_norm, loss_grad_abs_sum, reg, w, b, factor):
-    """Allowance for the rounding of a computed sum-form gradient.
-
-    ``|fl(g) − g| <= factor · (Σ_i |ℓ'_i| ‖x_i‖ + reg ‖w‖ + ‖b‖)`` in norm, where
-    ``Σ_i |ℓ'_i| ‖x_i‖ <= row_norm · Σ_i |ℓ'_i|`` needs no pass over ``X``.
-    """
-    return factor * (
-        X_row_norm * loss_grad_abs_sum + reg * jnp.linalg.norm(w) + jnp.linalg.norm(b)
+    dz = F * r * jnp.linalg.norm(w)
+    return (
+        (F + 8 * u) * r * abs_grad_sum
+        + r * dz * curv_sum * jnp.exp(loss.hess_log_lipschitz * dz)
+        + (F + 2 * u) * (r * abs_grad_sum + reg * jnp.linalg.norm(w) + jnp.linalg.norm(b))
     )
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=("loss", "num_classes", "max_steps", "matrix_free", "norm_method"),
-)
-def _train_impl(
-    key,
-    X,
-    y,
-    mask,
-    lam,
-    sigma,
-    tol,
-    *,
-    loss,
-    num_classes,
-    max_steps,
-    matrix_free,
-    norm_method,
-):
+def _train_valid(X, Y, mask, lam, sigma, num_classes, loss):
+    """Device-side validity of training inputs (poisons the state under ``jit``)."""
+    finite = jnp.all(jnp.isfinite(X)) & jnp.all(jnp.isfinite(Y))
+    rows = jnp.max(jnp.linalg.norm(X, axis=1)) <= 1 + _ROW_NORM_TOL
+    labels = jnp.all((Y == 1) | (Y == -1)) if loss.labels == "pm1" else True
+    hyper = (lam > 0) & jnp.isfinite(lam) & (sigma >= 0) & jnp.isfinite(sigma)
+    some_rows = jnp.sum(mask) >= 1
+    return finite & rows & labels & hyper & some_rows
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
+def _train_impl(key, X, y, mask, lam, sigma, *, config: CertifiedConfig):
+    B = sample_perturbation(key, (config.num_heads, X.shape[1]), sigma, X.dtype)
+    return _train_given_perturbation(B, X, y, mask, lam, sigma, config=config)
+
+
+def _train_given_perturbation(B, X, y, mask, lam, sigma, *, config: CertifiedConfig):
+    """Training for a given perturbation ``B [K, d]`` (verification only: the
+    certificate needs ``B`` drawn from ``N(0, σ²I)`` with a secret key)."""
+    loss = config.loss
     dtype = X.dtype
     n, d = X.shape
-    k = 1 if num_classes is None else num_classes
+    k = config.num_heads
+    num_classes = config.num_classes
     Y = _head_labels(y, num_classes, dtype)
     lam = jnp.asarray(lam, dtype)
     sigma = jnp.asarray(sigma, dtype)
-    B = sample_perturbation(key, (k, d), sigma, dtype)
+    valid = _train_valid(X, Y, mask, lam, sigma, num_classes, loss)
     weights = mask.astype(dtype)
-    tol_sum = jnp.asarray(tol, dtype) * jnp.sum(weights)
+    n_rows = jnp.sum(weights)
+    reg = lam * n_rows
+    row_norm = jnp.max(jnp.linalg.norm(X, axis=1))
+    F = _rounding(dtype, n + d, config)
+    u = float(jnp.finfo(dtype).eps) / 2
+
+    def rounding(w, Yh, bh):
+        z = mm(X, w)
+        g_abs = jnp.sum(weights * jnp.abs(loss.grad(z, Yh)))
+        curv = jnp.sum(weights * loss.hess(z, Yh))
+        return _gradient_rounding(F, row_norm, g_abs, curv, reg, w, bh, u, loss)
 
     def fit(Yh, bh):
         return solvers.newton_fit(
@@ -376,13 +567,14 @@ def _train_impl(
             bh,
             lam,
             loss=loss,
-            tol=tol_sum,
-            max_steps=max_steps,
-            matrix_free=matrix_free,
+            tol=jnp.asarray(config.tol, dtype) * n_rows,
+            max_steps=config.max_steps,
+            matrix_free=config.matrix_free,
+            floor=lambda w: rounding(w, Yh, bh),
         )
 
     W, info = jax.vmap(fit)(Y, B)
-    if matrix_free:
+    if config.matrix_free:
         precond = None
     else:
         eye = jnp.eye(d, dtype=dtype)
@@ -391,200 +583,316 @@ def _train_impl(
             L = jnp.linalg.cholesky(solvers.hessian(w, X, Yh, weights, lam, loss))
             return cho_solve((L, True), eye)
 
-        precond = _from_heads(jax.vmap(inverse_hessian)(W, Y), num_classes)
-    # The fit's own leftover gradient, plus the rounding of computing it: both
-    # are part of the residual the certificate must cover.
-    row_norm = jnp.max(jnp.linalg.norm(X, axis=1))
-    factor = _rounding_factor(dtype, n + d)
-
-    def rounding(w, Yh, bh):
-        g_abs = jnp.sum(weights * jnp.abs(loss.grad(X @ w, Yh)))
-        return _gradient_rounding(
-            row_norm, g_abs, lam * jnp.sum(weights), w, bh, factor
-        )
-
-    leftover = jnp.sum(info.grad_norm) + jnp.sum(jax.vmap(rounding)(W, Y, B))
+        precond = jax.vmap(inverse_hessian)(W, Y)
+    # The fit's own leftover gradient (as computed, inflated by the rounding
+    # of that norm) plus the rounding of computing it: both are part of the
+    # residual the certificate must cover.
+    leftover = info.grad_norm * (1 + F) + jax.vmap(rounding)(W, Y, B)
+    leftover = jnp.where(valid, leftover, jnp.inf)
+    num_sums = k * (3 * n + 3 * d + 8) * (config.max_steps + 1)
     state = CertifiedState(
         params=_from_heads(W, num_classes),
         perturbation=_from_heads(B, num_classes),
         mask=mask,
         lam=lam,
         sigma=sigma,
-        grad_residual_bound=leftover,
-        training_residual=leftover,
-        norm_bound=solvers.spectral_norm_bound(X, method=norm_method),
+        residual_bounds=leftover,
+        remainder_mass=jnp.zeros((), dtype),
+        unstructured_bounds=leftover,
+        logdet_bound=jnp.zeros((), dtype),
+        jacobian_drift=jnp.zeros((k,), dtype),
+        training_residual=jnp.sqrt(jnp.sum(leftover**2)),
+        rounding_failure=jnp.asarray(
+            removal_certificate.rounding_failure(
+                dtype, n + d, num_sums, lam=config.rounding_lambda
+            ),
+            dtype,
+        ),
+        norm_bound=solvers.spectral_norm_bound(X, method=config.norm_method),
         row_norm_bound=row_norm,
         precond=precond,
         num_removed=jnp.zeros((), jnp.int32),
+        fingerprint=data_fingerprint(X, y),
+        config=config,
     )
     return state, info
 
 
-def _newton_direction(
-    X, Yh, weights, reg, w, rhs, precond, solver, cg_tol, cg_maxiter, loss
-):
-    """Solves ``H v = rhs`` with ``H`` the Hessian of the remaining rows at ``w``.
-
-    Returns ``(v, Xv, D)``: the direction, ``X v`` over all rows, and the
-    curvature ``D`` (so that ``H = Xᵀ diag(D) X + reg·I``).
+def _solve(X, D, reg, rhs, precond, config: CertifiedConfig, cg_tol):
+    """Solves ``(Xᵀ diag(D) X + reg·I) v = rhs``; the residual is certified later.
 
     ``"cholesky"`` rebuilds and factors ``H`` (``n d²`` flops); ``"pcg"`` runs CG
-    preconditioned by the stored inverse of the training-time Hessian, a
-    matrix–vector product (on XLA's CPU backend 7× faster than two triangular
-    solves with its Cholesky factor; its accuracy does not matter because the
-    residual is certified, not trusted); ``"cg"`` runs CG without it.
+    preconditioned by the stored inverse of the training-time Hessian (a
+    matrix–vector product; its accuracy does not matter because the residual
+    is recomputed and charged, not trusted); ``"cg"`` runs CG without it.
     """
-    curvature = lambda z: weights * loss.hess(z, Yh)
-    if solver == "cholesky":
-        D = curvature(X @ w)
+    if config.solver == "cholesky":
         H = solvers.hessian_from_curvature(X, D, reg)
-        v = cho_solve((jnp.linalg.cholesky(H), True), rhs)
-        return v, X @ v, D
-    apply_precond = None if solver == "cg" else (lambda r: precond @ r)
-    v, Xv, D, _ = solvers.pcg_gram(
-        X, curvature, reg, rhs, w, precond=apply_precond, tol=cg_tol, maxiter=cg_maxiter
+        L = jnp.linalg.cholesky(H)
+        return cho_solve((L, True), rhs), L
+    apply_precond = None if config.solver == "cg" else (lambda r: mm(precond, r))
+    v, _ = solvers.pcg(
+        lambda p: solvers.hvp_from_curvature(X, D, reg, p),
+        rhs,
+        precond=apply_precond,
+        tol=cg_tol,
+        maxiter=config.cg_maxiter,
     )
-    return v, Xv, D
+    return v, None
 
 
-def _remove_step(
-    state: CertifiedState,
-    idx,
-    X,
-    Y,
-    budget,
-    *,
-    loss,
-    gamma,
-    bound_form,
-    solver,
-    cg_tol,
-    cg_maxiter,
-    num_classes,
-    correct_residual,
-):
+def _leverages(X, D, reg, r, N, L, loss, u):
+    """Upper bounds on ``x_iᵀK⁻¹x_i`` for every row, ``K = Xᵀdiag(D)X + reg·I``.
+
+    Always the Sherman–Morrison bound ``r²/(reg + D_i r²)``; with a Cholesky
+    factor ``L`` of ``K`` (solver ``"cholesky"``, which paid ``n d²`` for it
+    already), the exact ``‖L⁻¹x_i‖²`` inflated by ``8 d u κ(K)`` (backward
+    stability of the triangular solve; ``κ(K) <= (N² max ℓ'' + reg)/reg``).
+    """
+    h = solvers.leverage_upper_bound(D, reg, r)
+    if L is None:
+        return h
+    d = X.shape[1]
+    cond = (N * N * loss.hess_bound + reg) / reg
+    y = jax.scipy.linalg.solve_triangular(L, X.T, lower=True)
+    exact = jnp.sum(y * y, axis=0) * (1 + 8 * d * u * cond)
+    return jnp.minimum(h, exact)
+
+
+def _index_valid(state: CertifiedState, idx, Y):
+    """Device-side checks of one request (all must hold, else the step is poisoned)."""
+    n = state.mask.shape[0]
+    in_range = jnp.all((idx >= 0) & (idx < n))
+    safe = jnp.clip(idx, 0, n - 1)
+    present = jnp.all(state.mask[safe])
+    ordered = jnp.sort(idx)
+    distinct = jnp.all(ordered[1:] != ordered[:-1]) if idx.shape[0] > 1 else True
+    left = jnp.sum(state.mask) - idx.shape[0] >= 1
+    ok = in_range & present & distinct & left
+    if not state.config.allow_empty_class and state.config.loss.labels == "pm1":
+        mask = state.mask.at[safe].set(False)
+        # Every head keeps at least one positive and one negative row.
+        pos = jnp.sum(mask[None, :] & (Y > 0), axis=1)
+        neg = jnp.sum(mask[None, :] & (Y < 0), axis=1)
+        before_pos = jnp.sum(state.mask[None, :] & (Y > 0), axis=1)
+        before_neg = jnp.sum(state.mask[None, :] & (Y < 0), axis=1)
+        ok = ok & jnp.all((pos > 0) | (before_pos == 0))
+        ok = ok & jnp.all((neg > 0) | (before_neg == 0))
+    return ok, safe
+
+
+def _remove_step(state: CertifiedState, idx, X, y, Y, cg_tol, *, checks: Checks):
+    config = state.config
+    loss = config.loss
+    num_classes = config.num_classes
     dtype = X.dtype
-    lam = state.lam
-    mask = state.mask.at[idx].set(False)
-    weights = mask.astype(dtype)
-    n_left = jnp.sum(weights)
+    n, d = X.shape
     k = idx.shape[0]
+    lam = state.lam
+    gamma = config.gamma_value
+    r = state.row_norm_bound
+    N = state.norm_bound
+
+    idx_ok, safe = _index_valid(state, idx, Y)
+    data_ok = jnp.all(data_fingerprint(X, y) == state.fingerprint)
+    already = jnp.all(jnp.isfinite(state.residual_bounds))
+    if checks == "checkify":
+        checkify.check(idx_ok, "Removal indices must be in range, distinct, not "
+                       "already removed, leave a row and (unless allowed) a class.")
+        checkify.check(data_ok, "X, y differ from the data the model was trained on.")
+
+    mask = state.mask.at[safe].set(False)
+    weights = mask.astype(dtype)
+    n_prev = jnp.sum(state.mask.astype(dtype))
+    n_left = jnp.sum(weights)
+    reg = lam * n_left
     W = _as_heads(state.params, num_classes)
     B = _as_heads(state.perturbation, num_classes)
-    factors = None if state.precond is None else _as_heads(state.precond, num_classes)
-    X_rm = X[idx]
-    n, d = X.shape
-    factor = _rounding_factor(dtype, n + d)
-    u = float(jnp.finfo(dtype).eps)  # covers the two roundings of w + v per entry
+    P_inv = None if state.precond is None else state.precond
+    X_rm = X[safe]
+    F = _rounding(dtype, n + d, config)
+    u = float(jnp.finfo(dtype).eps) / 2
+    h_norm = N * N * loss.hess_bound + reg  # ‖H‖ at any point
 
-    def head(w, Yh, bh, precond):
-        reg = lam * n_left
-        r = state.row_norm_bound
-        if correct_residual:
+    def head(w, Yh, bh, precond, drift):
+        z = mm(X, w)
+        D_all = loss.hess(z, Yh)
+        D = weights * D_all
+        if config.correct_residual:
             # Newton step on the full gradient of the remaining perturbed
             # objective, g′ = ∇L_b(w; D′): it also cancels the residual left by
-            # training and earlier removals (one extra pass over X).
-            z = X @ w
+            # training and earlier removals.
             lg = weights * loss.grad(z, Yh)
-            rhs = -(lg @ X + reg * w + bh)
-            rhs_rounding = _gradient_rounding(
-                r, jnp.sum(jnp.abs(lg)), reg, w, bh, factor
+            rhs = -(mm(lg, X) + reg * w + bh)
+            rhs_err = _gradient_rounding(
+                F, r, jnp.sum(jnp.abs(lg)), jnp.sum(D), reg, w, bh, u, loss
             )
         else:
             # Δ: gradient of the removed terms, including the change λk·w of the
             # sum-form regulariser λn′/2‖w‖² (Guo et al. §3, batch form).
-            lg_rm = loss.grad(X_rm @ w, Yh[idx])
-            rhs = k * lam * w + lg_rm @ X_rm
-            rhs_rounding = factor * (
+            lg_rm = loss.grad(z[safe], Yh[safe])
+            rhs = k * lam * w + mm(lg_rm, X_rm)
+            dz = F * r * jnp.linalg.norm(w)
+            rhs_err = (F + 8 * u) * (
                 k * lam * jnp.linalg.norm(w) + r * jnp.sum(jnp.abs(lg_rm))
-            )
-        v, xv, D = _newton_direction(
-            X, Yh, weights, reg, w, rhs, precond, solver, cg_tol, cg_maxiter, loss
+            ) + r * dz * jnp.sum(D_all[safe]) * jnp.exp(loss.hess_log_lipschitz * dz)
+        v, chol = _solve(X, D, reg, rhs, precond, config, cg_tol)
+        xv = mm(X, v)
+        hv = mm(D * xv, X) + reg * v
+        # Certify the solve: the explicit residual, plus the rounding of X v,
+        # of the curvature (margins off by F r‖w‖), of the products and sums,
+        # of the right-hand side, and of storing w + v (which moves the
+        # gradient by at most ‖H‖·u·‖w + v‖).
+        res_hat = jnp.linalg.norm(rhs - hv)
+        dz = F * r * jnp.linalg.norm(w)
+        hv_err = (
+            F * r * jnp.sum(jnp.abs(D * xv))
+            + F * r * r * jnp.linalg.norm(v) * jnp.sum(D)
+            + r * jnp.sum(jnp.abs(xv) * (loss.gamma * dz + 8 * u * D))
+            + F * reg * jnp.linalg.norm(v)
         )
-        # Certify the solve: recompute the residual explicitly (one pass over X),
-        # plus an allowance for the rounding of that computation, of the
-        # right-hand side, and of storing w + v (which moves the gradient by at
-        # most ‖H‖·u·(‖w‖ + ‖v‖)).
-        solve_res = jnp.linalg.norm(rhs - ((D * xv) @ X + reg * v))
-        hv_terms = r * jnp.sum(jnp.abs(D * xv)) + reg * jnp.linalg.norm(v)
-        h_norm = state.norm_bound**2 * jnp.max(D) + reg
-        solve_res = (
-            solve_res
-            + factor * hv_terms
-            + rhs_rounding
-            + u * h_norm * (jnp.linalg.norm(w) + jnp.linalg.norm(v))
+        w_new = w + v
+        solve_charge = (
+            res_hat * (1 + F) + rhs_err + hv_err + u * h_norm * jnp.linalg.norm(w_new)
         )
-        s = weights * xv  # X′v with removed rows zeroed
-        if bound_form == "corollary1":
-            dd = gamma * state.norm_bound * jnp.linalg.norm(v) * jnp.linalg.norm(s)
+        # Margin changes of the remaining rows, inflated by their rounding, and
+        # how far each row's curvature moves along the step (exact for a
+        # unimodal ℓ'', inflated by the rounding of z and s).
+        s = weights * (jnp.abs(xv) + F * r * jnp.linalg.norm(v))
+        h_err = loss.gamma * (2 * dz + F * r * jnp.linalg.norm(v)) + 16 * u * loss.hess_bound
+        deviation = weights * (loss.hess_deviation(z, xv, Yh) + h_err)
+        D_end = loss.hess(z + xv, Yh)
+        change = weights * (jnp.abs(D_end - D_all) + h_err)
+        if loss.hess_derivative is None:
+            lin_err = jnp.zeros_like(s)
         else:
-            dd = 0.5 * gamma * state.norm_bound * jnp.linalg.norm(s * s)
-        return w + v, dd, solve_res
+            third = loss.hess_derivative(z, Yh)
+            lin_err = weights * jnp.minimum(
+                jnp.abs(D_end - D_all - third * xv)
+                + 2 * h_err
+                + loss.fourth_bound * s * F * r * jnp.linalg.norm(v),
+                0.5 * loss.fourth_bound * s * s,
+            )
+        # Row-wise Taylor remainder: |ρ_i| <= |s_i| max_t |ℓ''(z_i + t s_i) − ℓ''(z_i)|
+        # and <= γ s_i²/2 (the integral of γ t s_i²).
+        rho = s * jnp.minimum(deviation, 0.5 * gamma * s)
+        if config.bound_form == "corollary1":
+            dd = gamma * N * r * jnp.linalg.norm(v) * jnp.linalg.norm(s) * (1 + F) ** 2
+        else:
+            dd = N * jnp.linalg.norm(rho) * (1 + F)
+        mass = jnp.sum(rho) * (1 + F)
+        D_bar = D * (1 + 8 * u) + weights * loss.gamma * dz
+        D_all_bar = D_all * (1 + 8 * u) + loss.gamma * dz
+        h = _leverages(X, D, reg, r, N, chol, loss, u)
+        removed_mass = jnp.sum(D_all_bar[safe] * h[safe])
+        logdet = removal_certificate.logdet_step_bound(
+            curvature=D_bar,
+            curvature_change=change,
+            linearization_error=lin_err,
+            leverage=h,
+            removed_leverage_mass=removed_mass,
+            num_removed=k,
+            lam=lam,
+            n_left=n_left,
+            norm_bound=N,
+            loss=loss,
+        )
+        if config.correct_residual:
+            logdet = logdet + removal_certificate.correct_mode_extra(
+                curvature=D_bar,
+                margin_change=s,
+                leverage=h,
+                drift=drift,
+                lam=lam,
+                n_prev=n_prev,
+                norm_bound=N,
+                loss=loss,
+            )
+            drift = removal_certificate.correct_mode_drift(
+                curvature=D_bar,
+                curvature_change=change,
+                margin_change=s,
+                drift=drift,
+                removed_leverage_mass=removed_mass,
+                num_removed=k,
+                lam=lam,
+                n_left=n_left,
+                norm_bound=N,
+                loss=loss,
+            )
+        return w_new, dd, solve_charge, mass, logdet, drift
 
-    if factors is None:
-        W_new, dd, res = jax.vmap(lambda w, Yh, bh: head(w, Yh, bh, None))(W, Y, B)
-    else:
-        W_new, dd, res = jax.vmap(head)(W, Y, B, factors)
-    num_heads = W.shape[0]
-    C = loss.grad_bound * state.row_norm_bound
-    # Theorem 1: ‖R‖ <= γ n′ ‖v‖² with ‖v‖ <= ‖rhs‖/(λ n′), ‖Δ‖ <= 2kC per head;
-    # with the residual correction ‖rhs‖ <= 2kC + ‖u‖, and Σ_h ‖u_h‖ <= β.
+    heads = (W, Y, B, P_inv, state.jacobian_drift)
+    in_axes = (0, 0, 0, None if P_inv is None else 0, 0)
+    W_new, dd, res, mass, logdet, drift = jax.vmap(head, in_axes=in_axes)(*heads)
+    increment = dd + res
+    C = loss.grad_bound * r
+    # Theorem 1 (with ‖x‖ <= r): ‖R‖ <= γ n′ r³ ‖v‖², ‖v‖ <= ‖rhs‖/(λ n′), and
+    # ‖Δ‖ <= 2kC when ‖λw‖ <= C (b = 0); with the residual correction the
+    # right-hand side also carries the residual so far (‖u‖ <= β).
     if gamma == 0:
         worst = jnp.zeros((), dtype)
-    elif correct_residual:
-        worst = (
-            gamma
-            * (num_heads * 2 * k * C + state.grad_residual_bound) ** 2
-            / (lam**2 * n_left)
-        )
     else:
-        worst = num_heads * 4 * gamma * k**2 * C**2 / (lam**2 * n_left)
-    dd, res = jnp.sum(dd), jnp.sum(res)
-    increment = dd + res
-    # Without the correction the residual left so far is carried over (the
-    # bounds add up, Algorithm 2); with it, the step cancels it.
-    beta = increment if correct_residual else state.grad_residual_bound + increment
+        rhs_bound = 2 * k * C
+        if config.correct_residual:
+            rhs_bound = rhs_bound + state.residual_bounds
+        worst_h = gamma * r**3 * rhs_bound**2 / (lam**2 * n_left) * jnp.ones_like(dd)
+        worst = jnp.sqrt(jnp.sum(worst_h**2))
+    if config.correct_residual:
+        betas, unstructured = increment, res
+        P, J = jnp.sum(mass), jnp.sum(logdet)
+    else:
+        betas = state.residual_bounds + increment
+        unstructured = state.unstructured_bounds + res
+        P = state.remainder_mass + jnp.sum(mass)
+        J = state.logdet_bound + jnp.sum(logdet)
+    # Invalid input leaves the model unchanged and poisons every bound. A valid
+    # step whose Jacobian bound fails (the map b ↦ w may fold) is applied, but
+    # J = +inf: the request is served, the release is not certified.
+    valid = idx_ok & data_ok & already & jnp.all(jnp.isfinite(betas))
+    poison = lambda new, old: jnp.where(valid, new, old)
+    inf = jnp.asarray(jnp.inf, dtype)
+    num_sums = W.shape[0] * (3 * n + 3 * d + 2 * k + 8) * (config.cg_maxiter + 3)
+    fail = removal_certificate.rounding_failure(dtype, n + d, num_sums, lam=config.rounding_lambda)
     new_state = state._replace(
-        params=_from_heads(W_new, num_classes),
-        mask=mask,
-        grad_residual_bound=beta,
-        num_removed=state.num_removed + k,
+        params=poison(_from_heads(W_new, num_classes), state.params),
+        mask=poison(mask, state.mask),
+        residual_bounds=poison(betas, inf),
+        remainder_mass=poison(P, inf),
+        unstructured_bounds=poison(unstructured, inf),
+        logdet_bound=poison(J, inf),
+        jacobian_drift=poison(drift, state.jacobian_drift),
+        rounding_failure=state.rounding_failure + fail,
+        num_removed=state.num_removed + jnp.where(valid, k, 0).astype(jnp.int32),
     )
+    l2 = lambda a: jnp.sqrt(jnp.sum(a**2))
     info = RemovalInfo(
         worst_case_bound=worst,
-        data_dependent_bound=dd,
-        solve_residual=res,
-        bound_increment=increment,
-        cumulative_bound=beta,
-        within_budget=beta <= budget,
-        num_remaining=n_left.astype(jnp.int32),
+        data_dependent_bound=poison(l2(dd), inf),
+        solve_residual=poison(l2(res), inf),
+        bound_increment=poison(l2(increment), inf),
+        cumulative_bound=new_state.grad_residual_bound,
+        remainder_mass=new_state.remainder_mass,
+        unstructured_bound=l2(new_state.unstructured_bounds),
+        logdet_bound=new_state.logdet_bound,
+        valid=valid,
+        num_remaining=jnp.sum(new_state.mask).astype(jnp.int32),
     )
     return new_state, info
 
 
-_REMOVE_STATIC = (
-    "loss",
-    "gamma",
-    "bound_form",
-    "solver",
-    "cg_maxiter",
-    "num_classes",
-    "correct_residual",
-)
+@functools.partial(jax.jit, static_argnames=("checks",))
+def _remove_impl(state, idx, X, y, cg_tol, *, checks="poison"):
+    Y = _head_labels(y, state.config.num_classes, X.dtype)
+    return _remove_step(state, idx, X, y, Y, cg_tol, checks=checks)
 
 
-@functools.partial(jax.jit, static_argnames=_REMOVE_STATIC)
-def _remove_impl(state, idx, X, y, budget, cg_tol, **static):
-    Y = _head_labels(y, static["num_classes"], X.dtype)
-    return _remove_step(state, idx, X, Y, budget, cg_tol=cg_tol, **static)
-
-
-@functools.partial(jax.jit, static_argnames=_REMOVE_STATIC)
-def _remove_sequence_impl(state, idx_batches, X, y, budget, cg_tol, **static):
-    Y = _head_labels(y, static["num_classes"], X.dtype)
+@functools.partial(jax.jit, static_argnames=("checks",))
+def _remove_sequence_impl(state, idx_batches, X, y, cg_tol, *, checks="poison"):
+    Y = _head_labels(y, state.config.num_classes, X.dtype)
 
     def step(s, idx):
-        return _remove_step(s, idx, X, Y, budget, cg_tol=cg_tol, **static)
+        return _remove_step(s, idx, X, y, Y, cg_tol, checks=checks)
 
     return jax.lax.scan(step, state, idx_batches)
 
@@ -594,12 +902,79 @@ def _remove_sequence_impl(state, idx_batches, X, y, budget, cg_tol, **static):
 # ---------------------------------------------------------------------------
 
 
-def _num_classes_of(state: CertifiedState) -> int | None:
-    return None if state.params.ndim == 1 else state.params.shape[0]
-
-
 def _default_cg_tol(dtype) -> float:
     return 1e-12 if jnp.dtype(dtype) == jnp.float64 else 1e-6
+
+
+def _hyper(name, value, *, positive: bool) -> None:
+    if isinstance(value, (str, bytes, bool)):
+        raise ValueError(f"Expected {name} to be a number, got {value!r}.")
+    if positive:
+        _validate.positive(**{name: value})
+    else:
+        _validate.non_negative(**{name: value})
+
+
+def make_config(
+    *,
+    loss: str | MarginLoss = "logistic",
+    num_classes: int | None = None,
+    gamma: Literal["paper", "tight"] = "paper",
+    bound_form: Literal["corollary1", "integral"] = "integral",
+    solver: Solver | None = None,
+    matrix_free: bool = False,
+    norm_method: str = "auto",
+    tol: float = 1e-8,
+    max_steps: int = 100,
+    cg_tol: float | None = None,
+    cg_maxiter: int = 50,
+    correct_residual: bool = False,
+    allow_empty_class: bool = False,
+) -> CertifiedConfig:
+    """Validates and builds a :class:`CertifiedConfig` (see :func:`train`)."""
+    loss = get_loss(loss)
+    if num_classes is not None:
+        _validate.positive_int(num_classes=num_classes)
+    if gamma not in ("paper", "tight"):
+        raise ValueError(f"Expected gamma in ('paper', 'tight'), got {gamma!r}.")
+    if bound_form not in ("corollary1", "integral"):
+        raise ValueError(
+            f"Expected bound_form in ('corollary1', 'integral'), got {bound_form!r}."
+        )
+    if solver is None:
+        solver = "cg" if matrix_free else "pcg"
+    if solver not in ("pcg", "cholesky", "cg"):
+        raise ValueError(
+            f"Expected solver in ('pcg', 'cholesky', 'cg'), got {solver!r}."
+        )
+    if solver == "pcg" and matrix_free:
+        raise ValueError(
+            "solver='pcg' needs the training-time inverse Hessian; a matrix-free "
+            "model has none. Use solver='cg' (or 'cholesky')."
+        )
+    _hyper("tol", tol, positive=True)
+    if cg_tol is not None:
+        _hyper("cg_tol", cg_tol, positive=True)
+    _validate.positive_int(max_steps=max_steps, cg_maxiter=cg_maxiter)
+    if norm_method not in ("auto", "gram", "frobenius"):
+        raise ValueError(
+            f"Expected norm_method in ('auto', 'gram', 'frobenius'), got {norm_method!r}."
+        )
+    return CertifiedConfig(
+        loss=loss,
+        num_classes=num_classes,
+        gamma=gamma,
+        bound_form=bound_form,
+        solver=solver,
+        matrix_free=bool(matrix_free),
+        norm_method=norm_method,
+        tol=float(tol),
+        max_steps=int(max_steps),
+        cg_tol=None if cg_tol is None else float(cg_tol),
+        cg_maxiter=int(cg_maxiter),
+        correct_residual=bool(correct_residual),
+        allow_empty_class=bool(allow_empty_class),
+    )
 
 
 def train(
@@ -609,13 +984,9 @@ def train(
     *,
     lam: float,
     sigma: float,
-    loss: str | MarginLoss = "logistic",
-    num_classes: int | None = None,
-    tol: float = 1e-8,
-    max_steps: int = 100,
-    matrix_free: bool = False,
-    norm_method: str = "auto",
     mask: ArrayLike | None = None,
+    config: CertifiedConfig | None = None,
+    **config_kwargs,
 ) -> CertifiedState:
     """Trains a removal-enabled linear model with loss perturbation (Algorithm 1).
 
@@ -626,32 +997,29 @@ def train(
     one perturbation column per head).
 
     Args:
-      key: A ``jax.random`` key, consumed once to draw ``b``.
-      X: Features ``[n, d]``, floating, every row with ``‖x_i‖ <= 1``.
+      key: A ``jax.random`` key, consumed once to draw ``b``. Never reuse it
+        (in particular not for :func:`retrain`, which refuses the same ``b``).
+      X: Features ``[n, d]``, float32 or float64, every row with ``‖x_i‖ <= 1``.
       y: Labels ``[n]``.
       lam: L2 strength λ > 0 (mean form). Traced.
       sigma: Std σ >= 0 of ``b``. Traced. σ = 0 gives no certificate.
-      loss: ``"logistic"`` or ``"ridge"`` (or a :class:`MarginLoss`). Static.
-      num_classes: ``K`` for one-vs-rest; ``None`` for a single head. Static.
-      tol: Mean-form gradient-norm tolerance of the solver. Whatever is left,
-        ``n ×`` the mean-form norm, is charged to ``grad_residual_bound``.
-      max_steps: Newton step limit. Static.
-      matrix_free: Newton–CG on Hessian–vector products, no ``d × d`` matrix
-        (and no Cholesky preconditioner for removals). Static.
-      norm_method: How ``‖X‖₂`` is bounded; see
-        :func:`dpunlearn.solvers.spectral_norm_bound`. Static.
       mask: Optional ``bool[n]`` of rows to train on (default: all).
+      config: A :class:`CertifiedConfig`, or its fields as keywords:
+        ``loss`` (``"logistic"``, ``"ridge"``), ``num_classes``, ``gamma``
+        (``"paper"``/``"tight"``), ``bound_form``, ``solver``, ``matrix_free``,
+        ``norm_method``, ``tol`` (mean-form gradient tolerance; the leftover is
+        charged; training also stops at the dtype's rounding floor),
+        ``max_steps``, ``cg_tol``, ``cg_maxiter``, ``correct_residual``,
+        ``allow_empty_class`` (see :func:`make_config` and :func:`remove`).
 
     Returns:
-      A :class:`CertifiedState`.
+      A :class:`CertifiedState`; every later call reads its configuration.
 
     Raises:
-      ValueError: bad shapes, NaN/inf, rows with norm > 1, labels outside the
-        expected set, ``lam <= 0``, ``sigma < 0``, ``tol <= 0``.
-
-    Guarantees:
-      ``params`` minimises the perturbed objective up to the sum-form gradient
-      norm ``training_residual``, which is charged to ``grad_residual_bound``.
+      ValueError: bad shapes or dtypes, NaN/inf, rows with norm > 1, labels
+        outside the expected set, ``lam <= 0``, ``sigma < 0``, an empty mask.
+        Under ``jit`` (values unknown) the same conditions poison the state:
+        its bounds are ``+inf``.
 
     Example:
       >>> import jax, numpy as np
@@ -664,36 +1032,37 @@ def train(
       >>> bool(true_residual(state, X, y) <= info.cumulative_bound)
       True
     """
-    loss = get_loss(loss)
+    if config is None:
+        config = make_config(**config_kwargs)
+    elif config_kwargs:
+        raise ValueError(
+            f"Pass either config= or its fields, not both (got {sorted(config_kwargs)})."
+        )
     _check_features(X)
     X = jnp.asarray(X)
     n = X.shape[0]
-    _check_labels(y, n, loss, num_classes)
-    _validate.positive(lam=lam, tol=tol)
-    _validate.non_negative(sigma=sigma)
-    _validate.positive_int(max_steps=max_steps)
-    if num_classes is not None:
-        _validate.positive_int(num_classes=num_classes)
+    _check_labels(y, n, config.loss, config.num_classes)
+    _hyper("lam", lam, positive=True)
+    _hyper("sigma", sigma, positive=False)
     if mask is None:
         mask = jnp.ones((n,), bool)
     else:
+        if _validate.is_concrete(mask):
+            m = np.asarray(mask)
+            if m.dtype != bool:
+                raise ValueError(f"Expected mask to be boolean, got dtype {m.dtype}.")
+            if m.shape != (n,):
+                raise ValueError(f"Expected mask of shape ({n},), got {m.shape}.")
+            if not m.any():
+                raise ValueError(
+                    "Expected mask to keep at least one row; training on none "
+                    "would return w = 0 with β = ‖b‖."
+                )
         mask = jnp.asarray(mask, bool)
-        if mask.shape != (n,):
-            raise ValueError(f"Expected mask of shape ({n},), got {mask.shape}.")
-    state, _ = _train_impl(
-        key,
-        X,
-        jnp.asarray(y),
-        mask,
-        lam,
-        sigma,
-        tol,
-        loss=loss,
-        num_classes=num_classes,
-        max_steps=max_steps,
-        matrix_free=matrix_free,
-        norm_method=norm_method,
-    )
+    y = jnp.asarray(y)
+    if config.num_classes is not None and not jnp.issubdtype(y.dtype, jnp.integer):
+        y = y.astype(jnp.int32)
+    state, _ = _train_impl(key, X, y, mask, lam, sigma, config=config)
     return state
 
 
@@ -702,27 +1071,40 @@ def retrain(
     state: CertifiedState,
     X: ArrayLike,
     y: ArrayLike,
-    **kwargs,
 ) -> CertifiedState:
-    """Retrains from scratch on the remaining rows with a fresh ``b``; resets ``β``.
+    """Retrains from scratch on the remaining rows with a fresh ``b``.
 
-    This is what Algorithm 2 does once the residual budget is spent: the new
-    model is an exact run of the training algorithm on the remaining data, so
-    the unlearning certificate starts afresh (``β`` = the new training
-    residual). ``key`` must be new (never the training key). ``kwargs`` are
-    passed to :func:`train` (``loss``, ``tol``, ``max_steps``...); ``lam``,
-    ``sigma`` and ``num_classes`` default to the state's.
+    The new model is an exact run of the training algorithm on the remaining
+    data, so its certificate starts afresh (``β`` = the new training residual).
+    ``key`` must be new: a retrain whose perturbation equals the one it
+    replaces (e.g. the training key again) is refused, because it would
+    reuse the secret that the released models already depend on. Derive keys
+    with ``jax.random.split`` or ``jax.random.fold_in(key, retrain_count)``.
+    The configuration, λ and σ are the state's.
     """
-    kwargs.setdefault(
-        "lam", float(state.lam) if _validate.is_concrete(state.lam) else state.lam
+    new = train(
+        key,
+        X,
+        y,
+        lam=state.lam,
+        sigma=state.sigma,
+        mask=state.mask,
+        config=state.config,
     )
-    kwargs.setdefault(
-        "sigma",
-        float(state.sigma) if _validate.is_concrete(state.sigma) else state.sigma,
+    same = jnp.all(new.perturbation == state.perturbation) & (state.sigma > 0)
+    if _validate.is_concrete(same):
+        if bool(same):
+            raise ValueError(
+                "Expected a fresh key for retrain: this key draws the same "
+                "perturbation b as the model being replaced (was it the training "
+                "key?). Use jax.random.split or fold_in to derive a new one."
+            )
+        return new
+    inf = jnp.asarray(jnp.inf, new.residual_bounds.dtype)
+    return new._replace(
+        residual_bounds=jnp.where(same, inf, new.residual_bounds),
+        unstructured_bounds=jnp.where(same, inf, new.unstructured_bounds),
     )
-    kwargs.setdefault("num_classes", _num_classes_of(state))
-    kwargs.setdefault("matrix_free", state.precond is None)
-    return train(key, X, y, mask=state.mask, **kwargs)
 
 
 def remove(
@@ -731,81 +1113,43 @@ def remove(
     X: ArrayLike,
     y: ArrayLike,
     *,
-    loss: str | MarginLoss = "logistic",
-    gamma: Literal["paper", "tight"] = "paper",
-    bound_form: Literal["corollary1", "integral"] = "integral",
-    solver: Solver | None = None,
-    budget: float | None = None,
-    strict: bool = False,
-    allow_empty_class: bool = False,
-    cg_tol: float | None = None,
-    cg_maxiter: int = 50,
-    correct_residual: bool = False,
+    checks: Checks = "poison",
 ) -> tuple[CertifiedState, RemovalInfo]:
     """Removes the rows ``idx`` with one Newton step and updates the certificate.
 
     Rows are masked, not deleted, so shapes stay fixed: calls with the same
-    ``len(idx)`` reuse one compiled program.
+    ``len(idx)`` reuse one compiled program. Loss, bound form, solver and the
+    residual correction come from the state's configuration (set at
+    :func:`train`). With ``correct_residual=True`` (beyond the paper) the step
+    solves ``H v = −∇L_b(w; D′)``, the full gradient of the remaining
+    perturbed objective: the gradient after the step is then ``−r + R`` (solve
+    residual and Taylor remainder) only, so the residual left by training and
+    earlier steps is cancelled and ``β`` is this step's bound, not a sum.
 
     Args:
       state: From :func:`train`, :func:`retrain` or a previous removal.
       idx: Integer row indices ``[k]`` (or a scalar) removed in one step.
-      X, y: The arrays the model was trained on.
-      loss: As in training. Static.
-      gamma: ``"paper"`` (1/4, Guo et al.) or ``"tight"`` (1/(6√3)) for logistic.
-      bound_form: ``"integral"`` (default: the exact-remainder form derived in
-        the module docstring, never more than half of Corollary 1) or
-        ``"corollary1"`` (the paper's data-dependent bound, for reproductions).
-      solver: ``"pcg"`` (default with a stored preconditioner: CG
-        preconditioned by the training-time inverse Hessian; about five passes
-        over ``X`` per removal), ``"cholesky"`` (rebuild and factor the Hessian: exact,
-        ``n d²``), ``"cg"`` (matrix-free; default without a factor).
-      budget: Residual budget (from :func:`residual_budget`); ``None`` = no check.
-      strict: Raise :class:`BudgetExceededError` instead of returning a state
-        whose ``info.within_budget`` is ``False``.
-      allow_empty_class: Allow a removal that leaves a class with no point.
-      cg_tol: Relative CG tolerance (default 1e-6 in float32, 1e-12 in float64);
-        whatever residual is left is charged to the bound.
-      cg_maxiter: CG iteration limit. Static.
-      correct_residual: Beyond the paper (derived here, see below). ``False``
-        (default): Guo et al.'s step ``v = H⁻¹Δ`` on the removed points' terms;
-        the residual ``u`` left by training and earlier steps is carried over,
-        so ``β`` grows by each step's bound (Algorithm 2). ``True``: the step
-        solves ``H v = −∇L_b(w; D′)``, the full gradient of the remaining
-        perturbed objective (one more pass over ``X``). The gradient after the
-        step is then ``−r + R`` (solve residual and Taylor remainder) only,
-        because ``∇L_b(w; D′) + Hv = −r``; the carried-over residual is
-        cancelled, and ``β`` becomes this step's bound instead of a running
-        sum. The certificate argument (Theorem 3) only needs a bound on the
-        released model's residual, so the budget no longer drains with the
-        number of requests. Static.
+      X, y: The arrays the model was trained on (checked by fingerprint).
+      checks: Under ``jit`` values cannot raise. ``"poison"`` (default): an
+        invalid request (index out of range, repeated or already removed,
+        every row or a class's last row removed, other data) leaves the model
+        unchanged and sets every bound to ``+inf``. ``"checkify"``: also emit
+        :mod:`jax.experimental.checkify` checks; wrap the call with
+        ``checkify.checkify`` to get an error.
 
     Returns:
-      ``(new_state, info)``; see :class:`RemovalInfo`.
+      ``(new_state, info)``; see :class:`RemovalInfo`. The bounds depend on
+      the secret ``b``: do not decide on them whether to retrain.
 
     Raises:
-      ValueError: an index out of range, negative, repeated, already removed;
-        a removal of every remaining row; (unless allowed) of a class's last row.
-      BudgetExceededError: in strict mode, when the budget would be exceeded.
-        Checks on ``idx`` need concrete values; under ``jit`` they are skipped.
+      ValueError: (eagerly) any of the invalid requests above, with a message
+        naming the index; ``X``/``y`` that are not the training data.
     """
-    return _checked_removal(
-        _remove_impl,
-        state,
-        jnp.atleast_1d(jnp.asarray(idx)),
-        X,
-        y,
-        name="idx",
-        loss=loss,
-        gamma=gamma,
-        bound_form=bound_form,
-        solver=solver,
-        budget=budget,
-        strict=strict,
-        allow_empty_class=allow_empty_class,
-        cg_tol=cg_tol,
-        cg_maxiter=cg_maxiter,
-        correct_residual=correct_residual,
+    flat = _validate_request(state, idx, X, y, name="idx")
+    idx = jnp.asarray(np.atleast_1d(flat) if flat is not None else jnp.atleast_1d(idx))
+    X = jnp.asarray(X)
+    return _remove_impl(
+        state, idx, X, _labels(state, y), _cg_tol(state, X), checks=checks
     )
 
 
@@ -815,185 +1159,112 @@ def remove_sequence(
     X: ArrayLike,
     y: ArrayLike,
     *,
-    loss: str | MarginLoss = "logistic",
-    gamma: Literal["paper", "tight"] = "paper",
-    bound_form: Literal["corollary1", "integral"] = "integral",
-    solver: Solver | None = None,
-    budget: float | None = None,
-    strict: bool = False,
-    allow_empty_class: bool = False,
-    cg_tol: float | None = None,
-    cg_maxiter: int = 50,
-    correct_residual: bool = False,
+    checks: Checks = "poison",
 ) -> tuple[CertifiedState, RemovalInfo]:
     """Applies a sequence of removal requests in one compiled ``lax.scan``.
 
     ``idx_batches`` has shape ``[T, k]``: request ``t`` removes the ``k`` rows
     ``idx_batches[t]`` in one Newton step. The returned ``info`` fields are
-    stacked along ``T``. In strict mode, if any step exceeds the budget, a
-    :class:`BudgetExceededError` names the first such step and nothing is
-    returned (the caller keeps ``state``). Other arguments as in :func:`remove`.
+    stacked along ``T``. Other arguments as in :func:`remove`.
     """
-    batches = jnp.asarray(idx_batches)
-    if batches.ndim != 2:
-        raise ValueError(f"Expected idx_batches of shape [T, k], got {batches.shape}.")
-    return _checked_removal(
-        _remove_sequence_impl,
-        state,
-        batches,
-        X,
-        y,
-        name="idx_batches",
-        loss=loss,
-        gamma=gamma,
-        bound_form=bound_form,
-        solver=solver,
-        budget=budget,
-        strict=strict,
-        allow_empty_class=allow_empty_class,
-        cg_tol=cg_tol,
-        cg_maxiter=cg_maxiter,
-        correct_residual=correct_residual,
-    )
-
-
-def _checked_removal(
-    impl,
-    state,
-    indices,
-    X,
-    y,
-    *,
-    name,
-    loss,
-    gamma,
-    bound_form,
-    solver,
-    budget,
-    strict,
-    allow_empty_class,
-    cg_tol,
-    cg_maxiter,
-    correct_residual,
-):
-    """Host-side checks, the compiled removal, then the strict-mode budget check."""
-    loss = get_loss(loss)
+    if _validate.is_concrete(idx_batches):
+        arr = _host_indices(idx_batches, name="idx_batches")
+        if arr.ndim != 2:
+            raise ValueError(
+                f"Expected idx_batches of shape [T, k], got {arr.shape}."
+            )
+    elif jnp.ndim(idx_batches) != 2:
+        raise ValueError(
+            f"Expected idx_batches of shape [T, k], got {jnp.shape(idx_batches)}."
+        )
+    flat = _validate_request(state, idx_batches, X, y, name="idx_batches")
+    batches = jnp.asarray(flat.reshape(np.shape(idx_batches)) if flat is not None else idx_batches)
     X = jnp.asarray(X)
-    flat = _check_indices(indices, state.mask, name=name)
-    if flat is not None:
-        _check_classes(
-            y,
-            state.mask,
-            flat,
-            num_classes=_num_classes_of(state),
-            loss=loss,
-            allow_empty_class=allow_empty_class,
-        )
-    new_state, info = impl(
-        state,
-        indices,
-        X,
-        jnp.asarray(y),
-        _budget_value(budget),
-        _default_cg_tol(X.dtype) if cg_tol is None else cg_tol,
-        **_static(state, loss, gamma, bound_form, solver, cg_maxiter, correct_residual),
-    )
-    if strict and _validate.is_concrete(info.within_budget):
-        ok = np.atleast_1d(np.asarray(info.within_budget))
-        if not ok.all():
-            t = int(np.argmin(ok))
-            step = jax.tree.map(lambda a: np.atleast_1d(np.asarray(a))[t], info)
-            prefix = f"At request {t}: " if indices.ndim == 2 else ""
-            raise _budget_error(prefix, step, budget)
-    return new_state, info
-
-
-def _static(
-    state, loss, gamma, bound_form, solver, cg_maxiter, correct_residual
-) -> dict:
-    if bound_form not in ("corollary1", "integral"):
-        raise ValueError(
-            f"Expected bound_form in ('corollary1', 'integral'), got {bound_form!r}."
-        )
-    if solver is None:
-        solver = "cg" if state.precond is None else "pcg"
-    if solver not in ("pcg", "cholesky", "cg"):
-        raise ValueError(
-            f"Expected solver in ('pcg', 'cholesky', 'cg'), got {solver!r}."
-        )
-    if solver == "pcg" and state.precond is None:
-        raise ValueError(
-            "solver='pcg' needs a preconditioner; this state is matrix-free."
-        )
-    _validate.positive_int(cg_maxiter=cg_maxiter)
-    return dict(
-        loss=loss,
-        gamma=loss.gamma_for(gamma),
-        bound_form=bound_form,
-        solver=solver,
-        cg_maxiter=cg_maxiter,
-        num_classes=_num_classes_of(state),
-        correct_residual=bool(correct_residual),
+    return _remove_sequence_impl(
+        state, batches, X, _labels(state, y), _cg_tol(state, X), checks=checks
     )
 
 
-def _budget_value(budget) -> float:
-    if budget is None:
-        return math.inf
-    _validate.positive(budget=budget)
-    return float(budget)
+def _labels(state: CertifiedState, y) -> Array:
+    y = jnp.asarray(y)
+    if state.config.num_classes is not None and not jnp.issubdtype(y.dtype, jnp.integer):
+        y = y.astype(jnp.int32)
+    return y
 
 
-def _budget_error(prefix: str, info, budget: float) -> BudgetExceededError:
-    after = float(info.cumulative_bound)
-    before = after - float(info.bound_increment)
-    return BudgetExceededError(
-        f"{prefix}this removal would raise the residual bound from {before:.6g} to "
-        f"{after:.6g}, past the budget {budget:.6g} (left before it: "
-        f"{budget - before:.6g}). Retrain (dpunlearn.certified.retrain) to reset the "
-        f"bound to the new model's training residual.",
-        ledger="U",
-        remaining=budget - before,
-        restored_by_retrain=budget,
-        unit="residual_norm",
-    )
+def _cg_tol(state: CertifiedState, X) -> float:
+    c = state.config.cg_tol
+    return _default_cg_tol(X.dtype) if c is None else c
 
 
-def true_residual(
-    state: CertifiedState,
-    X: ArrayLike,
-    y: ArrayLike,
-    *,
-    loss: str | MarginLoss = "logistic",
-) -> Array:
+def _validate_request(state, idx, X, y, *, name):
+    """Host-side checks of a request; returns the flat indices or None if traced."""
+    if not isinstance(state, CertifiedState):
+        raise ValueError(
+            f"Expected state to be a CertifiedState (from train), got "
+            f"{type(state).__name__}."
+        )
+    _check_features(X, values=False)
+    n = state.mask.shape[0]
+    if np.shape(X) != (n, state.params.shape[-1]):
+        raise ValueError(
+            f"Expected X of shape {(n, state.params.shape[-1])} (the training data), "
+            f"got {np.shape(X)}."
+        )
+    _check_labels(y, n, state.config.loss, state.config.num_classes)
+    arr = _host_indices(idx, name=name)
+    if arr is None or not _validate.is_concrete(state.mask):
+        return None
+    if arr.ndim > 2 or (name == "idx" and arr.ndim > 1):
+        raise ValueError(f"Expected {name} to be a scalar or 1-D, got shape {arr.shape}.")
+    flat = _check_indices(arr, state.mask, name=name)
+    _check_classes(y, state.mask, flat, config=state.config)
+    if _validate.is_concrete(X) and _validate.is_concrete(y):
+        fp = data_fingerprint(jnp.asarray(X), _labels(state, y))
+        if _validate.is_concrete(state.fingerprint) and not bool(
+            jnp.all(fp == state.fingerprint)
+        ):
+            raise ValueError(
+                "Expected X and y to be the data the model was trained on; their "
+                "fingerprint differs (other rows, labels or dtype). A removal on "
+                "other data would certify nothing."
+            )
+    return flat
+
+
+def true_residual(state: CertifiedState, X: ArrayLike, y: ArrayLike) -> Array:
     """The quantity every bound bounds: ``‖∇L_b(w; D′)‖`` (sum form, with ``+b``).
 
     The gradient of the *perturbed* objective on the remaining rows, over all
     heads concatenated (the maintainers' reading in facebookresearch/
     certified-removal issue #1: without ``+b`` the "residual" is about
-    ``‖b‖``). For validation only: one pass over the data.
+    ``‖b‖``). For validation only: one pass over the data, in ``X``'s dtype
+    (pass float64 arrays, with x64 enabled, for an exact reference).
     """
-    loss = get_loss(loss)
+    config = state.config
     X = jnp.asarray(X)
-    nc = _num_classes_of(state)
-    Y = _head_labels(jnp.asarray(y), nc, X.dtype)
-    W, B = _as_heads(state.params, nc), _as_heads(state.perturbation, nc)
+    nc = config.num_classes
+    Y = _head_labels(_labels(state, y), nc, X.dtype)
+    W = _as_heads(state.params, nc).astype(X.dtype)
+    B = _as_heads(state.perturbation, nc).astype(X.dtype)
     weights = state.mask.astype(X.dtype)
     G = jax.vmap(
-        lambda w, Yh, b: solvers.gradient(w, X, Yh, weights, b, state.lam, loss)
+        lambda w, Yh, b: solvers.gradient(
+            w, X, Yh, weights, b, state.lam.astype(X.dtype), config.loss
+        )
     )(W, Y, B)
     return jnp.linalg.norm(G)
 
 
-def predict(
-    state: CertifiedState, X: ArrayLike, *, loss: str | MarginLoss = "logistic"
-) -> Array:
+def predict(state: CertifiedState, X: ArrayLike) -> Array:
     """Predictions: ±1 (binary logistic), class ids (one-vs-rest), reals (ridge)."""
     X = jnp.asarray(X)
-    if state.params.ndim == 2:
-        return jnp.argmax(X @ state.params.T, axis=1)
-    scores = X @ state.params
-    return scores if get_loss(loss).labels == "real" else jnp.where(scores >= 0, 1, -1)
+    if state.config.num_classes is not None:
+        return jnp.argmax(mm(X, state.params.T), axis=1)
+    scores = mm(X, state.params)
+    if state.config.loss.labels == "real":
+        return scores
+    return jnp.where(scores >= 0, 1, -1)
 
 
 def accuracy(state: CertifiedState, X: ArrayLike, y: ArrayLike) -> float:
@@ -1002,8 +1273,36 @@ def accuracy(state: CertifiedState, X: ArrayLike, y: ArrayLike) -> float:
 
 
 # ---------------------------------------------------------------------------
-# Certificate: from (σ, β) to (ε, δ) and back.
+# The certificate of a released model.
 # ---------------------------------------------------------------------------
+
+
+def removal_epsilon(state: CertifiedState, *, delta: float) -> float:
+    """The ``ε`` this released model has against retraining, at noise-event ``δ``.
+
+    ``ε̄ = [σ z r P + σ(√(Kd) + t) Q + β²/2]/σ² + J`` on an event of the
+    perturbation of probability ``>= 1 − delta`` (:mod:`dpunlearn.removal_certificate`;
+    ``docs/certified_removal.md``). The model is then ``(ε̄, delta +
+    state.rounding_failure)``-indistinguishable from retraining *given this
+    ``b``*: ``ε̄`` is a function of the secret, so it certifies a release only
+    through a rule that decides from the data alone
+    (:mod:`dpunlearn.retrain_schedule`), whose own ``δ′`` is added.
+    """
+    event = removal_certificate.noise_event(
+        delta, num_rows=state.mask.shape[0], num_heads=state.config.num_heads
+    )
+    return float(
+        removal_certificate.pointwise_epsilon(
+            sigma=state.sigma,
+            beta=state.grad_residual_bound,
+            remainder_mass=state.remainder_mass,
+            unstructured=jnp.sqrt(jnp.sum(state.unstructured_bounds**2)),
+            logdet=state.logdet_bound,
+            row_norm=state.row_norm_bound,
+            dim=int(np.prod(state.params.shape)),
+            event=event,
+        )
+    )
 
 
 def residual_budget(
@@ -1013,22 +1312,17 @@ def residual_budget(
     delta: float,
     method: Literal["paper", "analytic"] = "analytic",
 ) -> float:
-    """The largest cumulative residual ``β`` for which the model is ``(ε, δ)``-CR.
+    """The paper's residual budget: the largest ``β`` Algorithm 2 accepts.
 
-    * ``"paper"``: ``β = σε/c`` with ``c = √(2 ln(1.5/δ))`` (Guo et al.,
-      Theorem 3: ``b ~ N(0, (cε′/ε)²I)`` gives ``(ε, δ)``-CR with
-      ``δ = 1.5 e^{−c²/2}`` when the residual is at most ``ε′``). Like the
-      classic Gaussian mechanism, this tail bound is only valid for ``ε <= 1``;
-      larger ``ε`` raises.
-    * ``"analytic"``: the largest ``β`` with ``δ_G(ε; β/σ) <= δ``, where
-      ``δ_G`` is the exact privacy profile of the Gaussian mechanism (Balle &
-      Wang, ICML 2018, Theorem 8). Valid because the proof of Theorem 3
-      reduces the certificate to the ratio of the densities of ``N(0, σ²I)``
-      at ``b`` and at ``b + u`` with ``‖u‖ <= β``: its privacy-loss random
-      variable is exactly that of a Gaussian mechanism with sensitivity ``β``,
-      whose tight ``(ε, δ)`` curve Theorem 8 gives. It is therefore never
-      smaller than the paper's budget for ``ε <= 1`` and holds for any
-      ``ε > 0``. The search never returns a budget above the exact one.
+    **Not a certificate.** Guo et al. (Theorem 3) treat the residual as a fixed
+    shift of ``b``; it is a function of ``b`` (see :func:`removal_epsilon`).
+    Kept for reproductions and for :mod:`dpunlearn.retrain_schedule`'s
+    uncertified paper rule.
+
+    * ``"paper"``: ``β = σε/c`` with ``c = √(2 ln(1.5/δ))`` (valid for ``ε <= 1``).
+    * ``"analytic"``: the largest ``β`` with ``δ_G(ε; β/σ) <= δ``, ``δ_G`` the
+      exact privacy profile of the Gaussian mechanism (Balle & Wang, ICML 2018,
+      Theorem 8), the package-wide default.
 
     Example:
       >>> round(residual_budget(sigma=10, epsilon=1, delta=1e-4, method="paper"), 3)
@@ -1048,17 +1342,17 @@ def certificate_epsilon(
     delta: float,
     method: Literal["paper", "analytic"] = "analytic",
 ) -> float:
-    """The ``ε`` certified for a cumulative residual bound ``β`` at ``δ``.
+    """The ``ε`` of a Gaussian mechanism with sensitivity ``β`` (Theorem 3's form).
 
-    ``"paper"``: ``ε = cβ/σ`` (Theorem 3); ``inf`` where that exceeds 1 (outside
-    the bound's validity). ``"analytic"``: the exact Gaussian-mechanism ``ε`` at
-    sensitivity ``β`` (see :func:`residual_budget`).
+    ``"paper"``: ``ε = cβ/σ``; ``inf`` where that exceeds 1. ``"analytic"``:
+    the exact Gaussian-mechanism ``ε``. Valid for a *fixed* shift of norm
+    ``β``; for a released model use :func:`removal_epsilon`.
     """
     return currencies.cr_epsilon(beta, sigma=sigma, delta=delta, method=method)
 
 
 class Certificate(NamedTuple):
-    """An ``(ε, δ)`` certified-removal guarantee and how it was derived."""
+    """An ``(ε, δ)`` guarantee and how it was derived."""
 
     epsilon: float
     delta: float
@@ -1073,16 +1367,12 @@ def certificate(
     delta: float | None = None,
     method: Literal["paper", "analytic"] = "analytic",
 ) -> Certificate:
-    """The ``(ε, δ)`` that a model with noise ``σ`` and cumulative bound ``β`` has.
+    """The ``(ε, δ)`` of Theorem 3's Gaussian argument for a fixed shift ``β``.
 
     Give exactly one of ``epsilon`` or ``delta``; the other is computed.
-
-    * ``"paper"`` (Guo et al., Theorem 3): with ``c = σε/β``,
-      ``δ = 1.5·e^{−c²/2}``; valid for ``ε <= 1``.
-    * ``"analytic"``: ``δ = δ_G(ε; sensitivity β, σ)``, the exact privacy
-      profile of the Gaussian mechanism (Balle & Wang 2018, Theorem 8); valid
-      for every ``ε > 0`` and never larger than the paper's ``δ`` where both
-      apply. Why it is valid: see :func:`residual_budget`.
+    ``"paper"``: ``δ = 1.5·e^{−c²/2}`` with ``c = σε/β`` (``ε <= 1``);
+    ``"analytic"``: the exact Gaussian profile (Balle & Wang 2018, Thm 8).
+    The released model's certificate is :func:`removal_epsilon`.
     """
     if (epsilon is None) == (delta is None):
         raise ValueError("Expected exactly one of epsilon or delta.")
@@ -1110,12 +1400,8 @@ def certificate(
 def supported_removals(
     bound_increments: ArrayLike, budget: float, *, start: float = 0.0
 ) -> int:
-    """How many requests fit: the number of leading requests whose cumulative
-    bound (``start`` + running sum of increments) stays within ``budget``.
-
-    This is Algorithm 2's accounting (``correct_residual=False``). With
-    ``correct_residual=True`` the bounds do not add: count the leading
-    requests whose ``cumulative_bound`` is within the budget instead."""
+    """Algorithm 2's count (uncertified): leading requests whose running sum of
+    increments (from ``start``) stays within ``budget``."""
     if start > budget:
         return 0
     return currencies.supported_removals(bound_increments, budget - start)

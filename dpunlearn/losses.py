@@ -20,6 +20,17 @@ looser. ``C = 1``.
 Squared loss ``ℓ(z, y) = (z − y)²/2`` (ridge regression): ``ℓ'' = 1``, so
 ``γ = 0`` and Newton removal is exact; ``C`` is unbounded (``inf``), which only
 enters the worst-case bound multiplied by ``γ = 0``.
+
+The change-of-variables term of the certificate (the Jacobian of the map from
+the perturbation to the released model) needs three more constants:
+
+* ``hess_bound``, ``max ℓ''`` (logistic ``1/4``, squared ``1``);
+* ``hess_log_lipschitz``, a constant ``c`` with ``|ℓ'''| <= c·ℓ''``, i.e. a
+  Lipschitz constant of ``log ℓ''``. Logistic: ``ℓ''' = ℓ''·(1 − 2s)``, so
+  ``c = 1``, and ``ℓ''(z + t) / ℓ''(z)`` lies in ``[e^{−|t|}, e^{|t|}]``;
+* ``fourth_bound``, ``max |ℓ⁗|``. Logistic: with ``p = ℓ'' ∈ (0, 1/4]``,
+  ``ℓ⁗ = p(1 − 2s)² − 2p² = p − 6p²``, largest in modulus at ``p = 1/4``:
+  ``1/8``.
 """
 
 from __future__ import annotations
@@ -55,6 +66,13 @@ class MarginLoss:
       gamma_paper: The constant Guo et al. use (``1/4`` for logistic).
       grad_bound: ``C``, a bound on ``|grad(z, y)|`` over all ``z``.
       labels: ``"pm1"`` (labels must be ±1) or ``"real"`` (any finite value).
+      hess_bound: ``max ℓ''``.
+      hess_log_lipschitz: ``c`` with ``|ℓ'''| <= c·ℓ''``.
+      fourth_bound: ``max |ℓ⁗|``.
+      hess_peak: ``ℓ''`` is non-decreasing up to this margin and non-increasing
+        after it (logistic: 0); ``None`` when ``ℓ''`` is constant.
+      hess_derivative: ``ℓ'''(z, y)`` elementwise (``None`` when ``ℓ''`` is
+        constant).
     """
 
     name: str
@@ -65,6 +83,29 @@ class MarginLoss:
     gamma_paper: float
     grad_bound: float
     labels: str
+    hess_bound: float
+    hess_log_lipschitz: float
+    fourth_bound: float
+    hess_peak: float | None
+    hess_derivative: Callable[[Array, Array], Array] | None = None
+
+    def hess_deviation(self, z: Array, s: Array, y: Array) -> Array:
+        """``max_{t∈[0,1]} |ℓ''(z + t s) − ℓ''(z)|`` elementwise, exactly.
+
+        ``ℓ''`` is unimodal, so the largest deviation along the segment is at
+        its far end or, if the segment crosses the peak, at the peak. This is
+        what bounds the Taylor remainder of a Newton step row by row
+        (``|ρ_i| <= |s_i|·max_t |ℓ''(z_i + t s_i) − ℓ''(z_i)|``), sharper than
+        ``γ|s_i|`` wherever the margin is confident.
+        """
+        if self.hess_peak is None:
+            return jnp.zeros_like(z)
+        h0 = self.hess(z, y)
+        end = jnp.abs(self.hess(z + s, y) - h0)
+        lo, hi = jnp.minimum(z, z + s), jnp.maximum(z, z + s)
+        crosses = (lo <= self.hess_peak) & (self.hess_peak <= hi)
+        peak = self.hess(jnp.full_like(z, self.hess_peak), y) - h0
+        return jnp.where(crosses, jnp.maximum(end, peak), end)
 
     def gamma_for(self, which: str) -> float:
         """Returns ``gamma`` for ``which="tight"`` or ``gamma_paper`` for ``"paper"``."""
@@ -89,6 +130,12 @@ def _logistic_hess(z: Array, y: Array) -> Array:
     return s * (1 - s)
 
 
+def _logistic_third(z: Array, y: Array) -> Array:
+    del y
+    s = jax.nn.sigmoid(z)
+    return s * (1 - s) * (1 - 2 * s)
+
+
 LOGISTIC = MarginLoss(
     name="logistic",
     value=_logistic_value,
@@ -98,6 +145,11 @@ LOGISTIC = MarginLoss(
     gamma_paper=0.25,
     grad_bound=1.0,
     labels="pm1",
+    hess_bound=0.25,
+    hess_log_lipschitz=1.0,
+    fourth_bound=0.125,
+    hess_peak=0.0,
+    hess_derivative=_logistic_third,
 )
 
 SQUARED = MarginLoss(
@@ -109,6 +161,10 @@ SQUARED = MarginLoss(
     gamma_paper=0.0,
     grad_bound=math.inf,
     labels="real",
+    hess_bound=1.0,
+    hess_log_lipschitz=0.0,
+    fourth_bound=0.0,
+    hess_peak=None,
 )
 
 LOSSES: dict[str, MarginLoss] = {"logistic": LOGISTIC, "ridge": SQUARED}

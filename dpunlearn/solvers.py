@@ -14,7 +14,11 @@ takes 0.65 ms where ``X.T @ u`` takes 15 ms, so every ``Xᵀu`` below is written
 Hessian ``Xᵀ D X`` costs ``n d²`` flops (≈50 ms).
 
 All functions are pure, work under ``jit`` and ``vmap``, and compute in the
-dtype of ``X`` (float32 by default, float64 when x64 is enabled).
+dtype of ``X`` (float32 by default, float64 when x64 is enabled). Every matrix
+product goes through :func:`mm`, which asks XLA for ``Precision.HIGHEST``: on
+recent NVIDIA GPUs the default float32 product rounds its inputs to TF32
+(2⁻¹¹ relative) and on TPUs to bfloat16, while the rounding allowances of the
+certificates assume the dtype's own unit roundoff.
 """
 
 from __future__ import annotations
@@ -29,18 +33,28 @@ from dpunlearn.losses import MarginLoss
 from dpunlearn.types import Array
 
 __all__ = [
+    "PRECISION",
     "FitInfo",
     "curvature",
     "gradient",
     "hessian",
     "hessian_from_curvature",
     "hvp_from_curvature",
+    "leverage_upper_bound",
+    "mm",
     "newton_fit",
     "objective",
     "pcg",
-    "pcg_gram",
     "spectral_norm_bound",
 ]
+
+
+PRECISION = jax.lax.Precision.HIGHEST
+
+
+def mm(a: Array, b: Array) -> Array:
+    """``a @ b`` at full precision of the dtype (never TF32 or bfloat16 passes)."""
+    return jnp.matmul(a, b, precision=PRECISION)
 
 
 def _reg(lam: Array, weights: Array) -> Array:
@@ -49,7 +63,7 @@ def _reg(lam: Array, weights: Array) -> Array:
 
 def objective(w, X, y, weights, b, lam, loss: MarginLoss) -> Array:
     """Sum-form perturbed objective ``L_b(w; D′)``."""
-    z = X @ w
+    z = mm(X, w)
     return (
         jnp.sum(weights * loss.value(z, y))
         + 0.5 * _reg(lam, weights) * jnp.vdot(w, w)
@@ -59,23 +73,23 @@ def objective(w, X, y, weights, b, lam, loss: MarginLoss) -> Array:
 
 def gradient(w, X, y, weights, b, lam, loss: MarginLoss) -> Array:
     """Sum-form gradient ``Σ_{D′} ℓ'(x_iᵀw, y_i) x_i + λ n′ w + b``."""
-    z = X @ w
-    return (weights * loss.grad(z, y)) @ X + _reg(lam, weights) * w + b
+    z = mm(X, w)
+    return mm(weights * loss.grad(z, y), X) + _reg(lam, weights) * w + b
 
 
 def curvature(w, X, y, weights, loss: MarginLoss) -> Array:
     """Per-row curvature ``weights_i · ℓ''(x_iᵀw, y_i)``: the Hessian is ``Xᵀ diag(D) X``."""
-    return weights * loss.hess(X @ w, y)
+    return weights * loss.hess(mm(X, w), y)
 
 
 def hessian_from_curvature(X, D, reg) -> Array:
     """Dense ``Xᵀ diag(D) X + reg·I`` (``n d²`` flops)."""
-    return (X * D[:, None]).T @ X + reg * jnp.eye(X.shape[1], dtype=X.dtype)
+    return mm((X * D[:, None]).T, X) + reg * jnp.eye(X.shape[1], dtype=X.dtype)
 
 
 def hvp_from_curvature(X, D, reg, v) -> Array:
     """``(Xᵀ diag(D) X + reg·I) v`` in two passes over ``X``, no ``d × d`` matrix."""
-    return (D * (X @ v)) @ X + reg * v
+    return mm(D * mm(X, v), X) + reg * v
 
 
 def hessian(w, X, y, weights, lam, loss: MarginLoss) -> Array:
@@ -123,66 +137,14 @@ def pcg(matvec, rhs, *, precond=None, tol, maxiter: int):
     return x, k
 
 
-def pcg_gram(X, D, reg, rhs, w, *, precond=None, tol, maxiter: int):
-    """PCG for ``(Xᵀ diag(D) X + reg·I) v = rhs`` that also returns ``X v``.
+def leverage_upper_bound(D, reg, row_norm) -> Array:
+    """``x_iᵀ(Xᵀdiag(D)X + reg·I)⁻¹x_i <= r²/(reg + D_i r²)`` for every row.
 
-    A CG specialised to Gauss–Newton-shaped Hessians so that a Newton removal
-    costs as few passes over ``X`` as possible (each pass, not the flops, is
-    the cost on a CPU):
-
-    * the first pass computes ``X [w, p₀]`` at once, giving both the margins
-      ``z = Xw`` (from which the caller's curvature ``D = D(z)`` is built) and
-      ``X p₀`` for the first direction ``p₀ = M⁻¹ rhs``;
-    * each iteration is one Hessian–vector product (two passes), except the
-      first, which reuses ``X p₀`` (one pass);
-    * ``X v`` is accumulated from the ``X p`` already computed, so the caller
-      can form the explicit residual ``rhs − (Xᵀ diag(D) Xv + reg·v)`` and the
-      Corollary-1 bound with one more pass.
-
-    Args:
-      X: ``[n, d]``. D: a function ``z -> [n]`` curvature weights (called once
-        on ``z = X w``). reg: the ridge term. rhs: ``[d]``. w: current weights.
-      precond: ``r -> M⁻¹ r`` (identity if ``None``).
-      tol: Relative tolerance on the recursive residual. maxiter: Static.
-
-    Returns:
-      ``(v, Xv, curvature, num_iterations)``.
+    The matrix is ``⪰ D_i x_i x_iᵀ + reg·I``, whose inverse gives exactly
+    ``‖x_i‖²/(reg + D_i‖x_i‖²)`` (Sherman–Morrison), increasing in ``‖x_i‖ <= r``.
     """
-    precond = (lambda r: r) if precond is None else precond
-    p0 = precond(rhs)
-    both = X @ jnp.stack([w, p0], axis=1)
-    curv = D(both[:, 0])
-    Xp0 = both[:, 1]
-    threshold = (tol * jnp.linalg.norm(rhs)) ** 2
-
-    def cond(c):
-        *_, rr, k = c
-        return (rr > threshold) & (k < maxiter)
-
-    def body(c):
-        x, Xx, r, p, rz, _, k = c
-        Xp = jax.lax.cond(k == 0, lambda: Xp0, lambda: X @ p)
-        Ap = (curv * Xp) @ X + reg * p
-        alpha = rz / jnp.vdot(p, Ap)
-        x = x + alpha * p
-        Xx = Xx + alpha * Xp
-        r = r - alpha * Ap
-        z = precond(r)
-        rz_new = jnp.vdot(r, z)
-        p = z + (rz_new / rz) * p
-        return x, Xx, r, p, rz_new, jnp.vdot(r, r), k + 1
-
-    init = (
-        jnp.zeros_like(rhs),
-        jnp.zeros_like(Xp0),
-        rhs,
-        p0,
-        jnp.vdot(rhs, p0),
-        jnp.vdot(rhs, rhs),
-        0,
-    )
-    x, Xx, *_, k = jax.lax.while_loop(cond, body, init)
-    return x, Xx, curv, k
+    r2 = row_norm * row_norm
+    return r2 / (reg + D * r2)
 
 
 class FitInfo(NamedTuple):
@@ -212,6 +174,7 @@ def newton_fit(
     max_steps: int,
     matrix_free: bool = False,
     cg_maxiter: int = 100,
+    floor=None,
 ):
     """Minimises the sum-form perturbed objective by damped Newton's method.
 
@@ -233,6 +196,11 @@ def newton_fit(
       max_steps: Newton step limit. Static.
       matrix_free: Use CG on Hessian–vector products (no ``d × d`` matrix). Static.
       cg_maxiter: CG iteration limit per Newton step (matrix-free only). Static.
+      floor: Optional ``w -> scalar``, the rounding error of the computed
+        gradient at ``w``. The fit also stops once the gradient norm is within
+        twice that floor: below it the computed gradient is rounding noise, and
+        Newton steps (each ``n d²`` flops) would only spin. Whatever is left is
+        reported, so the caller charges it.
 
     Returns:
       ``(w, FitInfo)``.
@@ -286,20 +254,26 @@ def newton_fit(
         )
         return t, g_t, ok
 
+    def threshold(w):
+        if floor is None:
+            return jnp.asarray(tol, X.dtype)
+        return jnp.maximum(jnp.asarray(tol, X.dtype), 2 * floor(w))
+
     def cond(c):
-        _, g, k, stalled = c
-        return (jnp.linalg.norm(g) > tol) & (k < max_steps) & ~stalled
+        _, g, k, stalled, stop = c
+        return (jnp.linalg.norm(g) > stop) & (k < max_steps) & ~stalled
 
     def body(c):
-        w, g, k, _ = c
+        w, g, k, _, stop = c
         p = direction(w, g)
         t, g_new, ok = line_search(w, g, p)
         # No acceptable step: the fit is at the precision floor; stop there
         # (the leftover gradient is reported and charged, not hidden).
         w = jnp.where(ok, w + t * p, w)
-        return w, jnp.where(ok, g_new, g), k + 1, ~ok
+        return w, jnp.where(ok, g_new, g), k + 1, ~ok, jnp.where(ok, threshold(w), stop)
 
-    w, g, k, _ = jax.lax.while_loop(cond, body, (w0, grad(w0), 0, False))
+    init = (w0, grad(w0), 0, False, threshold(w0))
+    w, g, k, _, _ = jax.lax.while_loop(cond, body, init)
     gn = jnp.linalg.norm(g)
     return w, FitInfo(grad_norm=gn, num_steps=k, converged=gn <= tol)
 
@@ -341,7 +315,7 @@ def spectral_norm_bound(X, *, method: str = "auto") -> Array:
         raise ValueError(
             f"Expected method in ('auto', 'gram', 'frobenius'), got {method!r}."
         )
-    G = X.T @ X if d <= n else X @ X.T
+    G = mm(X.T, X) if d <= n else mm(X, X.T)
     mu = jnp.linalg.eigvalsh(G)[-1]
     m = max(n, d)
     gamma_m = m * u / (1 - m * u)
