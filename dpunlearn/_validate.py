@@ -131,3 +131,21 @@ def array_non_negative_int(name: str, x: Any) -> None:
         where = tuple(int(i) for i in np.argwhere(bad)[0])
         at = f" at index {where}" if where else ""
         raise ValueError(f"Expected {name} to hold integers >= 0; found {arr[where]}{at}.")
+
+
+def prng_key(name: str, key: Any) -> None:
+    """Raises unless ``key`` is a ``jax.random`` key (typed, or legacy ``uint32[2]``).
+
+    Traced keys pass (their dtype is checked, not their value).
+    """
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        return
+    if dtype is not None and np.dtype(dtype) == np.uint32 and np.shape(key)[-1:] == (2,):
+        return
+    raise ValueError(
+        f"Expected {name} to be a jax.random key (e.g. jax.random.key(0)), got "
+        f"{type(key).__name__}"
+        + (f" of dtype {dtype} and shape {np.shape(key)}" if dtype is not None else "")
+        + "."
+    )

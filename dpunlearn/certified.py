@@ -823,8 +823,15 @@ def _remove_step(state: CertifiedState, idx, X, y, Y, cg_tol, *, checks: Checks)
         return w_new, dd, solve_charge, mass, logdet, drift
 
     heads = (W, Y, B, P_inv, state.jacobian_drift)
-    in_axes = (0, 0, 0, None if P_inv is None else 0, 0)
-    W_new, dd, res, mass, logdet, drift = jax.vmap(head, in_axes=in_axes)(*heads)
+    if checks == "checkify":
+        # checkify cannot thread errors through a batched while loop (CG):
+        # map over heads sequentially instead of vmapping them.
+        per_head = lambda a: head(a[0], a[1], a[2], None if P_inv is None else a[3], a[4])
+        packed = (W, Y, B, P_inv if P_inv is not None else W, state.jacobian_drift)
+        W_new, dd, res, mass, logdet, drift = jax.lax.map(per_head, packed)
+    else:
+        in_axes = (0, 0, 0, None if P_inv is None else 0, 0)
+        W_new, dd, res, mass, logdet, drift = jax.vmap(head, in_axes=in_axes)(*heads)
     increment = dd + res
     C = loss.grad_bound * r
     # Theorem 1 (with ‖x‖ <= r): ‖R‖ <= γ n′ r³ ‖v‖², ‖v‖ <= ‖rhs‖/(λ n′), and
@@ -1032,6 +1039,7 @@ def train(
       >>> bool(true_residual(state, X, y) <= info.cumulative_bound)
       True
     """
+    _validate.prng_key("key", key)
     if config is None:
         config = make_config(**config_kwargs)
     elif config_kwargs:

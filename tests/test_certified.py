@@ -683,3 +683,38 @@ def test_vmap_over_lambda_matches_loop():
         _, info = certified.remove(single, np.array([3]), X, y)
         # float32: the training residual sits at the rounding floor (rel ~1e-4).
         np.testing.assert_allclose(infos.cumulative_bound[j], info.cumulative_bound, rtol=1e-3)
+
+
+def test_low_precision_products_break_the_norm_bound_highest_keeps_it(monkeypatch):
+    # On TPUs (bfloat16 passes) and recent NVIDIA GPUs (TF32) a float32 product at
+    # default precision rounds its inputs far above float32's unit roundoff; the
+    # certificate's rounding margins assume the latter. Simulate such a device:
+    # products round their inputs to bfloat16 unless they ask for HIGHEST.
+    real = jnp.matmul
+
+    def accelerator_matmul(a, b, *, precision=None, **kw):
+        if precision != jax.lax.Precision.HIGHEST:
+            a, b = jnp.asarray(a), jnp.asarray(b)
+            a = a.astype(jnp.bfloat16).astype(a.dtype)
+            b = b.astype(jnp.bfloat16).astype(b.dtype)
+        return real(a, b, precision=precision, **kw)
+
+    monkeypatch.setattr(jnp, "matmul", accelerator_matmul)
+    rng = np.random.default_rng(0)
+    cases = []
+    for _ in range(30):
+        n, d = rng.integers(20, 300), rng.integers(5, 60)
+        X = (rng.normal(size=(n, d)) + rng.uniform(-1, 1)).astype(np.float32)
+        cases.append((X, np.linalg.norm(X.astype(np.float64), 2)))
+
+    def undershoots():
+        jax.clear_caches()
+        return sum(
+            float(solvers.spectral_norm_bound(jnp.asarray(X), method="gram")) < true
+            for X, true in cases
+        )
+
+    assert undershoots() == 0  # the library asks for HIGHEST: certified
+    monkeypatch.setattr(solvers, "PRECISION", jax.lax.Precision.DEFAULT)
+    assert undershoots() >= 3  # default precision on such a device: not certified
+    jax.clear_caches()
