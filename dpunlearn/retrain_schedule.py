@@ -52,12 +52,15 @@ __all__ = [
     "RetrainSchedule",
     "ScheduleTarget",
     "ScheduleVerdict",
+    "advance",
     "init",
+    "init_shadows",
     "make_target",
     "min_shadows",
     "paper_rule_uncertified",
     "plan",
     "update",
+    "verdict",
 ]
 
 
@@ -211,14 +214,14 @@ def _verdict(schedule: RetrainSchedule) -> ScheduleVerdict:
     )
 
 
-def init(
+def init_shadows(
     key: PRNGKey,
     like: CertifiedState,
     X: ArrayLike,
     y: ArrayLike,
     target: ScheduleTarget,
-) -> tuple[RetrainSchedule, ScheduleVerdict]:
-    """Trains the ``M`` shadows of a (re)trained live model.
+) -> RetrainSchedule:
+    """Trains the ``M`` shadows of a (re)trained live model. Jittable.
 
     Args:
       key: Fresh randomness, independent of the live model's key (split it
@@ -227,22 +230,69 @@ def init(
         configuration are copied, never its perturbation.
       X, y: The training data.
       target: From :func:`make_target`.
-
-    Returns:
-      ``(schedule, verdict)``: the verdict says whether even the freshly
-      trained model meets the target (a training residual too large for ``ε``
-      is caught here).
     """
     keys = jax.random.split(key, target.num_shadows)
-    mask = np.asarray(like.mask)
-    lam, sigma = float(like.lam), float(like.sigma)
+    X = jnp.asarray(X)
+    yl = certified._labels(like, y)
     shadows = jax.vmap(
-        lambda k: certified.train(k, X, y, lam=lam, sigma=sigma, mask=mask, config=like.config)
+        lambda k: certified._train_impl(
+            k, X, yl, like.mask, like.lam, like.sigma, config=like.config
+        )[0]
     )(keys)
-    event = _event(like, target)
-    dim = int(np.prod(like.params.shape))
-    exceeded = _epsilons(shadows, event, dim) > target.epsilon
-    schedule = RetrainSchedule(shadows=shadows, exceeded=exceeded, target=target)
+    exceeded = _epsilons(shadows, _event(like, target), _dim(like)) > target.epsilon
+    return RetrainSchedule(shadows=shadows, exceeded=exceeded, target=target)
+
+
+def advance(schedule: RetrainSchedule, idx, X, y) -> tuple[RetrainSchedule, Array]:
+    """Applies one request to every shadow; returns the schedule and the number
+    of marked shadows. Jittable (no host checks: see :func:`update`)."""
+    first = jax.tree.map(lambda a: a[0], schedule.shadows)
+    X = jnp.asarray(X)
+    yl = certified._labels(first, y)
+    cg_tol = certified._cg_tol(first, X)
+    shadows, infos = jax.vmap(
+        lambda s: certified._remove_impl(s, jnp.atleast_1d(idx), X, yl, cg_tol)
+    )(schedule.shadows)
+    eps = _epsilons(shadows, _event(first, schedule.target), _dim(first))
+    exceeded = schedule.exceeded | (eps > schedule.target.epsilon) | ~infos.valid
+    new = RetrainSchedule(shadows=shadows, exceeded=exceeded, target=schedule.target)
+    return new, jnp.sum(exceeded)
+
+
+def verdict(num_exceeded: int, target: ScheduleTarget, rounding_failure: float = 0.0):
+    """The host-side decision from a count of marked shadows (Clopper–Pearson)."""
+    k = int(num_exceeded)
+    upper = stats.clopper_pearson_upper(k, target.num_shadows, target.confidence)
+    return ScheduleVerdict(
+        certified=bool(upper <= target.delta_schedule),
+        num_exceeded=k,
+        num_shadows=target.num_shadows,
+        exceed_upper=upper,
+        epsilon=target.epsilon,
+        delta=target.delta_noise + target.delta_schedule + target.confidence
+        + float(rounding_failure),
+    )
+
+
+def _verdict(schedule: RetrainSchedule) -> ScheduleVerdict:
+    return verdict(
+        int(np.sum(np.asarray(schedule.exceeded))),
+        schedule.target,
+        float(np.max(np.asarray(schedule.shadows.rounding_failure))),
+    )
+
+
+def init(
+    key: PRNGKey,
+    like: CertifiedState,
+    X: ArrayLike,
+    y: ArrayLike,
+    target: ScheduleTarget,
+) -> tuple[RetrainSchedule, ScheduleVerdict]:
+    """:func:`init_shadows` with host checks, and the verdict on the fresh model
+    (a training residual too large for ``ε`` is caught here)."""
+    certified._check_features(X)
+    schedule = init_shadows(key, like, X, y, target)
     return schedule, _verdict(schedule)
 
 
@@ -258,18 +308,12 @@ def update(
     first = jax.tree.map(lambda a: a[0], schedule.shadows)
     # Host checks once (indices, data), on the first shadow: all share the mask.
     flat = certified._validate_request(first, idx, X, y, name="idx")
-    idx = jnp.asarray(np.atleast_1d(flat))
-    X = jnp.asarray(X)
-    yl = certified._labels(first, y)
-    cg_tol = certified._cg_tol(first, X)
-    shadows, infos = jax.vmap(
-        lambda s: certified._remove_impl(s, idx, X, yl, cg_tol)
-    )(schedule.shadows)
-    event = _event(first, schedule.target)
-    eps = _epsilons(shadows, event, int(np.prod(first.params.shape)))
-    exceeded = schedule.exceeded | (eps > schedule.target.epsilon) | ~infos.valid
-    new = RetrainSchedule(shadows=shadows, exceeded=exceeded, target=schedule.target)
+    new, _ = advance(schedule, jnp.asarray(np.atleast_1d(flat)), X, y)
     return new, _verdict(new)
+
+
+def _dim(state: CertifiedState) -> int:
+    return int(np.prod(state.params.shape[-2:] if state.config.num_classes else state.params.shape[-1:]))
 
 
 class Plan(NamedTuple):
@@ -315,7 +359,7 @@ def plan(
         lambda s: certified._remove_sequence_impl(s, reqs, X, yl, cg_tol)
     )(schedule.shadows)
     event = _event(first, target)
-    dim = int(np.prod(first.params.shape))
+    dim = _dim(first)
     sigma = schedule.shadows.sigma[:, None]
     eps = removal_certificate.pointwise_epsilon(
         sigma=sigma,

@@ -1,0 +1,23 @@
+"""Unlearning methods, one module each, all behind one interface (:mod:`.base`).
+
+========================  ==========================================  ==================
+factory                   method                                       currency
+========================  ==========================================  ==================
+``certified_removal``     Guo et al. 2020: loss perturbation + Newton  ``certified_removal``
+========================  ==========================================  ==================
+
+Add a method: write a module with a factory returning
+:class:`~dpunlearn.methods.base.Method`, name its currency (an entry of
+:data:`dpunlearn.accounting.currencies.REGISTRY`), register the factory in
+:data:`FACTORIES` below, and run ``tests/test_methods_interface.py``, which
+drives every registered method through the same contract.
+"""
+
+from dpunlearn.methods.base import Data, Method
+from dpunlearn.methods.certified_removal import certified_removal
+
+FACTORIES = {
+    "certified_removal": certified_removal,
+}
+
+__all__ = ["FACTORIES", "Data", "Method", "certified_removal"]

@@ -1,0 +1,158 @@
+"""Gradient transformations for noisy training and unlearning, as optax transforms.
+
+Every noisy method in :mod:`dpunlearn.methods` takes its steps through these,
+so a user can chain them with any optax optimiser:
+
+* :func:`clip_per_example` — clips each example's gradient (a leading batch
+  axis, from ``jax.vmap(jax.grad(loss))``) to ℓ2 norm ``C`` over the whole
+  pytree, then averages: the sensitivity control of DP-SGD (Abadi et al.,
+  CCS 2016, Algorithm 1) and of noisy-GD unlearning (Chien et al., 2024).
+* :func:`gaussian_noise` — adds ``N(0, std²)`` to every coordinate, one fresh
+  key per leaf per step, the key kept in the state and split on every update
+  (optax's convention). ``std`` is constant (``optax.add_noise`` anneals it).
+* :func:`project_l2_ball` — makes the *parameters* land in the ℓ2 ball of
+  radius ``R`` after the update: ``u ← Π(θ + u) − θ``, the Euclidean projection
+  (not a rescaling onto the sphere: points inside are left alone). Projected
+  noisy gradient descent needs it for its contraction argument (Chien, Wang,
+  Chen, Li, "Langevin Unlearning", NeurIPS 2024, eq. 2).
+* :func:`noisy_clipped_step` — the chain the noisy methods use:
+  clip, average, scale by ``−η``, add ``N(0, 2ησ²)`` (the Langevin step),
+  project.
+
+Noise is sampled in the dtype of each leaf. JAX's threefry is not a
+cryptographic generator: see the README's security note.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from dpunlearn.types import PRNGKey
+
+__all__ = [
+    "GaussianNoiseState",
+    "clip_per_example",
+    "gaussian_noise",
+    "noisy_clipped_step",
+    "project_l2_ball",
+    "tree_norm",
+]
+
+
+def tree_norm(tree) -> jax.Array:
+    """ℓ2 norm of a pytree (all leaves together)."""
+    return optax.tree.norm(tree)
+
+
+def clip_per_example(clip_norm: float) -> optax.GradientTransformation:
+    """Clips every example's gradient to ``clip_norm``, then averages over examples.
+
+    Expects updates with a leading example axis on every leaf (as returned
+    by ``jax.vmap(jax.grad(loss), in_axes=(None, 0, 0))``); returns the mean
+    of the clipped gradients, shaped like the parameters. Each clipped
+    gradient has norm ``<= clip_norm`` (optax's
+    ``per_example_global_norm_clip``), so replacing one example moves the
+    mean by at most ``2·clip_norm/B``. Must be first in a chain.
+    """
+    if not clip_norm > 0:
+        raise ValueError(f"Expected clip_norm={clip_norm} > 0.")
+
+    def init(params):
+        del params
+        return optax.EmptyState()
+
+    def update(updates, state, params=None):
+        del params
+        leaves, treedef = jax.tree.flatten(updates)
+        batch = leaves[0].shape[0]
+        clipped, _ = optax.transforms.per_example_global_norm_clip(leaves, clip_norm)
+        return jax.tree.unflatten(treedef, [c / batch for c in clipped]), state
+
+    return optax.GradientTransformation(init, update)
+
+
+class GaussianNoiseState(NamedTuple):
+    """The key of :func:`gaussian_noise`, split on every update."""
+
+    key: PRNGKey
+
+
+def gaussian_noise(std, *, key: PRNGKey) -> optax.GradientTransformation:
+    """Adds ``N(0, std² I)`` to the updates, a fresh key per leaf and step.
+
+    Args:
+      std: Noise standard deviation (a number or a traced scalar), ``>= 0``.
+      key: A ``jax.random`` key; the state keeps and splits it.
+    """
+
+    def init(params):
+        del params
+        return GaussianNoiseState(key=key)
+
+    def update(updates, state, params=None):
+        del params
+        leaves, treedef = jax.tree.flatten(updates)
+        new_key, *keys = jax.random.split(state.key, len(leaves) + 1)
+        noisy = [
+            u + jnp.asarray(std, u.dtype) * jax.random.normal(k, u.shape, u.dtype)
+            for u, k in zip(leaves, keys)
+        ]
+        return jax.tree.unflatten(treedef, noisy), GaussianNoiseState(key=new_key)
+
+    return optax.GradientTransformation(init, update)
+
+
+def project_l2_ball(radius) -> optax.GradientTransformation:
+    """Updates ``u`` such that ``θ + u = Π_{‖·‖ <= R}(θ + u_in)``: the Euclidean
+    projection onto the ball (inside points unchanged). Needs ``params``."""
+
+    def init(params):
+        del params
+        return optax.EmptyState()
+
+    def update(updates, state, params=None):
+        if params is None:
+            raise ValueError("project_l2_ball needs params: call update(u, s, params).")
+        target = optax.apply_updates(params, updates)
+        projected = optax.projections.projection_l2_ball(target, radius)
+        return jax.tree.map(lambda p, q: q - p, params, projected), state
+
+    return optax.GradientTransformation(init, update)
+
+
+def noisy_clipped_step(
+    *, learning_rate, noise_std, clip_norm: float | None, radius, key: PRNGKey
+) -> optax.GradientTransformation:
+    """One projected noisy (clipped) gradient step, from per-example gradients.
+
+    ``θ ← Π_R(θ − η·mean_i clip_C(∇ℓ_i(θ)) + N(0, 2ησ² I))``: the update of
+    projected noisy gradient descent / Langevin dynamics (Chien, Wang, Chen,
+    Li 2024, eq. 2; with mini-batches, Chien et al. 2024 "Certified Machine
+    Unlearning via Noisy Stochastic Gradient Descent", eq. 3). ``noise_std``
+    is ``σ``; the noise added is ``√(2η)·σ`` per coordinate. With
+    ``clip_norm=None`` the gradients are averaged without clipping (a loss
+    with a known Lipschitz constant needs none).
+    """
+    first = clip_per_example(clip_norm) if clip_norm is not None else _mean_over_examples()
+    return optax.chain(
+        first,
+        optax.scale(-learning_rate),
+        gaussian_noise(jnp.sqrt(2.0 * learning_rate) * noise_std, key=key),
+        project_l2_ball(radius),
+    )
+
+
+def _mean_over_examples() -> optax.GradientTransformation:
+    def init(params):
+        del params
+        return optax.EmptyState()
+
+    def update(updates, state, params=None):
+        del params
+        return jax.tree.map(lambda u: jnp.mean(u, axis=0), updates), state
+
+    return optax.GradientTransformation(init, update)
