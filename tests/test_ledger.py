@@ -779,3 +779,79 @@ def test_numpy_values_are_stored_as_plain_json(tmp_path):
     s = led.request(dp=None, residual_bound=np.float32(0.25), removed=np.int64(1))
     assert s.state.residual == pytest.approx(0.25)
     assert L.replay_file(led.path)[0] == s
+
+
+# ---------------------------------------------------------------------------
+# errors module and portable locking (issue #6 item 7)
+# ---------------------------------------------------------------------------
+
+_NO_FCNTL = textwrap.dedent("""
+    import errno, json, sys
+    sys.modules["fcntl"] = None  # as on Windows: `import fcntl` fails
+    import dpunlearn, dpunlearn.cli, dpunlearn.errors
+    from dpunlearn.accounting import ledger as L
+    out = {"same_error": L.BudgetExceededError is dpunlearn.errors.BudgetExceededError}
+    s, torn = L.replay_file(sys.argv[1])
+    out["entries"] = s.num_entries
+    try:
+        L.Ledger.open(sys.argv[1]).request(dp=None, residual_bound=0.1)
+    except OSError as e:
+        out["append_errno"] = errno.errorcode[e.errno]
+    print(json.dumps(out))
+""")
+
+
+def test_import_and_replay_work_without_fcntl_and_appends_refuse(tmp_path):
+    led = make(tmp_path)
+    led.train(dp=[G(30.0)])
+    before = open(led.path, "rb").read()
+    p = subprocess.run(
+        [sys.executable, "-c", _NO_FCNTL, str(led.path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out == {"same_error": True, "entries": 1, "append_errno": "ENOLCK"}
+    assert open(led.path, "rb").read() == before  # no unlocked append happened
+
+
+def test_error_types_keep_their_ledger_import_path():
+    from dpunlearn import errors
+
+    names = (
+        "LedgerError",
+        "LedgerCorruptError",
+        "TornTailError",
+        "LedgerTamperedError",
+        "BudgetExceededError",
+    )
+    for name in names:
+        assert getattr(L, name) is getattr(errors, name)
+        assert issubclass(getattr(errors, name), ValueError)
+    assert issubclass(errors.LedgerTamperedError, errors.LedgerCorruptError)
+    assert issubclass(errors.BudgetExceededError, errors.LedgerError)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX flock")
+def test_append_waits_for_the_exclusive_lock(tmp_path):
+    import fcntl
+    import threading
+
+    led = make(tmp_path)
+    led.train(dp=[G(30.0)])
+    before = open(led.path, "rb").read()
+    done = []
+    with open(led.path, "rb") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)  # another process's append, say
+        t = threading.Thread(
+            target=lambda: done.append(led.request(dp=None, residual_bound=0.1))
+        )
+        t.start()
+        t.join(0.5)
+        assert t.is_alive() and not done  # blocked on the lock ...
+        assert open(led.path, "rb").read() == before  # ... before writing
+    t.join(10)  # closing `holder` released the lock
+    assert done and done[0].num_entries == 2
+    assert L.replay_file(led.path)[0] == done[0]

@@ -64,7 +64,10 @@ after the last ``\\n``). Readers recover every complete line before it and
 report the torn tail with its byte offset (:class:`TornTail`); opening such a
 ledger for appending raises :class:`TornTailError` until
 :func:`repair_torn_tail` has moved the torn bytes to a side file. Appends hold
-an exclusive ``flock`` and re-read the file if another writer appended.
+an exclusive ``flock`` and re-read the file if another writer appended; where
+the platform has no ``flock`` (no ``fcntl`` module) the ledger still imports
+and replays, but appending raises ``OSError(ENOLCK)`` rather than risk two
+writers double-spending a budget.
 
 A request that would exceed a configured budget raises
 :class:`BudgetExceededError` (a ``ValueError``) that says what is left and
@@ -75,7 +78,6 @@ the write).
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import json
 import math
 import os
@@ -89,7 +91,14 @@ from dpunlearn import _validate
 from dpunlearn.accounting import currencies as cur
 from dpunlearn.accounting import events as ev
 from dpunlearn.accounting import mechanisms as mech
-from dpunlearn.accounting import rdp
+from dpunlearn.accounting import _locking, rdp
+from dpunlearn.errors import (  # re-exported: their historical import path
+    BudgetExceededError,
+    LedgerCorruptError,
+    LedgerError,
+    LedgerTamperedError,
+    TornTailError,
+)
 
 __all__ = [
     "FORMAT",
@@ -98,6 +107,7 @@ __all__ = [
     "LedgerError",
     "LedgerCorruptError",
     "TornTailError",
+    "LedgerTamperedError",
     "BudgetExceededError",
     "TornTail",
     "LedgerRead",
@@ -146,59 +156,8 @@ _MECHANISM_KEYS = {
 
 
 # ---------------------------------------------------------------------------
-# errors and small records
+# small records (the error types live in dpunlearn.errors)
 # ---------------------------------------------------------------------------
-
-
-class LedgerError(ValueError):
-    """Base class of ledger errors (a ``ValueError``)."""
-
-
-class LedgerCorruptError(LedgerError):
-    """A complete line of the ledger is not a valid entry (not a crash artefact)."""
-
-
-class TornTailError(LedgerCorruptError):
-    """The file ends in an incomplete line (a write was interrupted).
-
-    Attributes:
-      offset: Byte offset at which the torn line starts.
-      length: Number of torn bytes.
-      num_complete: Number of complete lines before it (config included).
-    """
-
-    def __init__(self, message: str, *, offset: int, length: int, num_complete: int):
-        super().__init__(message)
-        self.offset = offset
-        self.length = length
-        self.num_complete = num_complete
-
-
-class BudgetExceededError(LedgerError):
-    """A release was refused because it would exceed a configured budget.
-
-    Attributes:
-      ledger: ``"U"`` (unlearning certificate) or ``"D"`` (DP of all releases).
-      remaining: Budget left before the refused release, in ``unit``.
-      restored_by_retrain: Budget a full retrain would restore (``None`` for
-        the D ledger, which a retrain never restores).
-      unit: Unit of ``remaining``.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        ledger: str,
-        remaining: float,
-        restored_by_retrain: float | None,
-        unit: str,
-    ):
-        super().__init__(message)
-        self.ledger = ledger
-        self.remaining = remaining
-        self.restored_by_retrain = restored_by_retrain
-        self.unit = unit
 
 
 class TornTail(NamedTuple):
@@ -1150,7 +1109,7 @@ def repair_torn_tail(path: str | os.PathLike) -> TornTail | None:
     path = os.fspath(path)
     fd = os.open(path, os.O_RDWR)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        _locking.exclusive(fd)
         data = _read_fd(fd)
         got = _parse_bytes(data, path)
         if got.torn_tail is None:
@@ -1331,7 +1290,7 @@ class Ledger:
         entry.setdefault("time", round(time.time(), 6))
         fd = os.open(self._path, os.O_WRONLY | os.O_APPEND)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            _locking.exclusive(fd)
             size = os.fstat(fd).st_size
             if size != self._size:  # another writer appended (or the file changed)
                 fresh = Ledger.open(self._path)
