@@ -464,3 +464,65 @@ def test_ledger_torn_and_corrupt_files(tmp_path, capsys):
     assert code == 1 and err.startswith("dpunlearn: error:") and err.count("\n") == 1
     code, _, err = run(capsys, "budget", "ledger", str(tmp_path))
     assert code == 1 and "directory" in err
+
+
+def _one_line_error(code, out, err, expected_code=1):
+    assert code == expected_code and out == ""
+    assert err.startswith("dpunlearn: error:") and err.count("\n") == 1
+    assert "Traceback" not in err
+
+
+def _hand_written(tmp_path, *lines, name="hand.jsonl", **budget):
+    cfg = L.make_config(
+        currency="certified_removal",
+        params=dict(sigma=10.0),
+        target_epsilon=1.0,
+        target_delta=1e-4,
+        **budget,
+    )
+    train = {"kind": "train", "seq": 1, "dp": None}
+    path = tmp_path / name
+    path.write_bytes(
+        L.encode_entry(cfg) + L.encode_entry(train) + b"".join(x + b"\n" for x in lines)
+    )
+    return path
+
+
+def test_ledger_hostile_lines_exit_1(tmp_path, capsys):
+    req = b'{"kind":"request","seq":2,"dp":null,"residual_bound":0.1,"removed":'
+    for name, line, says in (
+        ("digits", req + b"1" * 5000 + b"}", "5000 digits"),
+        ("deep", req + b'1,"note":' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nests"),
+    ):
+        path = _hand_written(tmp_path, line, name=f"{name}.jsonl")
+        code, out, err = run(capsys, "budget", "ledger", str(path))
+        _one_line_error(code, out, err)
+        assert says in err and "line 3" in err
+
+
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        (b'"dp_epsilon":8.0', b'"dp_epsilon":-1'),
+        (b'"dp_epsilon":8.0', b'"dp_epsilon":NaN'),
+    ],
+)
+def test_ledger_invalid_configuration_exits_1(tmp_path, capsys, old, new):
+    path = _hand_written(tmp_path, dp_epsilon=8.0)
+    path.write_bytes(path.read_bytes().replace(old, new))
+    code, out, err = run(capsys, "budget", "ledger", str(path))
+    _one_line_error(code, out, err)
+    assert "dp_epsilon" in err or "NaN" in err
+
+
+def test_ledger_non_regular_files_exit_1_without_hanging(tmp_path, capsys):
+    if os.path.exists("/dev/zero"):
+        code, out, err = run(capsys, "budget", "ledger", "/dev/zero")
+        _one_line_error(code, out, err)
+        assert "not a regular file (a character device)" in err
+    if hasattr(os, "mkfifo"):
+        fifo = tmp_path / "ledger.fifo"
+        os.mkfifo(fifo)
+        p = sub("budget", "ledger", str(fifo))  # timeout=60: a hang fails
+        _one_line_error(p.returncode, p.stdout, p.stderr)
+        assert "not a regular file (a FIFO)" in p.stderr

@@ -855,3 +855,168 @@ def test_append_waits_for_the_exclusive_lock(tmp_path):
     t.join(10)  # closing `holder` released the lock
     assert done and done[0].num_entries == 2
     assert L.replay_file(led.path)[0] == done[0]
+
+
+# ---------------------------------------------------------------------------
+# hostile files: bounds, non-regular files, configuration (issue #7 item 6)
+# ---------------------------------------------------------------------------
+
+
+def _legacy_file(tmp_path, *lines, name="legacy.jsonl", **config):
+    """A ledger written line by line (no integrity fields, as before the hash
+    chain): a CR config, a train entry, then ``lines`` (dicts or raw bytes)."""
+    cfg = L.make_config(
+        currency="certified_removal", **dict(CONFIGS["certified_removal"], **config)
+    )
+    data = [
+        L.encode_entry(cfg),
+        L.encode_entry({"kind": "train", "seq": 1, "dp": None}),
+    ]
+    for line in lines:
+        data.append(line + b"\n" if isinstance(line, bytes) else L.encode_entry(line))
+    path = tmp_path / name
+    path.write_bytes(b"".join(data))
+    return path
+
+
+_REQ = b'{"kind":"request","seq":2,"dp":null,"residual_bound":0.1,'
+
+
+def test_deep_nesting_is_a_corrupt_line_not_a_recursion_error(tmp_path):
+    deep = _REQ + b'"note":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    path = _legacy_file(tmp_path, deep)
+    with pytest.raises(L.LedgerCorruptError, match=r"line 3 .*nests JSON 100001 deep"):
+        L.replay_file(path)
+    # The bound itself: MAX_DEPTH levels replay, one more does not.
+    d = L.MAX_DEPTH - 1  # the entry object is the first level
+    ok = _REQ + b'"note":' + b"[" * d + b"]" * d + b"}"
+    assert (
+        L.replay_file(_legacy_file(tmp_path, ok, name="ok.jsonl"))[0].num_entries == 2
+    )
+    over = _REQ + b'"note":' + b"[" * (d + 1) + b"]" * (d + 1) + b"}"
+    with pytest.raises(L.LedgerCorruptError, match="nests JSON"):
+        L.replay_file(_legacy_file(tmp_path, over, name="over.jsonl"))
+    # Brackets inside strings (with escaped quotes and backslashes) are text.
+    led = make(tmp_path)
+    led.train(dp=None)
+    note = 'q"\\' + "[" * 1000 + '"\\"' + "{" * 50
+    s = led.request(dp=None, residual_bound=0.1, note=note)
+    assert L.replay_file(led.path)[0] == s
+    assert L.read_ledger(led.path).entries[-1]["note"] == note
+
+
+@pytest.mark.parametrize(
+    "value, match",
+    [
+        (b"1" * 5000, "5000 digits"),
+        (b"-" + b"9" * 21, "21 digits"),
+        (b"1e999", "overflows float64"),
+        (b"NaN", "NaN is not JSON"),
+        (b"-Infinity", "Infinity is not JSON"),
+    ],
+)
+def test_huge_and_non_finite_numbers_are_corrupt_lines(tmp_path, value, match):
+    path = _legacy_file(tmp_path, _REQ + b'"removed":' + value + b"}")
+    with pytest.raises(L.LedgerCorruptError, match=f"line 3 .*{match}"):
+        L.replay_file(path)
+
+
+def test_line_length_is_bounded_on_read_and_write(tmp_path, monkeypatch):
+    monkeypatch.setattr(L, "MAX_LINE_BYTES", 2000)
+    led = make(tmp_path)
+    led.train(dp=None)
+    before = open(led.path, "rb").read()
+    with pytest.raises(ValueError, match="MAX_LINE_BYTES"):
+        led.request(dp=None, residual_bound=0.1, note="x" * 3000)
+    assert open(led.path, "rb").read() == before
+    assert led.request(dp=None, residual_bound=0.1, note="x" * 1000).num_entries == 2
+    long = _REQ + b'"note":"' + b"x" * 3000 + b'"}'
+    with pytest.raises(L.LedgerCorruptError, match=r"line 3 .*3\d{3} bytes long"):
+        L.read_ledger(_legacy_file(tmp_path, long))
+    # An unterminated run longer than any line a writer writes is not a torn
+    # append: it is refused as soon as the bound is crossed.
+    path = _legacy_file(tmp_path, name="run.jsonl")
+    with open(path, "ab") as f:
+        f.write(b"x" * 5000)
+    with pytest.raises(L.LedgerCorruptError, match="no newline within 2000 bytes"):
+        L.read_ledger(path)
+
+
+def test_non_regular_files_are_refused_before_reading(tmp_path):
+    with pytest.raises(IsADirectoryError):
+        L.read_ledger(tmp_path)
+    if not os.path.exists("/dev/zero"):
+        return
+    link = tmp_path / "zero.jsonl"
+    link.symlink_to("/dev/zero")
+    for path in ("/dev/zero", link):
+        for call in (L.read_ledger, L.replay_file, L.Ledger.open, L.repair_torn_tail):
+            with pytest.raises(L.LedgerError, match="not a regular file"):
+                call(path)
+
+
+_READ_FIFO = textwrap.dedent("""
+    import sys
+    from dpunlearn.accounting import ledger as L
+    try:
+        L.replay_file(sys.argv[1])
+    except L.LedgerError as e:
+        print(e)
+""")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_fifo_is_refused_without_hanging(tmp_path):
+    fifo = tmp_path / "ledger.fifo"
+    os.mkfifo(fifo)
+    # In a child with a timeout: a reader that opened the FIFO would block.
+    p = subprocess.run(
+        [sys.executable, "-c", _READ_FIFO, str(fifo)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stderr
+    assert "not a regular file (a FIFO)" in p.stdout
+
+
+@pytest.mark.parametrize(
+    "old, new, match",
+    [
+        (b'"dp_epsilon":8.0', b'"dp_epsilon":-1', r"dp_epsilon=-1.0 > 0"),
+        (b'"dp_epsilon":8.0', b'"dp_epsilon":0', r"dp_epsilon=0.0 > 0"),
+        (b'"dp_epsilon":8.0', b'"dp_epsilon":NaN', "NaN is not JSON"),
+        (b'"dp_epsilon":8.0', b'"dp_epsilon":"8"', "dp_epsilon to be a number"),
+        (b'"dp_delta":1e-05', b'"dp_delta":1.5', r"dp_delta=1.5 in the open"),
+        (b'"epsilon":1.0}', b'"epsilon":-1.0}', r"target_epsilon=-1.0 > 0"),
+        (b'"delta":0.0001,', b'"delta":0,', r"target_delta=0.0 in the open"),
+        (b'"sigma":10.0', b'"sigma":-10.0', r"sigma=-10.0 > 0"),
+        (b'"target":{', b'"target":[],"x":{', "target"),
+    ],
+)
+def test_invalid_configuration_is_refused_on_replay(tmp_path, old, new, match):
+    path = _legacy_file(tmp_path, dp_epsilon=8.0, dp_delta=1e-5)
+    data = path.read_bytes()
+    assert data.count(old) == 1
+    path.write_bytes(data.replace(old, new))
+    with pytest.raises(L.LedgerCorruptError, match=match):
+        L.replay_file(path)
+    with pytest.raises(L.LedgerCorruptError, match=match):
+        L.Ledger.open(path)
+
+
+def test_parse_config_validates_values_given_in_memory():
+    cfg = L.make_config(
+        currency="sekhari",
+        params=dict(capacity=3),
+        target_epsilon=1.0,
+        target_delta=1e-5,
+        dp_epsilon=2.0,
+    )
+    for bad in (float("nan"), -1.0, float("inf"), True):
+        raw = dict(cfg, budget=dict(cfg["budget"], dp_epsilon=bad))
+        with pytest.raises(L.LedgerCorruptError, match="dp_epsilon"):
+            L.parse_config(raw)
+        with pytest.raises(L.LedgerCorruptError, match="dp_epsilon"):
+            L.replay([raw])
+    assert L.parse_config(cfg).dp_epsilon == 2.0

@@ -78,9 +78,12 @@ the write).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
 import os
+import re
+import stat
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -124,6 +127,9 @@ __all__ = [
     "read_ledger",
     "replay_file",
     "repair_torn_tail",
+    "MAX_LINE_BYTES",
+    "MAX_DEPTH",
+    "MAX_INT_DIGITS",
     "encode_entry",
     "summary_to_dict",
     "gaussian_release",
@@ -380,8 +386,23 @@ def make_config(
     return raw
 
 
+def _config_number(value: Any, name: str) -> float:
+    """A number of the configuration line as a float (bools and strings refused)."""
+    if isinstance(value, bool) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
+        raise ValueError(f"Expected {name} to be a number, got {value!r}.")
+    return float(value)
+
+
 def parse_config(raw: Mapping[str, Any]) -> LedgerSetup:
-    """Validates a configuration line and builds the currency config."""
+    """Validates a configuration line and builds the currency config.
+
+    Every value is checked as :func:`make_config` checks it (target ε > 0
+    finite, δ's in (0, 1), DP budget > 0 finite or absent, the currency's
+    constants), so a hand-edited file with, say, ``dp_epsilon`` −1 or NaN is
+    refused with :class:`LedgerCorruptError` instead of replaying.
+    """
     if not isinstance(raw, Mapping) or raw.get("kind") != "config":
         raise LedgerCorruptError(
             "Expected the first line to be the ledger configuration (kind='config')."
@@ -394,22 +415,22 @@ def parse_config(raw: Mapping[str, Any]) -> LedgerSetup:
     try:
         target = raw["target"]
         budget = raw.get("budget") or {}
-        eps, delta = float(target["epsilon"]), float(target["delta"])
+        if not isinstance(target, Mapping) or not isinstance(budget, Mapping):
+            raise ValueError("Expected 'target' and 'budget' to be JSON objects.")
+        eps = _config_number(target["epsilon"], "target.epsilon")
+        delta = _config_number(target["delta"], "target.delta")
+        _validate.positive(target_epsilon=eps)
+        _validate.open_interval(0.0, 1.0, target_delta=delta)
         config = _currency_config(raw["currency"], raw.get("params") or {}, eps, delta)
         dp_eps = budget.get("dp_epsilon")
-        dp_delta = float(budget.get("dp_delta", delta))
-        cur._check_delta(dp_delta)
-    except (KeyError, TypeError, ValueError) as e:
+        if dp_eps is not None:
+            dp_eps = _config_number(dp_eps, "budget.dp_epsilon")
+            _validate.positive(dp_epsilon=dp_eps)
+        dp_delta = _config_number(budget.get("dp_delta", delta), "budget.dp_delta")
+        _validate.open_interval(0.0, 1.0, dp_delta=dp_delta)
+    except (KeyError, TypeError, ValueError, ArithmeticError) as e:
         raise LedgerCorruptError(f"Invalid ledger configuration: {e}") from None
-    return LedgerSetup(
-        raw["currency"],
-        config,
-        eps,
-        delta,
-        None if dp_eps is None else float(dp_eps),
-        dp_delta,
-        dict(raw),
-    )
+    return LedgerSetup(raw["currency"], config, eps, delta, dp_eps, dp_delta, dict(raw))
 
 
 # ---------------------------------------------------------------------------
@@ -1018,33 +1039,179 @@ def encode_entry(entry: Mapping[str, Any]) -> bytes:
     return text.encode("ascii") + b"\n"
 
 
-def _parse_bytes(data: bytes, path: str = "<bytes>") -> LedgerRead:
-    last_nl = data.rfind(b"\n")
-    complete_end = last_nl + 1
-    tail = data[complete_end:]
-    torn = None
-    if tail:
-        torn = TornTail(complete_end, len(tail), tail[:60].decode("utf-8", "replace"))
-    entries = []
-    offset = 0
-    for lineno, line in enumerate(data[:complete_end].split(b"\n")[:-1], start=1):
-        try:
-            obj = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+#: Longest line (bytes, newline excluded) a reader accepts and a writer writes.
+#: Entries are a few hundred bytes; the bound keeps a damaged or hostile file
+#: (a multi-gigabyte "line") from exhausting memory.
+MAX_LINE_BYTES = 4 * 1024 * 1024
+#: Deepest JSON nesting accepted. Entries need 3 (``config.params.head``);
+#: the bound keeps ``json`` from recursing on a hostile line.
+MAX_DEPTH = 32
+#: Longest integer literal accepted (an int64 has at most 19 digits).
+MAX_INT_DIGITS = 20
+_READ_CHUNK = 1 << 20
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # a JSON string literal
+
+
+def _json_depth(line: bytes) -> int:
+    """Deepest ``[``/``{`` nesting of a JSON text, brackets in strings ignored.
+
+    Exact for valid JSON; for invalid JSON it may differ only after the first
+    syntax error, where ``json`` stops anyway. Vectorised: linear in the line.
+    """
+    bare = np.frombuffer(_STRING.sub(b"", line), dtype=np.uint8)
+    opens = (bare == ord("[")) | (bare == ord("{"))
+    closes = (bare == ord("]")) | (bare == ord("}"))
+    steps = opens.astype(np.int64) - closes.astype(np.int64)
+    return int(np.cumsum(steps).max(initial=0))
+
+
+def _parse_int(text: str) -> int:
+    digits = len(text) - text.startswith("-")
+    if digits > MAX_INT_DIGITS:
+        raise ValueError(
+            f"integer literal with {digits} digits (at most {MAX_INT_DIGITS} accepted)"
+        )
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]!r} overflows float64")
+    return value
+
+
+def _refuse_constant(text: str):
+    raise ValueError(f"{text} is not JSON (non-finite numbers are refused)")
+
+
+def _loads(line: bytes, where: str) -> dict:
+    """Parses one complete line, bounded: length, nesting, integer size."""
+    if len(line) > MAX_LINE_BYTES:
+        raise LedgerCorruptError(
+            f"{where} is {len(line)} bytes long (at most {MAX_LINE_BYTES})."
+        )
+    # Counting brackets is cheap; the exact scan runs only when it could matter.
+    if line.count(b"[") + line.count(b"{") > MAX_DEPTH:
+        depth = _json_depth(line)
+        if depth > MAX_DEPTH:
             raise LedgerCorruptError(
-                f"{path}: line {lineno} (byte offset {offset}) is not valid JSON: {e}."
-            ) from None
-        if not isinstance(obj, dict):
-            raise LedgerCorruptError(
-                f"{path}: line {lineno} (byte offset {offset}) is not a JSON object."
+                f"{where} nests JSON {depth} deep (at most {MAX_DEPTH})."
             )
-        entries.append(obj)
-        offset += len(line) + 1
-    return LedgerRead(tuple(entries), torn, complete_end)
+    try:
+        obj = json.loads(
+            line.decode("utf-8"),
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+            parse_constant=_refuse_constant,
+        )
+    except UnicodeDecodeError as e:
+        raise LedgerCorruptError(f"{where} is not valid UTF-8: {e}.") from None
+    except json.JSONDecodeError as e:
+        raise LedgerCorruptError(f"{where} is not valid JSON: {e}.") from None
+    except ValueError as e:  # from the hooks above
+        raise LedgerCorruptError(f"{where}: {e}.") from None
+    except RecursionError:  # not reachable after the depth check; never a traceback
+        raise LedgerCorruptError(f"{where} nests JSON too deep.") from None
+    if not isinstance(obj, dict):
+        raise LedgerCorruptError(f"{where} is not a JSON object.")
+    return obj
+
+
+class _Scanner:
+    """Incremental reader: feed bytes, get complete lines parsed and checked.
+
+    Memory stays bounded by :data:`MAX_LINE_BYTES` plus one chunk beyond the
+    parsed entries: an over-long line is refused as soon as it is seen.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self.buf = bytearray()
+        self.offset = 0  # file offset of buf[0] = bytes of complete lines
+        self.entries: list[dict] = []
+
+    def where(self) -> str:
+        return f"{self.path}: line {len(self.entries) + 1} (byte offset {self.offset})"
+
+    def feed(self, data: bytes) -> None:
+        self.buf += data
+        start = 0
+        while (nl := self.buf.find(b"\n", start)) >= 0:
+            self._line(bytes(self.buf[start:nl]))
+            start = nl + 1
+        del self.buf[:start]
+        if len(self.buf) > MAX_LINE_BYTES:
+            raise LedgerCorruptError(
+                f"{self.where()} has no newline within {MAX_LINE_BYTES} bytes."
+            )
+
+    def _line(self, line: bytes) -> None:
+        self.entries.append(_loads(line, self.where()))
+        self.offset += len(line) + 1
+
+    def finish(self) -> LedgerRead:
+        torn = None
+        if self.buf:
+            preview = bytes(self.buf[:60]).decode("utf-8", "replace")
+            torn = TornTail(self.offset, len(self.buf), preview)
+        return LedgerRead(tuple(self.entries), torn, self.offset)
+
+
+def _scan_fd(fd: int, path: str) -> LedgerRead:
+    """Reads and parses a whole open file from its start."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    scanner = _Scanner(path)
+    while chunk := os.read(fd, _READ_CHUNK):
+        scanner.feed(chunk)
+    return scanner.finish()
+
+
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _check_regular(mode: int, path: str) -> None:
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a file")
+    raise LedgerError(
+        f"{path}: not a regular file ({kind}); a ledger is a regular file."
+    )
+
+
+def _open_regular(path: str, flags: int) -> int:
+    """Opens ``path`` only if it is a regular file.
+
+    A FIFO would block ``open`` or ``read`` forever and ``/dev/zero`` would
+    never end, so the type is checked before opening (``stat``) and again on
+    the descriptor (``fstat``: the path may have been replaced in between);
+    ``O_NONBLOCK`` keeps the ``open`` of a FIFO from waiting for a writer.
+    """
+    _check_regular(os.stat(path).st_mode, path)
+    fd = os.open(
+        path, flags | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    )
+    try:
+        _check_regular(os.fstat(fd).st_mode, path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def read_ledger(path: str | os.PathLike) -> LedgerRead:
     """Reads every complete line of a ledger file and reports a torn tail.
+
+    Only a regular file is read; each line must be at most
+    :data:`MAX_LINE_BYTES` long, nest at most :data:`MAX_DEPTH` deep and hold
+    integers of at most :data:`MAX_INT_DIGITS` digits and no NaN/inf.
 
     Returns:
       :class:`LedgerRead` with the parsed entries (config first), the torn
@@ -1052,12 +1219,18 @@ def read_ledger(path: str | os.PathLike) -> LedgerRead:
 
     Raises:
       FileNotFoundError: If the file does not exist.
-      LedgerCorruptError: If a *complete* line is not a JSON object (that is
-        not a crash artefact: the file was edited or damaged).
+      IsADirectoryError: If ``path`` is a directory.
+      LedgerError: If ``path`` is another non-regular file (FIFO, device).
+      LedgerCorruptError: If a *complete* line is not a JSON object within
+        the bounds (that is not a crash artefact: the file was edited or
+        damaged).
     """
-    with open(path, "rb") as f:
-        data = f.read()
-    return _parse_bytes(data, os.fspath(path))
+    path = os.fspath(path)
+    fd = _open_regular(path, os.O_RDONLY)
+    try:
+        return _scan_fd(fd, path)
+    finally:
+        os.close(fd)
 
 
 def replay_file(
@@ -1081,7 +1254,9 @@ def _replay_read(path, got: LedgerRead) -> LedgerSummary:
         return replay(got.entries)
     except LedgerCorruptError:
         raise
-    except ValueError as e:
+    except (ValueError, TypeError, ArithmeticError) as e:
+        # Whatever a damaged entry trips over is the file's fault (exit 1 in
+        # the CLI), not a bad argument.
         raise LedgerCorruptError(f"{os.fspath(path)}: {e}") from None
 
 
@@ -1107,17 +1282,18 @@ def repair_torn_tail(path: str | os.PathLike) -> TornTail | None:
     Returns the tail that was removed, or None if the file was intact.
     """
     path = os.fspath(path)
-    fd = os.open(path, os.O_RDWR)
+    fd = _open_regular(path, os.O_RDWR)
     try:
         _locking.exclusive(fd)
-        data = _read_fd(fd)
-        got = _parse_bytes(data, path)
+        got = _scan_fd(fd, path)
         if got.torn_tail is None:
             return None
+        os.lseek(fd, got.size, os.SEEK_SET)
+        torn = os.read(fd, got.torn_tail.length)  # <= MAX_LINE_BYTES
         side = f"{path}.torn-{got.torn_tail.offset}"
         sfd = os.open(side, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            _write_all(sfd, data[got.size :])
+            _write_all(sfd, torn)
             os.fsync(sfd)
         finally:
             os.close(sfd)
@@ -1128,15 +1304,15 @@ def repair_torn_tail(path: str | os.PathLike) -> TornTail | None:
         os.close(fd)
 
 
-def _read_fd(fd: int) -> bytes:
-    os.lseek(fd, 0, os.SEEK_SET)
-    chunks = []
-    while True:
-        b = os.read(fd, 1 << 20)
-        if not b:
-            break
-        chunks.append(b)
-    return b"".join(chunks)
+def _bounded_line(entry: Mapping[str, Any]) -> bytes:
+    """:func:`encode_entry`, refusing a line no reader would accept."""
+    line = encode_entry(entry)
+    if len(line) - 1 > MAX_LINE_BYTES:
+        raise ValueError(
+            f"Expected the encoded entry to be at most {MAX_LINE_BYTES} bytes "
+            f"(MAX_LINE_BYTES), got {len(line) - 1}; shorten its note."
+        )
+    return line
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -1250,7 +1426,7 @@ class Ledger:
         path = os.fspath(path)
         raw = make_config(**config_kwargs)
         setup = parse_config(raw)
-        line = encode_entry(raw)
+        line = _bounded_line(raw)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         try:
             _write_all(fd, line)
@@ -1288,7 +1464,7 @@ class Ledger:
         entry = _plain(dict(event))
         entry.pop("seq", None)
         entry.setdefault("time", round(time.time(), 6))
-        fd = os.open(self._path, os.O_WRONLY | os.O_APPEND)
+        fd = _open_regular(self._path, os.O_WRONLY | os.O_APPEND)
         try:
             _locking.exclusive(fd)
             size = os.fstat(fd).st_size
@@ -1301,7 +1477,7 @@ class Ledger:
                 )
             entry["seq"] = self._summary.num_entries + 1
             new = check_entry(self._setup, self._summary, entry)
-            line = encode_entry(entry)
+            line = _bounded_line(entry)
             _write_all(fd, line)
             os.fsync(fd)
         finally:
