@@ -905,6 +905,17 @@ def test_deep_nesting_is_a_corrupt_line_not_a_recursion_error(tmp_path):
     assert L.read_ledger(led.path).entries[-1]["note"] == note
 
 
+def test_nesting_scan_is_linear_on_hostile_lines(tmp_path):
+    # Many brackets (so the exact scan runs) then ~1M escaped quotes in an
+    # unterminated string: a backtracking string regex would take hours.
+    hostile = _REQ + b'"note":' + b"[" * 40 + b'"' + b'\\"' * 1_000_000
+    path = _legacy_file(tmp_path, hostile)
+    t0 = time.perf_counter()
+    with pytest.raises(L.LedgerCorruptError, match="line 3 .*nests JSON 41 deep"):
+        L.read_ledger(path)
+    assert time.perf_counter() - t0 < 20
+
+
 @pytest.mark.parametrize(
     "value, match",
     [
