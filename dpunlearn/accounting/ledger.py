@@ -64,10 +64,14 @@ after the last ``\\n``). Readers recover every complete line before it and
 report the torn tail with its byte offset (:class:`TornTail`); opening such a
 ledger for appending raises :class:`TornTailError` until
 :func:`repair_torn_tail` has moved the torn bytes to a side file. Appends hold
-an exclusive ``flock`` and re-read the file if another writer appended; where
-the platform has no ``flock`` (no ``fcntl`` module) the ledger still imports
-and replays, but appending raises ``OSError(ENOLCK)`` rather than risk two
-writers double-spending a budget.
+an exclusive ``flock`` (``flock(2)``, BSD advisory locking) and re-read the
+file if another writer appended. Readers take no lock, except that a reader
+which finds a torn last line checks that lock (shared ``flock``) and re-reads,
+so an append still being written is never reported as torn. Where the
+platform has no ``flock`` (no ``fcntl`` module) the ledger still imports and
+replays (a torn tail is then re-read until it stops growing), but appending
+raises ``OSError(ENOLCK)`` rather than risk two writers double-spending a
+budget.
 
 A request that would exceed a configured budget raises
 :class:`BudgetExceededError` (a ``ValueError``) that says what is left and
@@ -129,6 +133,7 @@ __all__ = [
     "MAX_LINE_BYTES",
     "MAX_DEPTH",
     "MAX_INT_DIGITS",
+    "LOCK_TIMEOUT",
     "encode_entry",
     "summary_to_dict",
     "gaussian_release",
@@ -1047,7 +1052,15 @@ MAX_LINE_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 32
 #: Longest integer literal accepted (an int64 has at most 19 digits).
 MAX_INT_DIGITS = 20
+#: Seconds a reader waits for a writer holding the lock with a line
+#: half-written (then TimeoutError).
+LOCK_TIMEOUT = 10.0
 _READ_CHUNK = 1 << 20
+# Where no lock can be taken: a torn tail that grows within _SETTLE_S is an
+# append in progress (one write call), so the file is read again, for at most
+# _SETTLE_MAX_S in all.
+_SETTLE_S = 0.05
+_SETTLE_MAX_S = 2.0
 
 
 def _json_depth(line: bytes) -> int:
@@ -1165,12 +1178,14 @@ class _Scanner:
         return LedgerRead(tuple(self.entries), torn, self.offset)
 
 
-def _scan_fd(fd: int, path: str) -> LedgerRead:
-    """Reads and parses a whole open file from its start."""
+def _scan_fd(fd: int, path: str, end: int | None = None) -> LedgerRead:
+    """Reads and parses an open file from its start (up to byte ``end``)."""
     os.lseek(fd, 0, os.SEEK_SET)
     scanner = _Scanner(path)
-    while chunk := os.read(fd, _READ_CHUNK):
+    left = math.inf if end is None else end
+    while left > 0 and (chunk := os.read(fd, int(min(_READ_CHUNK, left)))):
         scanner.feed(chunk)
+        left -= len(chunk)
     return scanner.finish()
 
 
@@ -1213,12 +1228,27 @@ def _open_regular(path: str, flags: int) -> int:
     return fd
 
 
-def read_ledger(path: str | os.PathLike) -> LedgerRead:
+def read_ledger(
+    path: str | os.PathLike, *, lock_timeout: float = LOCK_TIMEOUT
+) -> LedgerRead:
     """Reads every complete line of a ledger file and reports a torn tail.
+
+    An append in progress is never mistaken for a torn line. Reading takes
+    no lock (so readers never hold up writers); only when the file seems to
+    end in a torn line does the reader check the lock appends hold while
+    writing, and re-read once the append is complete (see
+    :func:`_resolve_torn`). Where no lock can be taken (no ``fcntl``, or a
+    file system without ``flock``), a torn tail is read again until it stops
+    growing.
 
     Only a regular file is read; each line must be at most
     :data:`MAX_LINE_BYTES` long, nest at most :data:`MAX_DEPTH` deep and hold
     integers of at most :data:`MAX_INT_DIGITS` digits and no NaN/inf.
+
+    Args:
+      path: The ledger file.
+      lock_timeout: Seconds to wait for a writer that holds the lock with a
+        line half-written.
 
     Returns:
       :class:`LedgerRead` with the parsed entries (config first), the torn
@@ -1231,22 +1261,77 @@ def read_ledger(path: str | os.PathLike) -> LedgerRead:
       LedgerCorruptError: If a *complete* line is not a JSON object within
         the bounds (that is not a crash artefact: the file was edited or
         damaged).
+      TimeoutError: If a writer held the lock with a line half-written for
+        ``lock_timeout`` seconds.
     """
     path = os.fspath(path)
+    _validate.non_negative(lock_timeout=lock_timeout)
     fd = _open_regular(path, os.O_RDONLY)
     try:
-        return _scan_fd(fd, path)
+        got = _scan_fd(fd, path)
+        if got.torn_tail is not None:
+            got = _resolve_torn(fd, path, got, float(lock_timeout))
+        return got
     finally:
         os.close(fd)
 
 
+def _resolve_torn(fd: int, path: str, got: LedgerRead, timeout: float) -> LedgerRead:
+    """Tells an append in progress from an interrupted one, and re-reads.
+
+    Appends write under an exclusive ``flock``. While one holds it, the file
+    is re-read as soon as it grows (the append usually completes the line).
+    Once a shared lock is held no append is half-written, so the file's size
+    then ends with a whole append or with a really torn line; the bytes before
+    it never change (append-only), so the lock is released at once and the
+    file read up to that size.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.0002
+    while True:
+        state = _locking.try_shared(fd)
+        if state is None:  # no locks here: wait for the tail to stop growing
+            return _settled(fd, path, got)
+        if state:
+            end = os.fstat(fd).st_size
+            _locking.unlock(fd)
+            return _scan_fd(fd, path, end)
+        if os.fstat(fd).st_size != got.size + got.torn_tail.length:
+            got = _scan_fd(fd, path)  # the writer wrote more
+            if got.torn_tail is None:
+                return got
+        now = time.monotonic()
+        if now >= deadline:
+            raise TimeoutError(
+                f"{path}: another process has held the ledger's lock for more "
+                f"than {timeout:g} s with a line half-written (an append in "
+                "progress, or a stopped writer); try again"
+            )
+        time.sleep(min(delay, deadline - now))
+        delay = min(2 * delay, 0.01)
+
+
+def _settled(fd: int, path: str, got: LedgerRead) -> LedgerRead:
+    """Without locks: re-reads while the torn tail is still growing."""
+    deadline = time.monotonic() + _SETTLE_MAX_S
+    while got.torn_tail is not None and time.monotonic() < deadline:
+        time.sleep(_SETTLE_S)
+        if os.fstat(fd).st_size == got.size + got.torn_tail.length:
+            break  # unchanged: an interrupted append, not one in progress
+        got = _scan_fd(fd, path)
+    return got
+
+
 def replay_file(
-    path: str | os.PathLike, *, allow_torn: bool = False
+    path: str | os.PathLike,
+    *,
+    allow_torn: bool = False,
+    lock_timeout: float = LOCK_TIMEOUT,
 ) -> tuple[LedgerSummary, TornTail | None]:
     """Replays a ledger file. A torn tail raises :class:`TornTailError` unless
     ``allow_torn``, in which case the complete entries are replayed and the
-    tail is returned for reporting."""
-    got = read_ledger(path)
+    tail is returned for reporting. ``lock_timeout``: see :func:`read_ledger`."""
+    got = read_ledger(path, lock_timeout=lock_timeout)
     if got.torn_tail is not None and not allow_torn:
         raise _torn_error(path, got)
     if not got.entries:
@@ -1453,7 +1538,10 @@ class Ledger:
           LedgerCorruptError: If a complete line is invalid.
         """
         path = os.fspath(path)
-        got = read_ledger(path)
+        return cls._from_read(path, read_ledger(path))
+
+    @classmethod
+    def _from_read(cls, path: str, got: LedgerRead) -> Ledger:
         if got.torn_tail is not None:
             raise _torn_error(path, got)
         if not got.entries:
@@ -1471,12 +1559,14 @@ class Ledger:
         entry = _plain(dict(event))
         entry.pop("seq", None)
         entry.setdefault("time", round(time.time(), 6))
-        fd = _open_regular(self._path, os.O_WRONLY | os.O_APPEND)
+        # Read-write so that a changed file is re-read through this descriptor,
+        # under the lock it holds.
+        fd = _open_regular(self._path, os.O_RDWR | os.O_APPEND)
         try:
             _locking.exclusive(fd)
             size = os.fstat(fd).st_size
             if size != self._size:  # another writer appended (or the file changed)
-                fresh = Ledger.open(self._path)
+                fresh = Ledger._from_read(self._path, _scan_fd(fd, self._path))
                 self._setup, self._summary, self._size = (
                     fresh._setup,
                     fresh._summary,
