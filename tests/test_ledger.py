@@ -660,12 +660,21 @@ def test_corrupt_complete_line_is_an_error(tmp_path):
     (tmp_path / "bad.jsonl").write_bytes(b"\n".join(lines))
     with pytest.raises(L.LedgerCorruptError, match="line 3"):
         L.read_ledger(tmp_path / "bad.jsonl")
-    # A missing line is caught by the sequence numbers.
+    # A missing line is caught by the hash chain (at the line after it) ...
     lines = open(led.path, "rb").read().split(b"\n")
     del lines[3]
     (tmp_path / "gap.jsonl").write_bytes(b"\n".join(lines))
-    with pytest.raises(L.LedgerCorruptError, match="seq"):
+    with pytest.raises(L.LedgerCorruptError, match="line 4 .*hash chain"):
         L.replay_file(tmp_path / "gap.jsonl")
+    # ... and, in a ledger written before the chain, by the sequence numbers.
+    entries = [
+        {k: v for k, v in e.items() if k not in ("prev", "integrity")}
+        for e in L.read_ledger(led.path).entries
+    ]
+    del entries[3]
+    (tmp_path / "gap0.jsonl").write_bytes(b"".join(map(L.encode_entry, entries)))
+    with pytest.raises(L.LedgerCorruptError, match="seq"):
+        L.replay_file(tmp_path / "gap0.jsonl")
     (tmp_path / "empty.jsonl").write_bytes(b"")
     with pytest.raises(L.LedgerCorruptError, match="configuration"):
         L.Ledger.open(tmp_path / "empty.jsonl")
@@ -1168,3 +1177,243 @@ def test_without_locks_a_real_torn_tail_is_still_reported(tmp_path, monkeypatch)
     with pytest.raises(L.TornTailError):
         L.replay_file(led.path)
     assert time.monotonic() - t0 < 2  # it stopped growing: reported promptly
+
+
+# ---------------------------------------------------------------------------
+# integrity: hash chain, pinned head, keyed MAC (issue #7 item 6)
+# ---------------------------------------------------------------------------
+
+KEY = b"k" * 32
+
+
+def _lines(path):
+    return open(path, "rb").read().split(b"\n")[:-1]
+
+
+def _write_lines(path, lines):
+    path.write_bytes(b"".join(x + b"\n" for x in lines))
+    return path
+
+
+def _rechain(lines):
+    """What a forger without the key can do: recompute every 'prev' link
+    (SHA-256 over the previous chain value and the line, as documented)."""
+    import hashlib
+
+    out, y = [], b""
+    for i, line in enumerate(lines):
+        if i:
+            e = json.loads(line)
+            e["prev"] = y.hex()
+            line = L.encode_entry(e)[:-1]
+        out.append(line)
+        y = hashlib.sha256(y + line).digest()
+    return out
+
+
+def _edit(line, **changes):
+    e = json.loads(line)
+    e.update(changes)
+    return L.encode_entry(e)[:-1]
+
+
+def _cr_ledger(tmp_path, key=None, name="l.jsonl", requests=3):
+    led = make(tmp_path, name=name, key=key)  # CR, sigma 10: budget 2.2803
+    led.train(dp=[G(30.0)])
+    for _ in range(requests):
+        led.request(dp=None, residual_bound=0.4)
+    return led
+
+
+def test_chain_format_and_pin(tmp_path):
+    led = _cr_ledger(tmp_path)
+    lines = _lines(led.path)
+    assert _rechain(lines) == lines  # every 'prev' is the documented value
+    got = L.read_ledger(led.path)
+    assert got.integrity.chain == "sha256" and got.integrity.mac == "none"
+    assert got.integrity.unchained_entries == 0 and got.integrity.num_entries == 4
+    assert got.integrity.pin == led.pin and led.pin.startswith("4:")
+    assert got.entries[0]["integrity"] == {"chain": "sha256", "mac": None}
+    # A pin stays valid while the ledger grows honestly.
+    pin = led.pin
+    led.retrain(dp=None)
+    assert L.replay_file(led.path, expect_head=pin)[0] == led.summary
+    assert L.replay_file(led.path, expect_head=pin.split(":")[1])[0] == led.summary
+    assert L.Ledger.open(led.path, expect_head=led.pin).summary == led.summary
+
+
+def test_edited_sigma_is_detected(tmp_path):
+    # The issue's example: sigma 10 -> 1000 raised the U budget 2.28 -> 228.
+    led = _cr_ledger(tmp_path)
+    pin = led.pin
+    lines = _lines(led.path)
+    lines[0] = lines[0].replace(b'"sigma":10.0', b'"sigma":1000.0')
+    path = _write_lines(tmp_path / "sigma.jsonl", lines)
+    with pytest.raises(L.LedgerTamperedError, match="line 2 .*hash chain") as ei:
+        L.replay_file(path)
+    assert ei.value.line == 2 and ei.value.offset == len(lines[0]) + 1
+    # A forger who recomputes the whole chain passes the chain alone (a chain
+    # has no secret), but not the pinned head ...
+    _write_lines(path, _rechain(lines))
+    assert L.replay_file(path)[0].unlearning.budget == pytest.approx(228.03, rel=1e-4)
+    with pytest.raises(L.LedgerTamperedError, match="rewritten at or before entry 4"):
+        L.replay_file(path, expect_head=pin)
+    # ... nor the MAC of a keyed ledger.
+    keyed = _cr_ledger(tmp_path, key=KEY, name="keyed.jsonl")
+    lines = _lines(keyed.path)
+    lines[0] = _edit(lines[0], params={"sigma": 1000.0, "method": "paper"})
+    path = _write_lines(tmp_path / "keyed-sigma.jsonl", _rechain(lines))
+    with pytest.raises(L.LedgerTamperedError, match="line 1 .*fails its MAC"):
+        L.replay_file(path, key=KEY)
+
+
+def test_zeroed_bound_is_detected(tmp_path):
+    led = _cr_ledger(tmp_path, key=KEY)
+    pin = led.pin
+    lines = _lines(led.path)
+    for k in (2, len(lines) - 1):  # a middle entry, and the last one
+        bad = list(lines)
+        bad[k] = bad[k].replace(b'"residual_bound":0.4', b'"residual_bound":0.0')
+        assert bad[k] != lines[k]
+        path = _write_lines(tmp_path / f"zero{k}.jsonl", bad)
+        with pytest.raises(
+            L.LedgerTamperedError, match=f"line {k + 1} .*fails its MAC"
+        ):
+            L.replay_file(path, key=KEY)
+        if k < len(lines) - 1:  # the chain alone: the next line's link breaks
+            with pytest.raises(L.LedgerTamperedError, match=f"line {k + 2} .*chain"):
+                L.replay_file(path)
+        else:  # nothing follows the last line: the pin covers it
+            with pytest.raises(L.LedgerTamperedError, match="pinned"):
+                L.replay_file(path, expect_head=pin)
+
+
+def test_forged_retrain_is_detected(tmp_path):
+    led = _cr_ledger(tmp_path, key=KEY)  # U budget nearly used: 1.2 of 2.28
+    lines = _lines(led.path)
+    fake_mac = "0" * 64  # a forger without the key can only guess
+    retrain = {"kind": "retrain", "seq": 3, "dp": None, "mac": fake_mac}
+    retrain = L.encode_entry(retrain)[:-1]
+    renumbered = [_edit(x, seq=json.loads(x)["seq"] + 1) for x in lines[3:]]
+    # Inserted in the middle as written by hand: no link.
+    path = _write_lines(tmp_path / "a.jsonl", lines[:3] + [retrain] + renumbered)
+    with pytest.raises(L.LedgerTamperedError, match="line 4 .*no hash-chain link"):
+        L.replay_file(path)
+    # With a correct link to the lines before it: the next line's link breaks.
+    forged = _rechain(lines[:3] + [retrain])
+    path = _write_lines(tmp_path / "b.jsonl", forged + renumbered)
+    with pytest.raises(L.LedgerTamperedError, match="line 5 .*hash chain"):
+        L.replay_file(path)
+    # Appended at the end with the chain recomputed: only the MAC catches it.
+    tail = {"kind": "retrain", "seq": 5, "dp": None, "mac": fake_mac}
+    path = _write_lines(
+        tmp_path / "c.jsonl", _rechain([*lines, L.encode_entry(tail)[:-1]])
+    )
+    assert L.replay_file(path)[0].num_retrains == 1  # chain-only: undetected
+    with pytest.raises(L.LedgerTamperedError, match="line 6 .*fails its MAC"):
+        L.replay_file(path, key=KEY)
+
+
+def test_deleted_entries_are_detected(tmp_path):
+    led = _cr_ledger(tmp_path)
+    pin = led.pin
+    lines = _lines(led.path)
+    path = _write_lines(tmp_path / "mid.jsonl", lines[:2] + lines[3:])
+    with pytest.raises(L.LedgerTamperedError, match="line 3 .*hash chain"):
+        L.replay_file(path)
+    # Deleting last lines leaves a valid chain; the pinned head catches it.
+    path = _write_lines(tmp_path / "cut.jsonl", lines[:-2])
+    assert L.replay_file(path)[0].num_entries == 2
+    with pytest.raises(L.LedgerTamperedError, match="holds 2 entries .*entry 4"):
+        L.replay_file(path, expect_head=pin)
+    with pytest.raises(L.LedgerTamperedError, match="no line ends at the pinned"):
+        L.replay_file(path, expect_head=pin.split(":")[1])
+    with pytest.raises(L.LedgerTamperedError):
+        L.Ledger.open(path, expect_head=pin)
+
+
+def test_mac_key_handling(tmp_path):
+    led = _cr_ledger(tmp_path, key=KEY)
+    got = L.read_ledger(led.path, key=KEY)
+    assert got.integrity.mac == "verified" and got.integrity.chain == "sha256"
+    assert L.read_ledger(led.path).integrity.mac == "unverified"
+    with pytest.raises(L.LedgerTamperedError, match="line 1 .*fails its MAC"):
+        L.replay_file(led.path, key=b"w" * 32)
+    with pytest.raises(ValueError, match="key="):  # appending needs the key
+        L.Ledger.open(led.path)
+    with pytest.raises(L.LedgerTamperedError, match="fails its MAC"):
+        L.Ledger.open(led.path, key=b"w" * 32)
+    s = L.Ledger.open(led.path, key=KEY).request(dp=None, residual_bound=0.1)
+    assert L.replay_file(led.path, key=KEY)[0] == s
+    # A MAC stripped from a line: refused even without the key.
+    lines = _lines(led.path)
+    entry = json.loads(lines[2])
+    del entry["mac"]
+    lines[2] = L.encode_entry(entry)[:-1]
+    path = _write_lines(tmp_path / "strip.jsonl", lines)
+    with pytest.raises(L.LedgerTamperedError, match="line 3 .*declares HMAC"):
+        L.replay_file(path)
+    # A key for a ledger created without one: refused, not silently ignored.
+    plain = _cr_ledger(tmp_path, name="plain.jsonl")
+    with pytest.raises(L.LedgerTamperedError, match="line 1 .*no MAC although a key"):
+        L.replay_file(plain.path, key=KEY)
+    for bad, match in ((b"short", "at least 32 bytes"), ("k" * 40, "bytes")):
+        with pytest.raises(ValueError, match=match):
+            L.replay_file(plain.path, key=bad)
+        with pytest.raises(ValueError, match=match):
+            make(tmp_path, name="bad-key.jsonl", key=bad)
+    assert not (tmp_path / "bad-key.jsonl").exists()
+    for bad in ("4:abc", "x:" + "0" * 64, "0" * 63, 5):
+        with pytest.raises(ValueError, match="expect_head"):
+            L.replay_file(plain.path, expect_head=bad)
+
+
+def test_two_keyed_writers_keep_one_chain(tmp_path):
+    a = _cr_ledger(tmp_path, key=KEY, requests=0)
+    b = L.Ledger.open(a.path, key=KEY)
+    a.request(dp=None, residual_bound=0.3)
+    s = b.request(dp=None, residual_bound=0.3)  # b re-reads a's entry first
+    assert s.num_entries == 3 and b.pin == L.read_ledger(a.path).integrity.pin
+    a.request(dp=None, residual_bound=0.3)
+    got = L.read_ledger(a.path, key=KEY)
+    assert got.integrity.num_entries == 4 and got.integrity.pin == a.pin
+
+
+def test_legacy_ledger_is_reported_unchained_and_chained_from_its_next_append(
+    tmp_path,
+):
+    path = tmp_path / "old.jsonl"
+    path.write_bytes(_V1_FILE)
+    got = L.read_ledger(path)
+    assert got.integrity.chain == "none" and got.integrity.unchained_entries == 2
+    assert got.integrity.mac == "none" and got.integrity.pin.startswith("2:")
+    led = L.Ledger.open(path)
+    led.request(dp=[G(4.0)])
+    got = L.read_ledger(path)
+    assert got.integrity.chain == "sha256" and got.integrity.unchained_entries == 2
+    # The first chained entry's link covers the lines written before it.
+    lines = _lines(path)
+    lines[1] = lines[1].replace(b'"noise_multiplier":4.0', b'"noise_multiplier":40.0')
+    with pytest.raises(L.LedgerTamperedError, match="line 4 .*hash chain"):
+        L.replay_file(_write_lines(tmp_path / "edit.jsonl", lines))
+    # Once chained, an entry without a link is refused.
+    unlinked = L.encode_entry({"kind": "request", "seq": 4, "dp": None})[:-1]
+    with pytest.raises(L.LedgerTamperedError, match="line 5 .*no hash-chain link"):
+        L.replay_file(_write_lines(tmp_path / "add.jsonl", _lines(path) + [unlinked]))
+
+
+def test_chained_ledger_refuses_an_unlinked_entry_and_unknown_integrity(tmp_path):
+    led = _cr_ledger(tmp_path, requests=0)
+    lines = _lines(led.path)
+    unlinked = L.encode_entry(
+        {"kind": "request", "seq": 2, "dp": None, "residual_bound": 0.1}
+    )[:-1]
+    path = _write_lines(tmp_path / "add.jsonl", lines + [unlinked])
+    with pytest.raises(
+        L.LedgerTamperedError, match="line 3 .*no hash-chain link"
+    ) as ei:
+        L.replay_file(path)
+    assert ei.value.offset == sum(len(x) + 1 for x in lines)
+    lines[0] = _edit(lines[0], integrity={"chain": "md5", "mac": None})
+    with pytest.raises(L.LedgerCorruptError, match="Unsupported ledger integrity"):
+        L.read_ledger(_write_lines(tmp_path / "md5.jsonl", lines))
