@@ -67,9 +67,7 @@ from jax.scipy.linalg import cho_solve
 
 from dpunlearn import _validate, removal_certificate, solvers
 from dpunlearn.accounting import currencies, mechanisms
-from dpunlearn.accounting.ledger import (
-    BudgetExceededError,  # one error type package-wide
-)
+from dpunlearn.errors import BudgetExceededError
 from dpunlearn.losses import MarginLoss, get_loss
 from dpunlearn.solvers import mm
 from dpunlearn.types import Array, ArrayLike, PRNGKey

@@ -709,6 +709,7 @@ def _cmd_extractor(args) -> Output:
 def _cmd_ledger(args) -> Output:
     from dpunlearn.accounting import ledger as L
 
+    key = _ledger_key(args)
     notes = []
     try:
         if args.repair:
@@ -718,14 +719,20 @@ def _cmd_ledger(args) -> Output:
                     f"repaired: {t.length} torn bytes at offset {t.offset} moved "
                     f"to {args.path}.torn-{t.offset}"
                 )
-        summary, torn = L.replay_file(args.path, allow_torn=args.allow_torn)
-        setup = L.parse_config(L.read_ledger(args.path).entries[0])
+        loaded = L.load_ledger(
+            args.path,
+            allow_torn=args.allow_torn,
+            key=key,
+            expect_head=args.expect_head,
+        )
     except FileNotFoundError:
         raise CLIError(f"ledger not found: {args.path}", 1) from None
     except IsADirectoryError:
         raise CLIError(f"ledger path is a directory: {args.path}", 1) from None
-    except L.LedgerError as e:
+    except (L.LedgerError, TimeoutError) as e:
         raise CLIError(str(e), 1) from None
+    setup, summary, got = loaded
+    torn, integrity = got.torn_tail, got.integrity
     d = L.summary_to_dict(summary)
     d["path"] = args.path
     d["target"] = {"epsilon": setup.target_epsilon, "delta": setup.target_delta}
@@ -733,6 +740,11 @@ def _cmd_ledger(args) -> Output:
     d["torn_tail"] = (
         None if torn is None else {"offset": torn.offset, "length": torn.length}
     )
+    d["integrity"] = {
+        **integrity._asdict(),
+        "pin": integrity.pin,
+        "pinned_head_found": args.expect_head is not None,
+    }
     u = summary.unlearning
     rows = [
         ("currency", summary.currency),
@@ -742,6 +754,8 @@ def _cmd_ledger(args) -> Output:
         ("requests (total)", summary.num_requests),
         ("requests since retrain", summary.requests_since_retrain),
         ("points removed (total)", summary.total_removed),
+        ("integrity", _integrity(integrity, args.expect_head is not None)),
+        ("head (for --expect-head)", integrity.pin),
     ]
     if summary.dp_method == "exact-gaussian":
         sigma_eff = summary.dp_gaussian_precision**-0.5
@@ -795,7 +809,6 @@ def _cmd_ledger(args) -> Output:
             )
         )
     if args.pld:
-        got = L.read_ledger(args.path)
         n = 1 + summary.num_entries
         pld = L.dp_epsilon_pld(got.entries[:n], summary.dp_delta)
         table.append(
@@ -835,6 +848,47 @@ def _cmd_ledger(args) -> Output:
         code=code,
         notes=notes,
     )
+
+
+_MAX_KEY_FILE = 1 << 16
+
+
+def _ledger_key(args) -> bytes | None:
+    """The MAC key of ``--key-file`` (one trailing newline dropped) or
+    ``--key-env``; bad input here exits 2, before the ledger is read."""
+    if args.key_env is not None:
+        value = os.environ.get(args.key_env)
+        if not value:
+            raise CLIError(f"environment variable {args.key_env} is not set")
+        return value.encode("utf-8")
+    if args.key_file is None:
+        return None
+    try:
+        with open(args.key_file, "rb") as f:
+            key = f.read(_MAX_KEY_FILE + 1)  # bounded: /dev/zero is not a key
+    except OSError as e:
+        raise CLIError(f"cannot read key file {args.key_file}: {e.strerror}") from None
+    if len(key) > _MAX_KEY_FILE:
+        raise CLIError(f"key file {args.key_file} is over {_MAX_KEY_FILE} bytes")
+    return key.removesuffix(b"\n").removesuffix(b"\r")
+
+
+def _integrity(i, pinned: bool) -> str:
+    if i.chain == "none":
+        text = "unchained (written before hash chaining: edits are not detected)"
+    elif i.unchained_entries:
+        text = (
+            f"sha256 chain from entry {i.unchained_entries + 1} (it covers the "
+            f"{i.unchained_entries} earlier entries)"
+        )
+    else:
+        text = "sha256 chain"
+    text += {
+        "verified": ", HMAC-SHA256 verified",
+        "unverified": ", HMAC-SHA256 not verified (no key given)",
+        "none": "",
+    }[i.mac]
+    return text + (", pinned head found" if pinned else "")
 
 
 # ---------------------------------------------------------------------------
@@ -984,6 +1038,24 @@ def _add_budget(subparsers: argparse._SubParsersAction) -> None:
         "--pld",
         action="store_true",
         help="also report the D ledger through dp_accounting's PLD",
+    )
+    p.add_argument(
+        "--expect-head",
+        metavar="N:HEX",
+        help="fail (exit 1) unless the ledger still holds this head after entry "
+        "N, as printed earlier: detects deleted last entries and rewrites",
+    )
+    keys = p.add_mutually_exclusive_group()
+    keys.add_argument(
+        "--key-file",
+        metavar="PATH",
+        help="verify every line's HMAC-SHA256 with the key in PATH (one "
+        "trailing newline ignored)",
+    )
+    keys.add_argument(
+        "--key-env",
+        metavar="NAME",
+        help="as --key-file, with the key in environment variable NAME",
     )
     _common(p)
     p.set_defaults(func=_cmd_ledger)

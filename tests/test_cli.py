@@ -464,3 +464,164 @@ def test_ledger_torn_and_corrupt_files(tmp_path, capsys):
     assert code == 1 and err.startswith("dpunlearn: error:") and err.count("\n") == 1
     code, _, err = run(capsys, "budget", "ledger", str(tmp_path))
     assert code == 1 and "directory" in err
+
+
+def _one_line_error(code, out, err, expected_code=1):
+    assert code == expected_code and out == ""
+    assert err.startswith("dpunlearn: error:") and err.count("\n") == 1
+    assert "Traceback" not in err
+
+
+def _hand_written(tmp_path, *lines, name="hand.jsonl", **budget):
+    cfg = L.make_config(
+        currency="certified_removal",
+        params=dict(sigma=10.0),
+        target_epsilon=1.0,
+        target_delta=1e-4,
+        **budget,
+    )
+    train = {"kind": "train", "seq": 1, "dp": None}
+    path = tmp_path / name
+    path.write_bytes(
+        L.encode_entry(cfg) + L.encode_entry(train) + b"".join(x + b"\n" for x in lines)
+    )
+    return path
+
+
+def test_ledger_hostile_lines_exit_1(tmp_path, capsys):
+    req = b'{"kind":"request","seq":2,"dp":null,"residual_bound":0.1,"removed":'
+    for name, line, says in (
+        ("digits", req + b"1" * 5000 + b"}", "5000 digits"),
+        ("deep", req + b'1,"note":' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nests"),
+    ):
+        path = _hand_written(tmp_path, line, name=f"{name}.jsonl")
+        code, out, err = run(capsys, "budget", "ledger", str(path))
+        _one_line_error(code, out, err)
+        assert says in err and "line 3" in err
+
+
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        (b'"dp_epsilon":8.0', b'"dp_epsilon":-1'),
+        (b'"dp_epsilon":8.0', b'"dp_epsilon":NaN'),
+    ],
+)
+def test_ledger_invalid_configuration_exits_1(tmp_path, capsys, old, new):
+    path = _hand_written(tmp_path, dp_epsilon=8.0)
+    path.write_bytes(path.read_bytes().replace(old, new))
+    code, out, err = run(capsys, "budget", "ledger", str(path))
+    _one_line_error(code, out, err)
+    assert "dp_epsilon" in err or "NaN" in err
+
+
+def test_ledger_non_regular_files_exit_1_without_hanging(tmp_path, capsys):
+    if os.path.exists("/dev/zero"):
+        code, out, err = run(capsys, "budget", "ledger", "/dev/zero")
+        _one_line_error(code, out, err)
+        assert "not a regular file (a character device)" in err
+    if hasattr(os, "mkfifo"):
+        fifo = tmp_path / "ledger.fifo"
+        os.mkfifo(fifo)
+        p = sub("budget", "ledger", str(fifo))  # timeout=60: a hang fails
+        _one_line_error(p.returncode, p.stdout, p.stderr)
+        assert "not a regular file (a FIFO)" in p.stderr
+
+
+def test_ledger_integrity_rows_pin_and_tampering(tmp_path, capsys):
+    led = _ledger(tmp_path)
+    code, out, err = run(capsys, "budget", "ledger", str(led.path))
+    assert code == 0, err
+    assert "sha256 chain" in out and led.pin in out
+    d = run_json(capsys, "budget", "ledger", str(led.path))
+    assert d["integrity"]["chain"] == "sha256" and d["integrity"]["mac"] == "none"
+    assert d["integrity"]["pin"] == led.pin and d["integrity"]["num_entries"] == 5
+    pin = led.pin
+    code, out, err = run(
+        capsys, "budget", "ledger", str(led.path), "--expect-head", pin
+    )
+    assert code == 0 and "pinned head found" in out
+    # Deleting the last entry leaves a valid chain: only the pin catches it.
+    data = open(led.path, "rb").read()
+    cut = tmp_path / "cut.jsonl"
+    cut.write_bytes(data[: data.rstrip(b"\n").rfind(b"\n") + 1])
+    assert run(capsys, "budget", "ledger", str(cut))[0] == 0
+    code, out, err = run(capsys, "budget", "ledger", str(cut), "--expect-head", pin)
+    _one_line_error(code, out, err)
+    assert "holds 4 entries" in err and "truncated" in err
+    # The example: sigma edited 10 -> 1000.
+    edited = tmp_path / "sigma.jsonl"
+    edited.write_bytes(data.replace(b'"sigma":10.0', b'"sigma":1000.0', 1))
+    code, out, err = run(capsys, "budget", "ledger", str(edited))
+    _one_line_error(code, out, err)
+    assert "line 2 (byte offset" in err and "hash chain" in err
+    code, out, err = run(
+        capsys, "budget", "ledger", str(led.path), "--expect-head", "4:xyz"
+    )
+    _one_line_error(code, out, err, expected_code=2)
+    assert "expect_head" in err
+
+
+def test_ledger_mac_keys(tmp_path, capsys, monkeypatch):
+    key = b"0123456789abcdef0123456789abcdef"
+    led = L.Ledger.create(
+        tmp_path / "keyed.jsonl",
+        key=key,
+        currency="sekhari",
+        params=dict(capacity=3),
+        target_epsilon=1.0,
+        target_delta=1e-5,
+    )
+    led.train(dp=None)
+    led.request(dp=None)
+    path = str(led.path)
+    (tmp_path / "key").write_bytes(key + b"\n")  # as `echo KEY > key` writes it
+    (tmp_path / "wrong").write_bytes(b"w" * 32)
+    (tmp_path / "short").write_bytes(b"w" * 8)
+    code, out, err = run(capsys, "budget", "ledger", path)
+    assert code == 0 and "HMAC-SHA256 not verified (no key given)" in out
+    code, out, err = run(
+        capsys, "budget", "ledger", path, "--key-file", str(tmp_path / "key")
+    )
+    assert code == 0 and "HMAC-SHA256 verified" in out
+    monkeypatch.setenv("LEDGER_KEY", key.decode())
+    d = run_json(capsys, "budget", "ledger", path, "--key-env", "LEDGER_KEY")
+    assert d["integrity"]["mac"] == "verified"
+    code, out, err = run(
+        capsys, "budget", "ledger", path, "--key-file", str(tmp_path / "wrong")
+    )
+    _one_line_error(code, out, err)
+    assert "line 1 (byte offset 0) fails its MAC" in err
+    # Bad key arguments are bad input (exit 2), checked before the ledger.
+    for argv, says in (
+        (["--key-file", str(tmp_path / "short")], "at least 32 bytes"),
+        (["--key-file", str(tmp_path / "nope")], "cannot read key file"),
+        (["--key-env", "DPUNLEARN_TEST_UNSET_VAR"], "is not set"),
+    ):
+        code, out, err = run(capsys, "budget", "ledger", path, *argv)
+        _one_line_error(code, out, err, expected_code=2)
+        assert says in err
+    with pytest.raises(SystemExit) as ei:
+        cli.main(["budget", "ledger", path, "--key-file", "k", "--key-env", "K"])
+    assert ei.value.code == 2
+
+
+def test_ledger_written_before_the_chain_is_reported_unchained(tmp_path, capsys):
+    path = _hand_written(tmp_path)
+    code, out, err = run(capsys, "budget", "ledger", str(path))
+    assert code == 0 and "unchained (written before hash chaining" in out
+    d = run_json(capsys, "budget", "ledger", str(path))
+    assert (
+        d["integrity"]["chain"] == "none" and d["integrity"]["unchained_entries"] == 1
+    )
+
+
+def test_ledger_lock_timeout_is_one_line_exit_1(tmp_path, capsys, monkeypatch):
+    # A writer stopped mid-append (see test_ledger: the reader's TimeoutError).
+    def stuck(*args, **kwargs):
+        raise TimeoutError("l.jsonl: another process has held the ledger's lock")
+
+    monkeypatch.setattr(L, "load_ledger", stuck)
+    code, out, err = run(capsys, "budget", "ledger", str(tmp_path / "l.jsonl"))
+    _one_line_error(code, out, err)
+    assert "held the ledger's lock" in err

@@ -660,12 +660,21 @@ def test_corrupt_complete_line_is_an_error(tmp_path):
     (tmp_path / "bad.jsonl").write_bytes(b"\n".join(lines))
     with pytest.raises(L.LedgerCorruptError, match="line 3"):
         L.read_ledger(tmp_path / "bad.jsonl")
-    # A missing line is caught by the sequence numbers.
+    # A missing line is caught by the hash chain (at the line after it) ...
     lines = open(led.path, "rb").read().split(b"\n")
     del lines[3]
     (tmp_path / "gap.jsonl").write_bytes(b"\n".join(lines))
-    with pytest.raises(L.LedgerCorruptError, match="seq"):
+    with pytest.raises(L.LedgerCorruptError, match="line 4 .*hash chain"):
         L.replay_file(tmp_path / "gap.jsonl")
+    # ... and, in a ledger written before the chain, by the sequence numbers.
+    entries = [
+        {k: v for k, v in e.items() if k not in ("prev", "integrity")}
+        for e in L.read_ledger(led.path).entries
+    ]
+    del entries[3]
+    (tmp_path / "gap0.jsonl").write_bytes(b"".join(map(L.encode_entry, entries)))
+    with pytest.raises(L.LedgerCorruptError, match="seq"):
+        L.replay_file(tmp_path / "gap0.jsonl")
     (tmp_path / "empty.jsonl").write_bytes(b"")
     with pytest.raises(L.LedgerCorruptError, match="configuration"):
         L.Ledger.open(tmp_path / "empty.jsonl")
@@ -779,3 +788,632 @@ def test_numpy_values_are_stored_as_plain_json(tmp_path):
     s = led.request(dp=None, residual_bound=np.float32(0.25), removed=np.int64(1))
     assert s.state.residual == pytest.approx(0.25)
     assert L.replay_file(led.path)[0] == s
+
+
+# ---------------------------------------------------------------------------
+# errors module and portable locking (issue #6 item 7)
+# ---------------------------------------------------------------------------
+
+_NO_FCNTL = textwrap.dedent("""
+    import errno, json, sys
+    sys.modules["fcntl"] = None  # as on Windows: `import fcntl` fails
+    import dpunlearn, dpunlearn.cli, dpunlearn.errors
+    from dpunlearn.accounting import ledger as L
+    out = {"same_error": L.BudgetExceededError is dpunlearn.errors.BudgetExceededError}
+    s, torn = L.replay_file(sys.argv[1])
+    out["entries"] = s.num_entries
+    try:
+        L.Ledger.open(sys.argv[1]).request(dp=None, residual_bound=0.1)
+    except OSError as e:
+        out["append_errno"] = errno.errorcode[e.errno]
+    print(json.dumps(out))
+""")
+
+
+def test_import_and_replay_work_without_fcntl_and_appends_refuse(tmp_path):
+    led = make(tmp_path)
+    led.train(dp=[G(30.0)])
+    before = open(led.path, "rb").read()
+    p = subprocess.run(
+        [sys.executable, "-c", _NO_FCNTL, str(led.path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out == {"same_error": True, "entries": 1, "append_errno": "ENOLCK"}
+    assert open(led.path, "rb").read() == before  # no unlocked append happened
+
+
+def test_error_types_keep_their_ledger_import_path():
+    from dpunlearn import errors
+
+    names = (
+        "LedgerError",
+        "LedgerCorruptError",
+        "TornTailError",
+        "LedgerTamperedError",
+        "BudgetExceededError",
+    )
+    for name in names:
+        assert getattr(L, name) is getattr(errors, name)
+        assert issubclass(getattr(errors, name), ValueError)
+    assert issubclass(errors.LedgerTamperedError, errors.LedgerCorruptError)
+    assert issubclass(errors.BudgetExceededError, errors.LedgerError)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX flock")
+def test_append_waits_for_the_exclusive_lock(tmp_path):
+    import fcntl
+    import threading
+
+    led = make(tmp_path)
+    led.train(dp=[G(30.0)])
+    before = open(led.path, "rb").read()
+    done = []
+    with open(led.path, "rb") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)  # another process's append, say
+        t = threading.Thread(
+            target=lambda: done.append(led.request(dp=None, residual_bound=0.1))
+        )
+        t.start()
+        t.join(0.5)
+        assert t.is_alive() and not done  # blocked on the lock ...
+        assert open(led.path, "rb").read() == before  # ... before writing
+    t.join(10)  # closing `holder` released the lock
+    assert done and done[0].num_entries == 2
+    assert L.replay_file(led.path)[0] == done[0]
+
+
+# ---------------------------------------------------------------------------
+# hostile files: bounds, non-regular files, configuration (issue #7 item 6)
+# ---------------------------------------------------------------------------
+
+
+def _legacy_file(tmp_path, *lines, name="legacy.jsonl", **config):
+    """A ledger written line by line (no integrity fields, as before the hash
+    chain): a CR config, a train entry, then ``lines`` (dicts or raw bytes)."""
+    cfg = L.make_config(
+        currency="certified_removal", **dict(CONFIGS["certified_removal"], **config)
+    )
+    data = [
+        L.encode_entry(cfg),
+        L.encode_entry({"kind": "train", "seq": 1, "dp": None}),
+    ]
+    for line in lines:
+        data.append(line + b"\n" if isinstance(line, bytes) else L.encode_entry(line))
+    path = tmp_path / name
+    path.write_bytes(b"".join(data))
+    return path
+
+
+_REQ = b'{"kind":"request","seq":2,"dp":null,"residual_bound":0.1,'
+
+
+def test_deep_nesting_is_a_corrupt_line_not_a_recursion_error(tmp_path):
+    deep = _REQ + b'"note":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    path = _legacy_file(tmp_path, deep)
+    with pytest.raises(L.LedgerCorruptError, match=r"line 3 .*nests JSON 100001 deep"):
+        L.replay_file(path)
+    # The bound itself: MAX_DEPTH levels replay, one more does not.
+    d = L.MAX_DEPTH - 1  # the entry object is the first level
+    ok = _REQ + b'"note":' + b"[" * d + b"]" * d + b"}"
+    assert (
+        L.replay_file(_legacy_file(tmp_path, ok, name="ok.jsonl"))[0].num_entries == 2
+    )
+    over = _REQ + b'"note":' + b"[" * (d + 1) + b"]" * (d + 1) + b"}"
+    with pytest.raises(L.LedgerCorruptError, match="nests JSON"):
+        L.replay_file(_legacy_file(tmp_path, over, name="over.jsonl"))
+    # Brackets inside strings (with escaped quotes and backslashes) are text.
+    led = make(tmp_path)
+    led.train(dp=None)
+    note = 'q"\\' + "[" * 1000 + '"\\"' + "{" * 50
+    s = led.request(dp=None, residual_bound=0.1, note=note)
+    assert L.replay_file(led.path)[0] == s
+    assert L.read_ledger(led.path).entries[-1]["note"] == note
+
+
+def test_nesting_scan_is_linear_on_hostile_lines(tmp_path):
+    # Many brackets (so the exact scan runs) then ~1M escaped quotes in an
+    # unterminated string: a backtracking string regex would take hours.
+    hostile = _REQ + b'"note":' + b"[" * 40 + b'"' + b'\\"' * 1_000_000
+    path = _legacy_file(tmp_path, hostile)
+    t0 = time.perf_counter()
+    with pytest.raises(L.LedgerCorruptError, match="line 3 .*nests JSON 41 deep"):
+        L.read_ledger(path)
+    assert time.perf_counter() - t0 < 20
+
+
+@pytest.mark.parametrize(
+    "value, match",
+    [
+        (b"1" * 5000, "5000 digits"),
+        (b"-" + b"9" * 21, "21 digits"),
+        (b"1e999", "overflows float64"),
+        (b"NaN", "NaN is not JSON"),
+        (b"-Infinity", "Infinity is not JSON"),
+    ],
+)
+def test_huge_and_non_finite_numbers_are_corrupt_lines(tmp_path, value, match):
+    path = _legacy_file(tmp_path, _REQ + b'"removed":' + value + b"}")
+    with pytest.raises(L.LedgerCorruptError, match=f"line 3 .*{match}"):
+        L.replay_file(path)
+
+
+def test_line_length_is_bounded_on_read_and_write(tmp_path, monkeypatch):
+    monkeypatch.setattr(L, "MAX_LINE_BYTES", 2000)
+    led = make(tmp_path)
+    led.train(dp=None)
+    before = open(led.path, "rb").read()
+    with pytest.raises(ValueError, match="MAX_LINE_BYTES"):
+        led.request(dp=None, residual_bound=0.1, note="x" * 3000)
+    assert open(led.path, "rb").read() == before
+    assert led.request(dp=None, residual_bound=0.1, note="x" * 1000).num_entries == 2
+    long = _REQ + b'"note":"' + b"x" * 3000 + b'"}'
+    with pytest.raises(L.LedgerCorruptError, match=r"line 3 .*3\d{3} bytes long"):
+        L.read_ledger(_legacy_file(tmp_path, long))
+    # An unterminated run longer than any line a writer writes is not a torn
+    # append: it is refused as soon as the bound is crossed.
+    path = _legacy_file(tmp_path, name="run.jsonl")
+    with open(path, "ab") as f:
+        f.write(b"x" * 5000)
+    with pytest.raises(L.LedgerCorruptError, match="no newline within 2000 bytes"):
+        L.read_ledger(path)
+
+
+def test_non_regular_files_are_refused_before_reading(tmp_path):
+    with pytest.raises(IsADirectoryError):
+        L.read_ledger(tmp_path)
+    if not os.path.exists("/dev/zero"):
+        return
+    link = tmp_path / "zero.jsonl"
+    link.symlink_to("/dev/zero")
+    for path in ("/dev/zero", link):
+        for call in (L.read_ledger, L.replay_file, L.Ledger.open, L.repair_torn_tail):
+            with pytest.raises(L.LedgerError, match="not a regular file"):
+                call(path)
+
+
+_READ_FIFO = textwrap.dedent("""
+    import sys
+    from dpunlearn.accounting import ledger as L
+    try:
+        L.replay_file(sys.argv[1])
+    except L.LedgerError as e:
+        print(e)
+""")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_fifo_is_refused_without_hanging(tmp_path):
+    fifo = tmp_path / "ledger.fifo"
+    os.mkfifo(fifo)
+    # In a child with a timeout: a reader that opened the FIFO would block.
+    p = subprocess.run(
+        [sys.executable, "-c", _READ_FIFO, str(fifo)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stderr
+    assert "not a regular file (a FIFO)" in p.stdout
+
+
+@pytest.mark.parametrize(
+    "old, new, match",
+    [
+        (b'"dp_epsilon":8.0', b'"dp_epsilon":-1', r"dp_epsilon=-1.0 > 0"),
+        (b'"dp_epsilon":8.0', b'"dp_epsilon":0', r"dp_epsilon=0.0 > 0"),
+        (b'"dp_epsilon":8.0', b'"dp_epsilon":NaN', "NaN is not JSON"),
+        (b'"dp_epsilon":8.0', b'"dp_epsilon":"8"', "dp_epsilon to be a number"),
+        (b'"dp_delta":1e-05', b'"dp_delta":1.5', r"dp_delta=1.5 in the open"),
+        (b'"epsilon":1.0}', b'"epsilon":-1.0}', r"target_epsilon=-1.0 > 0"),
+        (b'"delta":0.0001,', b'"delta":0,', r"target_delta=0.0 in the open"),
+        (b'"sigma":10.0', b'"sigma":-10.0', r"sigma=-10.0 > 0"),
+        (b'"target":{', b'"target":[],"x":{', "target"),
+    ],
+)
+def test_invalid_configuration_is_refused_on_replay(tmp_path, old, new, match):
+    path = _legacy_file(tmp_path, dp_epsilon=8.0, dp_delta=1e-5)
+    data = path.read_bytes()
+    assert data.count(old) == 1
+    path.write_bytes(data.replace(old, new))
+    with pytest.raises(L.LedgerCorruptError, match=match):
+        L.replay_file(path)
+    with pytest.raises(L.LedgerCorruptError, match=match):
+        L.Ledger.open(path)
+
+
+def test_parse_config_validates_values_given_in_memory():
+    cfg = L.make_config(
+        currency="sekhari",
+        params=dict(capacity=3),
+        target_epsilon=1.0,
+        target_delta=1e-5,
+        dp_epsilon=2.0,
+    )
+    for bad in (float("nan"), -1.0, float("inf"), True):
+        raw = dict(cfg, budget=dict(cfg["budget"], dp_epsilon=bad))
+        with pytest.raises(L.LedgerCorruptError, match="dp_epsilon"):
+            L.parse_config(raw)
+        with pytest.raises(L.LedgerCorruptError, match="dp_epsilon"):
+            L.replay([raw])
+    assert L.parse_config(cfg).dp_epsilon == 2.0
+
+
+# ---------------------------------------------------------------------------
+# readers during appends (issue #7 item 6)
+# ---------------------------------------------------------------------------
+
+
+def _in_thread(fn):
+    """Starts ``fn`` in a thread; returns (thread, box) with box = [result or
+    exception] once it finished."""
+    import threading
+
+    box = []
+
+    def target():
+        try:
+            box.append(fn())
+        except BaseException as e:  # reported by the test
+            box.append(e)
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    return t, box
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX flock")
+def test_reader_waits_for_an_append_in_progress(tmp_path):
+    import fcntl
+
+    line = L.encode_entry(
+        {"kind": "request", "seq": 2, "dp": None, "residual_bound": 0.1}
+    )
+    path = _legacy_file(tmp_path)
+    with open(path, "ab", buffering=0) as w:
+        fcntl.flock(w, fcntl.LOCK_EX)  # what Ledger.append holds while writing
+        w.write(line[:20])  # half-written: a lock-free reader sees a torn tail
+        t, box = _in_thread(lambda: L.replay_file(path))
+        t.join(0.5)
+        assert t.is_alive() and not box  # the reader waits for the writer ...
+        w.write(line[20:])
+    t.join(20)  # ... which released the lock by closing
+    assert box and not isinstance(box[0], BaseException), box
+    summary, torn = box[0]
+    assert torn is None and summary.num_entries == 2
+    # A writer that stops mid-append makes the reader give up, not hang.
+    with open(path, "ab", buffering=0) as w:
+        fcntl.flock(w, fcntl.LOCK_EX)
+        w.write(line[:20])
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError, match="held the ledger's lock"):
+            L.read_ledger(path, lock_timeout=0.3)
+        assert 0.3 <= time.monotonic() - t0 < 5
+
+
+_APPENDER = textwrap.dedent("""
+    import os, sys, time
+    from dpunlearn.accounting import ledger as L
+    if sys.argv[3] == "slow":  # each append writes half its line, pauses, ends it
+        def _write_all(fd, data):
+            half = len(data) // 2
+            os.write(fd, data[:half])
+            time.sleep(0.002)
+            os.write(fd, data[half:])
+        L._write_all = _write_all
+    led = L.Ledger.open(sys.argv[1])
+    note = "x" * 3000  # ~3 KB lines: most appends cross a page boundary
+    print("ready", flush=True)
+    for _ in range(int(sys.argv[2])):
+        led.request(dp=[L.gaussian_release(1e6)], residual_bound=1e-12, note=note)
+""")
+
+
+def _reads_during_appends(path, writer, appends, max_reads=400):
+    """Replays ``path`` while another process appends ~3 KB lines; returns
+    (reads, false torn-tail reports, reads that saw new entries)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _APPENDER, str(path), str(appends), writer],
+        stdout=subprocess.PIPE,
+    )
+    reads = torn = grew = 0
+    last = -1
+    try:
+        assert proc.stdout.readline().strip() == b"ready"
+        while reads < max_reads and proc.poll() is None:
+            reads += 1
+            try:
+                s, _ = L.replay_file(path)
+            except L.TornTailError:
+                torn += 1
+                continue
+            grew += s.num_entries > last
+            last = s.num_entries
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    return reads, torn, grew
+
+
+@pytest.mark.parametrize("locks", ["flock", "unavailable"])
+@pytest.mark.parametrize("writer", ["fast", "slow"])
+def test_no_false_torn_tail_while_a_writer_appends(
+    tmp_path, monkeypatch, locks, writer
+):
+    # "fast": real appends of ~3 KB lines, where readers that did not check
+    # the lock reported a torn tail about once in 200 reads; "slow": appends
+    # that pause mid-line (as a preempted or slow writer does), where they did
+    # in about half the reads.
+    if locks == "unavailable":  # as without fcntl: re-read a growing tail
+        monkeypatch.setattr(L._locking, "try_shared", lambda fd: None)
+    elif sys.platform == "win32":
+        pytest.skip("POSIX flock")
+    resolved = []
+    resolve = L._resolve_torn
+    monkeypatch.setattr(
+        L, "_resolve_torn", lambda *a: resolved.append(1) or resolve(*a)
+    )
+    led = make(tmp_path, params=dict(sigma=10.0, method="analytic"))
+    led.train(dp=None)
+    appends = 1500 if writer == "fast" else 300
+    reads, torn, grew = _reads_during_appends(led.path, writer, appends)
+    assert torn == 0, f"{torn} false torn tails in {reads} reads"
+    assert grew >= 10  # the reads did overlap the appends
+    if writer == "slow":  # the race did happen, and was resolved
+        assert resolved, reads
+    assert L.replay_file(led.path, allow_torn=True)[1] is None
+
+
+def test_without_locks_a_real_torn_tail_is_still_reported(tmp_path, monkeypatch):
+    monkeypatch.setattr(L._locking, "try_shared", lambda fd: None)
+    led = _sample_ledger(tmp_path)
+    with open(led.path, "r+b") as f:
+        f.truncate(os.path.getsize(led.path) - 5)
+    t0 = time.monotonic()
+    with pytest.raises(L.TornTailError):
+        L.replay_file(led.path)
+    assert time.monotonic() - t0 < 2  # it stopped growing: reported promptly
+
+
+# ---------------------------------------------------------------------------
+# integrity: hash chain, pinned head, keyed MAC (issue #7 item 6)
+# ---------------------------------------------------------------------------
+
+KEY = b"k" * 32
+
+
+def _lines(path):
+    return open(path, "rb").read().split(b"\n")[:-1]
+
+
+def _write_lines(path, lines):
+    path.write_bytes(b"".join(x + b"\n" for x in lines))
+    return path
+
+
+def _rechain(lines):
+    """What a forger without the key can do: recompute every 'prev' link
+    (SHA-256 over the previous chain value and the line, as documented)."""
+    import hashlib
+
+    out, y = [], b""
+    for i, line in enumerate(lines):
+        if i:
+            e = json.loads(line)
+            e["prev"] = y.hex()
+            line = L.encode_entry(e)[:-1]
+        out.append(line)
+        y = hashlib.sha256(y + line).digest()
+    return out
+
+
+def _edit(line, **changes):
+    e = json.loads(line)
+    e.update(changes)
+    return L.encode_entry(e)[:-1]
+
+
+def _cr_ledger(tmp_path, key=None, name="l.jsonl", requests=3):
+    led = make(tmp_path, name=name, key=key)  # CR, sigma 10: budget 2.2803
+    led.train(dp=[G(30.0)])
+    for _ in range(requests):
+        led.request(dp=None, residual_bound=0.4)
+    return led
+
+
+def test_chain_format_and_pin(tmp_path):
+    led = _cr_ledger(tmp_path)
+    lines = _lines(led.path)
+    assert _rechain(lines) == lines  # every 'prev' is the documented value
+    got = L.read_ledger(led.path)
+    assert got.integrity.chain == "sha256" and got.integrity.mac == "none"
+    assert got.integrity.unchained_entries == 0 and got.integrity.num_entries == 4
+    assert got.integrity.pin == led.pin and led.pin.startswith("4:")
+    assert got.entries[0]["integrity"] == {"chain": "sha256", "mac": None}
+    # A pin stays valid while the ledger grows honestly.
+    pin = led.pin
+    led.retrain(dp=None)
+    assert L.replay_file(led.path, expect_head=pin)[0] == led.summary
+    assert L.replay_file(led.path, expect_head=pin.split(":")[1])[0] == led.summary
+    assert L.Ledger.open(led.path, expect_head=led.pin).summary == led.summary
+
+
+def test_edited_sigma_is_detected(tmp_path):
+    # The issue's example: sigma 10 -> 1000 raised the U budget 2.28 -> 228.
+    led = _cr_ledger(tmp_path)
+    pin = led.pin
+    lines = _lines(led.path)
+    lines[0] = lines[0].replace(b'"sigma":10.0', b'"sigma":1000.0')
+    path = _write_lines(tmp_path / "sigma.jsonl", lines)
+    with pytest.raises(L.LedgerTamperedError, match="line 2 .*hash chain") as ei:
+        L.replay_file(path)
+    assert ei.value.line == 2 and ei.value.offset == len(lines[0]) + 1
+    # A forger who recomputes the whole chain passes the chain alone (a chain
+    # has no secret), but not the pinned head ...
+    _write_lines(path, _rechain(lines))
+    assert L.replay_file(path)[0].unlearning.budget == pytest.approx(228.03, rel=1e-4)
+    with pytest.raises(L.LedgerTamperedError, match="rewritten at or before entry 4"):
+        L.replay_file(path, expect_head=pin)
+    # ... nor the MAC of a keyed ledger.
+    keyed = _cr_ledger(tmp_path, key=KEY, name="keyed.jsonl")
+    lines = _lines(keyed.path)
+    lines[0] = _edit(lines[0], params={"sigma": 1000.0, "method": "paper"})
+    path = _write_lines(tmp_path / "keyed-sigma.jsonl", _rechain(lines))
+    with pytest.raises(L.LedgerTamperedError, match="line 1 .*fails its MAC"):
+        L.replay_file(path, key=KEY)
+
+
+def test_zeroed_bound_is_detected(tmp_path):
+    led = _cr_ledger(tmp_path, key=KEY)
+    pin = led.pin
+    lines = _lines(led.path)
+    for k in (2, len(lines) - 1):  # a middle entry, and the last one
+        bad = list(lines)
+        bad[k] = bad[k].replace(b'"residual_bound":0.4', b'"residual_bound":0.0')
+        assert bad[k] != lines[k]
+        path = _write_lines(tmp_path / f"zero{k}.jsonl", bad)
+        with pytest.raises(
+            L.LedgerTamperedError, match=f"line {k + 1} .*fails its MAC"
+        ):
+            L.replay_file(path, key=KEY)
+        if k < len(lines) - 1:  # the chain alone: the next line's link breaks
+            with pytest.raises(L.LedgerTamperedError, match=f"line {k + 2} .*chain"):
+                L.replay_file(path)
+        else:  # nothing follows the last line: the pin covers it
+            with pytest.raises(L.LedgerTamperedError, match="pinned"):
+                L.replay_file(path, expect_head=pin)
+
+
+def test_forged_retrain_is_detected(tmp_path):
+    led = _cr_ledger(tmp_path, key=KEY)  # U budget nearly used: 1.2 of 2.28
+    lines = _lines(led.path)
+    fake_mac = "0" * 64  # a forger without the key can only guess
+    retrain = {"kind": "retrain", "seq": 3, "dp": None, "mac": fake_mac}
+    retrain = L.encode_entry(retrain)[:-1]
+    renumbered = [_edit(x, seq=json.loads(x)["seq"] + 1) for x in lines[3:]]
+    # Inserted in the middle as written by hand: no link.
+    path = _write_lines(tmp_path / "a.jsonl", lines[:3] + [retrain] + renumbered)
+    with pytest.raises(L.LedgerTamperedError, match="line 4 .*no hash-chain link"):
+        L.replay_file(path)
+    # With a correct link to the lines before it: the next line's link breaks.
+    forged = _rechain(lines[:3] + [retrain])
+    path = _write_lines(tmp_path / "b.jsonl", forged + renumbered)
+    with pytest.raises(L.LedgerTamperedError, match="line 5 .*hash chain"):
+        L.replay_file(path)
+    # Appended at the end with the chain recomputed: only the MAC catches it.
+    tail = {"kind": "retrain", "seq": 5, "dp": None, "mac": fake_mac}
+    path = _write_lines(
+        tmp_path / "c.jsonl", _rechain([*lines, L.encode_entry(tail)[:-1]])
+    )
+    assert L.replay_file(path)[0].num_retrains == 1  # chain-only: undetected
+    with pytest.raises(L.LedgerTamperedError, match="line 6 .*fails its MAC"):
+        L.replay_file(path, key=KEY)
+
+
+def test_deleted_entries_are_detected(tmp_path):
+    led = _cr_ledger(tmp_path)
+    pin = led.pin
+    lines = _lines(led.path)
+    path = _write_lines(tmp_path / "mid.jsonl", lines[:2] + lines[3:])
+    with pytest.raises(L.LedgerTamperedError, match="line 3 .*hash chain"):
+        L.replay_file(path)
+    # Deleting last lines leaves a valid chain; the pinned head catches it.
+    path = _write_lines(tmp_path / "cut.jsonl", lines[:-2])
+    assert L.replay_file(path)[0].num_entries == 2
+    with pytest.raises(L.LedgerTamperedError, match="holds 2 entries .*entry 4"):
+        L.replay_file(path, expect_head=pin)
+    with pytest.raises(L.LedgerTamperedError, match="no line ends at the pinned"):
+        L.replay_file(path, expect_head=pin.split(":")[1])
+    with pytest.raises(L.LedgerTamperedError):
+        L.Ledger.open(path, expect_head=pin)
+
+
+def test_mac_key_handling(tmp_path):
+    led = _cr_ledger(tmp_path, key=KEY)
+    got = L.read_ledger(led.path, key=KEY)
+    assert got.integrity.mac == "verified" and got.integrity.chain == "sha256"
+    assert L.read_ledger(led.path).integrity.mac == "unverified"
+    with pytest.raises(L.LedgerTamperedError, match="line 1 .*fails its MAC"):
+        L.replay_file(led.path, key=b"w" * 32)
+    with pytest.raises(ValueError, match="key="):  # appending needs the key
+        L.Ledger.open(led.path)
+    with pytest.raises(L.LedgerTamperedError, match="fails its MAC"):
+        L.Ledger.open(led.path, key=b"w" * 32)
+    s = L.Ledger.open(led.path, key=KEY).request(dp=None, residual_bound=0.1)
+    assert L.replay_file(led.path, key=KEY)[0] == s
+    # A MAC stripped from a line: refused even without the key.
+    lines = _lines(led.path)
+    entry = json.loads(lines[2])
+    del entry["mac"]
+    lines[2] = L.encode_entry(entry)[:-1]
+    path = _write_lines(tmp_path / "strip.jsonl", lines)
+    with pytest.raises(L.LedgerTamperedError, match="line 3 .*declares HMAC"):
+        L.replay_file(path)
+    # A key for a ledger created without one: refused, not silently ignored.
+    plain = _cr_ledger(tmp_path, name="plain.jsonl")
+    with pytest.raises(L.LedgerTamperedError, match="line 1 .*no MAC although a key"):
+        L.replay_file(plain.path, key=KEY)
+    for bad, match in ((b"short", "at least 32 bytes"), ("k" * 40, "bytes")):
+        with pytest.raises(ValueError, match=match):
+            L.replay_file(plain.path, key=bad)
+        with pytest.raises(ValueError, match=match):
+            make(tmp_path, name="bad-key.jsonl", key=bad)
+    assert not (tmp_path / "bad-key.jsonl").exists()
+    for bad in ("4:abc", "x:" + "0" * 64, "0" * 63, 5):
+        with pytest.raises(ValueError, match="expect_head"):
+            L.replay_file(plain.path, expect_head=bad)
+
+
+def test_two_keyed_writers_keep_one_chain(tmp_path):
+    a = _cr_ledger(tmp_path, key=KEY, requests=0)
+    b = L.Ledger.open(a.path, key=KEY)
+    a.request(dp=None, residual_bound=0.3)
+    s = b.request(dp=None, residual_bound=0.3)  # b re-reads a's entry first
+    assert s.num_entries == 3 and b.pin == L.read_ledger(a.path).integrity.pin
+    a.request(dp=None, residual_bound=0.3)
+    got = L.read_ledger(a.path, key=KEY)
+    assert got.integrity.num_entries == 4 and got.integrity.pin == a.pin
+
+
+def test_legacy_ledger_is_reported_unchained_and_chained_from_its_next_append(
+    tmp_path,
+):
+    path = tmp_path / "old.jsonl"
+    path.write_bytes(_V1_FILE)
+    got = L.read_ledger(path)
+    assert got.integrity.chain == "none" and got.integrity.unchained_entries == 2
+    assert got.integrity.mac == "none" and got.integrity.pin.startswith("2:")
+    led = L.Ledger.open(path)
+    led.request(dp=[G(4.0)])
+    got = L.read_ledger(path)
+    assert got.integrity.chain == "sha256" and got.integrity.unchained_entries == 2
+    # The first chained entry's link covers the lines written before it.
+    lines = _lines(path)
+    lines[1] = lines[1].replace(b'"noise_multiplier":4.0', b'"noise_multiplier":40.0')
+    with pytest.raises(L.LedgerTamperedError, match="line 4 .*hash chain"):
+        L.replay_file(_write_lines(tmp_path / "edit.jsonl", lines))
+    # Once chained, an entry without a link is refused.
+    unlinked = L.encode_entry({"kind": "request", "seq": 4, "dp": None})[:-1]
+    with pytest.raises(L.LedgerTamperedError, match="line 5 .*no hash-chain link"):
+        L.replay_file(_write_lines(tmp_path / "add.jsonl", _lines(path) + [unlinked]))
+
+
+def test_chained_ledger_refuses_an_unlinked_entry_and_unknown_integrity(tmp_path):
+    led = _cr_ledger(tmp_path, requests=0)
+    lines = _lines(led.path)
+    unlinked = L.encode_entry(
+        {"kind": "request", "seq": 2, "dp": None, "residual_bound": 0.1}
+    )[:-1]
+    path = _write_lines(tmp_path / "add.jsonl", lines + [unlinked])
+    with pytest.raises(
+        L.LedgerTamperedError, match="line 3 .*no hash-chain link"
+    ) as ei:
+        L.replay_file(path)
+    assert ei.value.offset == sum(len(x) + 1 for x in lines)
+    lines[0] = _edit(lines[0], integrity={"chain": "md5", "mac": None})
+    with pytest.raises(L.LedgerCorruptError, match="Unsupported ledger integrity"):
+        L.read_ledger(_write_lines(tmp_path / "md5.jsonl", lines))

@@ -27,15 +27,16 @@ two different things (``accountants.md`` §5.1, §8):
     the precision Σ cᵢ/σᵢ² (``dp_gaussian_precision``) for this.
 
 File format (JSON Lines, UTF-8; one object per ``\\n``-terminated line, keys
-sorted)::
+sorted; ``prev`` and ``integrity``: see "Integrity" below)::
 
     {"kind": "config", "format": "dpunlearn-ledger", "version": 1,
      "currency": "langevin", "params": {...}, "target": {"epsilon": 1.0,
-     "delta": 1e-4}, "budget": {"dp_epsilon": 8.0, "dp_delta": 1e-5}, ...}
+     "delta": 1e-4}, "budget": {"dp_epsilon": 8.0, "dp_delta": 1e-5},
+     "integrity": {"chain": "sha256", "mac": null}, ...}
     {"kind": "train", "seq": 1, "dp": [{"mechanism": "gaussian",
-     "noise_multiplier": 40.0, "count": 1000}], "time": ...}
-    {"kind": "request", "seq": 2, "removed": 1, "steps": 1000, "dp": [...]}
-    {"kind": "retrain", "seq": 3, "dp": [...]}
+     "noise_multiplier": 40.0, "count": 1000}], "time": ..., "prev": "9f2c..."}
+    {"kind": "request", "seq": 2, "removed": 1, "steps": 1000, "dp": [...], ...}
+    {"kind": "retrain", "seq": 3, "dp": [...], ...}
 
 A ``certified_removal`` ledger records what :mod:`dpunlearn.certified`
 certifies (the residual bound β of the current model, sum form):
@@ -64,7 +65,48 @@ after the last ``\\n``). Readers recover every complete line before it and
 report the torn tail with its byte offset (:class:`TornTail`); opening such a
 ledger for appending raises :class:`TornTailError` until
 :func:`repair_torn_tail` has moved the torn bytes to a side file. Appends hold
-an exclusive ``flock`` and re-read the file if another writer appended.
+an exclusive ``flock`` (``flock(2)``, BSD advisory locking) and re-read the
+file if another writer appended. Readers take no lock, except that a reader
+which finds a torn last line checks that lock (shared ``flock``) and re-reads,
+so an append still being written is never reported as torn. Where the
+platform has no ``flock`` (no ``fcntl`` module) the ledger still imports and
+replays (a torn tail is then re-read until it stops growing), but appending
+raises ``OSError(ENOLCK)`` rather than risk two writers double-spending a
+budget.
+
+Integrity (Schneier & Kelsey 1999, "Secure audit logs to support computer
+forensics"; Crosby & Wallach 2009, "Efficient data structures for
+tamper-evident logging"). With ``Lᵢ`` the bytes of line i (newline excluded;
+line 1 is the configuration) the chain values are ``h₁ = SHA-256(L₁)`` and
+``hᵢ = SHA-256(hᵢ₋₁ ‖ Lᵢ)`` (FIPS 180-4; ``hᵢ₋₁`` as 32 raw bytes). Every
+entry i ≥ 2 carries ``"prev": hex(hᵢ₋₁)``, and a new configuration declares
+``"integrity": {"chain": "sha256", "mac": null}``. The *head* is the last
+chain value; :attr:`Ledger.pin` / :attr:`LedgerIntegrity.pin` give
+``"N:head"`` (N entries after the configuration).
+
+* Detected by the chain alone (:class:`LedgerTamperedError`, naming the line
+  and byte offset where the chain first fails): editing, inserting or deleting
+  any line that is followed by a chained line, and an entry without a link in
+  a chained ledger.
+* Not detected by the chain alone: an edit of the *last* line, deleting last
+  lines, and a forger who recomputes every link (a hash chain has no secret).
+  A pin kept where the ledger's writers cannot change it, given back as
+  ``expect_head`` (``--expect-head``), detects all three: the file must still
+  hold ``h`` after entry N; honest appends since are fine.
+* Optional keyed MAC (RFC 2104 HMAC-SHA256): a ledger created with
+  ``key=`` (at least 32 bytes) declares ``"mac": "hmac-sha256"`` and every
+  line, configuration included, carries ``"mac"`` = HMAC(key, the line's
+  canonical encoding without ``mac``), which covers its link too. A
+  reader given the key refuses any line without a valid MAC, so no line can
+  be forged, edited or inserted without the key; deleting last lines still
+  needs the pin. Without the key, MACs are reported ``"unverified"`` (their
+  presence is still checked) and appending is refused.
+* Ledgers written before the chain (no ``integrity``, no ``prev``) replay
+  unchanged and are reported as chain ``"none"`` (edits not detected; the
+  head and pin still cover every byte). The next append by this version
+  starts the chain; its first link covers every earlier line.
+* Stripping every link and the declaration (a downgrade to an unchained
+  ledger) is detected by the pin or the key, not by the chain.
 
 A request that would exceed a configured budget raises
 :class:`BudgetExceededError` (a ``ValueError``) that says what is left and
@@ -75,10 +117,13 @@ the write).
 from __future__ import annotations
 
 import dataclasses
-import fcntl
+import errno
+import hashlib
+import hmac
 import json
 import math
 import os
+import stat
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -86,10 +131,17 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from dpunlearn import _validate
+from dpunlearn.accounting import _locking, rdp
 from dpunlearn.accounting import currencies as cur
 from dpunlearn.accounting import events as ev
 from dpunlearn.accounting import mechanisms as mech
-from dpunlearn.accounting import rdp
+from dpunlearn.errors import (  # re-exported: their historical import path
+    BudgetExceededError,
+    LedgerCorruptError,
+    LedgerError,
+    LedgerTamperedError,
+    TornTailError,
+)
 
 __all__ = [
     "FORMAT",
@@ -98,9 +150,12 @@ __all__ = [
     "LedgerError",
     "LedgerCorruptError",
     "TornTailError",
+    "LedgerTamperedError",
     "BudgetExceededError",
     "TornTail",
     "LedgerRead",
+    "LedgerIntegrity",
+    "LoadedLedger",
     "LedgerSetup",
     "LedgerSummary",
     "make_config",
@@ -112,8 +167,16 @@ __all__ = [
     "dp_epsilon_pld",
     "replay",
     "read_ledger",
+    "load_ledger",
     "replay_file",
     "repair_torn_tail",
+    "MAX_LINE_BYTES",
+    "MAX_DEPTH",
+    "MAX_INT_DIGITS",
+    "CHAIN",
+    "MAC",
+    "MIN_KEY_BYTES",
+    "LOCK_TIMEOUT",
     "encode_entry",
     "summary_to_dict",
     "gaussian_release",
@@ -124,9 +187,16 @@ __all__ = [
 
 FORMAT = "dpunlearn-ledger"
 VERSION = 1
+#: Hash of the chain linking each line to all before it (FIPS 180-4).
+CHAIN = "sha256"
+#: Optional keyed MAC of every line (RFC 2104 HMAC with SHA-256).
+MAC = "hmac-sha256"
+#: Shortest MAC key accepted: RFC 2104 §3 discourages keys shorter than the
+#: hash output (32 bytes for SHA-256).
+MIN_KEY_BYTES = 32
 CURRENCIES = ("certified_removal", "sekhari", "d2d", "langevin", "wsgd", "dp_extractor")
 _KINDS = ("train", "request", "retrain")
-_COMMON_KEYS = {"kind", "seq", "time", "note", "dp"}
+_COMMON_KEYS = {"kind", "seq", "time", "note", "dp", "prev", "mac"}
 _REQUEST_KEYS = {
     "certified_removal": {"removed", "residual_bound", "residual_mode"},
     "sekhari": {"removed"},
@@ -146,59 +216,8 @@ _MECHANISM_KEYS = {
 
 
 # ---------------------------------------------------------------------------
-# errors and small records
+# small records (the error types live in dpunlearn.errors)
 # ---------------------------------------------------------------------------
-
-
-class LedgerError(ValueError):
-    """Base class of ledger errors (a ``ValueError``)."""
-
-
-class LedgerCorruptError(LedgerError):
-    """A complete line of the ledger is not a valid entry (not a crash artefact)."""
-
-
-class TornTailError(LedgerCorruptError):
-    """The file ends in an incomplete line (a write was interrupted).
-
-    Attributes:
-      offset: Byte offset at which the torn line starts.
-      length: Number of torn bytes.
-      num_complete: Number of complete lines before it (config included).
-    """
-
-    def __init__(self, message: str, *, offset: int, length: int, num_complete: int):
-        super().__init__(message)
-        self.offset = offset
-        self.length = length
-        self.num_complete = num_complete
-
-
-class BudgetExceededError(LedgerError):
-    """A release was refused because it would exceed a configured budget.
-
-    Attributes:
-      ledger: ``"U"`` (unlearning certificate) or ``"D"`` (DP of all releases).
-      remaining: Budget left before the refused release, in ``unit``.
-      restored_by_retrain: Budget a full retrain would restore (``None`` for
-        the D ledger, which a retrain never restores).
-      unit: Unit of ``remaining``.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        ledger: str,
-        remaining: float,
-        restored_by_retrain: float | None,
-        unit: str,
-    ):
-        super().__init__(message)
-        self.ledger = ledger
-        self.remaining = remaining
-        self.restored_by_retrain = restored_by_retrain
-        self.unit = unit
 
 
 class TornTail(NamedTuple):
@@ -209,12 +228,42 @@ class TornTail(NamedTuple):
     preview: str
 
 
+class LedgerIntegrity(NamedTuple):
+    """What the integrity checks of :func:`read_ledger` established.
+
+    Attributes:
+      chain: ``"sha256"`` if entries carry the hash chain (or the
+        configuration declares it), ``"none"`` for a ledger written before
+        the chain existed (edits to it are not detected).
+      unchained_entries: Entries written before the chain started (a legacy
+        ledger appended to by this version); the first chained entry's link
+        covers them, so edits to them are detected too.
+      mac: ``"verified"`` (a key was given and every line's HMAC checked),
+        ``"unverified"`` (lines carry MACs, no key was given) or ``"none"``.
+      head: Hex SHA-256 chain value after the last complete line.
+      num_entries: Complete entries after the configuration line.
+    """
+
+    chain: str
+    unchained_entries: int
+    mac: str
+    head: str
+    num_entries: int
+
+    @property
+    def pin(self) -> str:
+        """``"<num_entries>:<head>"``: give it back as ``expect_head`` later
+        to detect that lines were deleted from the end (or anything rewritten)."""
+        return f"{self.num_entries}:{self.head}"
+
+
 class LedgerRead(NamedTuple):
     """What :func:`read_ledger` recovered from a file."""
 
     entries: tuple[dict, ...]
     torn_tail: TornTail | None
     size: int  # bytes of complete lines (the offset the next append lands at)
+    integrity: LedgerIntegrity | None = None
 
 
 class LedgerSetup(NamedTuple):
@@ -421,8 +470,43 @@ def make_config(
     return raw
 
 
+def _integrity_spec(raw: Mapping[str, Any]) -> dict | None:
+    """The configuration's ``integrity`` declaration (None: written before
+    the hash chain). Unknown algorithms are refused, not skipped: a ledger
+    whose checks cannot be run must not look verified."""
+    spec = raw.get("integrity")
+    if spec is None:
+        return None
+    if (
+        not isinstance(spec, Mapping)
+        or set(spec) != {"chain", "mac"}
+        or spec["chain"] != CHAIN
+        or spec["mac"] not in (None, MAC)
+    ):
+        raise LedgerCorruptError(
+            f"Unsupported ledger integrity {spec!r}; expected "
+            f"{{'chain': {CHAIN!r}, 'mac': None or {MAC!r}}}."
+        )
+    return dict(spec)
+
+
+def _config_number(value: Any, name: str) -> float:
+    """A number of the configuration line as a float (bools and strings refused)."""
+    if isinstance(value, bool) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
+        raise ValueError(f"Expected {name} to be a number, got {value!r}.")
+    return float(value)
+
+
 def parse_config(raw: Mapping[str, Any]) -> LedgerSetup:
-    """Validates a configuration line and builds the currency config."""
+    """Validates a configuration line and builds the currency config.
+
+    Every value is checked as :func:`make_config` checks it (target ε > 0
+    finite, δ's in (0, 1), DP budget > 0 finite or absent, the currency's
+    constants), so a hand-edited file with, say, ``dp_epsilon`` −1 or NaN is
+    refused with :class:`LedgerCorruptError` instead of replaying.
+    """
     if not isinstance(raw, Mapping) or raw.get("kind") != "config":
         raise LedgerCorruptError(
             "Expected the first line to be the ledger configuration (kind='config')."
@@ -435,22 +519,25 @@ def parse_config(raw: Mapping[str, Any]) -> LedgerSetup:
     try:
         target = raw["target"]
         budget = raw.get("budget") or {}
-        eps, delta = float(target["epsilon"]), float(target["delta"])
+        if not isinstance(target, Mapping) or not isinstance(budget, Mapping):
+            raise ValueError("Expected 'target' and 'budget' to be JSON objects.")
+        eps = _config_number(target["epsilon"], "target.epsilon")
+        delta = _config_number(target["delta"], "target.delta")
+        _validate.positive(target_epsilon=eps)
+        _validate.open_interval(0.0, 1.0, target_delta=delta)
         config = _currency_config(raw["currency"], raw.get("params") or {}, eps, delta)
         dp_eps = budget.get("dp_epsilon")
-        dp_delta = float(budget.get("dp_delta", delta))
-        cur._check_delta(dp_delta)
-    except (KeyError, TypeError, ValueError) as e:
+        if dp_eps is not None:
+            dp_eps = _config_number(dp_eps, "budget.dp_epsilon")
+            _validate.positive(dp_epsilon=dp_eps)
+        dp_delta = _config_number(budget.get("dp_delta", delta), "budget.dp_delta")
+        _validate.open_interval(0.0, 1.0, dp_delta=dp_delta)
+        _integrity_spec(raw)
+    except LedgerCorruptError:
+        raise
+    except (KeyError, TypeError, ValueError, ArithmeticError) as e:
         raise LedgerCorruptError(f"Invalid ledger configuration: {e}") from None
-    return LedgerSetup(
-        raw["currency"],
-        config,
-        eps,
-        delta,
-        None if dp_eps is None else float(dp_eps),
-        dp_delta,
-        dict(raw),
-    )
+    return LedgerSetup(raw["currency"], config, eps, delta, dp_eps, dp_delta, dict(raw))
 
 
 # ---------------------------------------------------------------------------
@@ -1059,60 +1146,505 @@ def encode_entry(entry: Mapping[str, Any]) -> bytes:
     return text.encode("ascii") + b"\n"
 
 
-def _parse_bytes(data: bytes, path: str = "<bytes>") -> LedgerRead:
-    last_nl = data.rfind(b"\n")
-    complete_end = last_nl + 1
-    tail = data[complete_end:]
-    torn = None
-    if tail:
-        torn = TornTail(complete_end, len(tail), tail[:60].decode("utf-8", "replace"))
-    entries = []
-    offset = 0
-    for lineno, line in enumerate(data[:complete_end].split(b"\n")[:-1], start=1):
-        try:
-            obj = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+#: Longest line (bytes, newline excluded) a reader accepts and a writer writes.
+#: Entries are a few hundred bytes; the bound keeps a damaged or hostile file
+#: (a multi-gigabyte "line") from exhausting memory.
+MAX_LINE_BYTES = 4 * 1024 * 1024
+#: Deepest JSON nesting accepted. Entries need 3 (``config.params.head``);
+#: the bound keeps ``json`` from recursing on a hostile line.
+MAX_DEPTH = 32
+#: Longest integer literal accepted (an int64 has at most 19 digits).
+MAX_INT_DIGITS = 20
+#: Seconds a reader waits for a writer holding the lock with a line
+#: half-written (then TimeoutError).
+LOCK_TIMEOUT = 10.0
+_READ_CHUNK = 1 << 20
+# Where no lock can be taken: a torn tail that grows within _SETTLE_S is an
+# append in progress (one write call), so the file is read again, for at most
+# _SETTLE_MAX_S in all.
+_SETTLE_S = 0.05
+_SETTLE_MAX_S = 2.0
+
+
+def _json_depth(line: bytes) -> int:
+    """Deepest ``[``/``{`` nesting of a JSON text, brackets in strings ignored.
+
+    Exact for valid JSON; for invalid JSON it can differ only after the first
+    syntax error, where ``json`` stops anyway. Linear and vectorised (no
+    regular expression: one would backtrack quadratically on a hostile line).
+    """
+    b = np.frombuffer(line, dtype=np.uint8)
+    if not b.size:
+        return 0
+    pos = np.arange(b.size)
+    backslash = b == ord("\\")
+    # A character is escaped when an odd run of backslashes precedes it.
+    last_plain = np.maximum.accumulate(np.where(backslash, -1, pos))
+    run_before = np.concatenate(([0], pos[:-1] - last_plain[:-1]))
+    quote = (b == ord('"')) & (run_before % 2 == 0)
+    outside = np.cumsum(quote) % 2 == 0  # even number of quotes so far
+    opens = ((b == ord("[")) | (b == ord("{"))) & outside
+    closes = ((b == ord("]")) | (b == ord("}"))) & outside
+    return int(np.cumsum(opens.astype(np.int64) - closes).max(initial=0))
+
+
+def _parse_int(text: str) -> int:
+    digits = len(text) - text.startswith("-")
+    if digits > MAX_INT_DIGITS:
+        raise ValueError(
+            f"integer literal with {digits} digits (at most {MAX_INT_DIGITS} accepted)"
+        )
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]!r} overflows float64")
+    return value
+
+
+def _refuse_constant(text: str):
+    raise ValueError(f"{text} is not JSON (non-finite numbers are refused)")
+
+
+def _loads(line: bytes, where: str) -> dict:
+    """Parses one complete line, bounded: length, nesting, integer size."""
+    if len(line) > MAX_LINE_BYTES:
+        raise LedgerCorruptError(
+            f"{where} is {len(line)} bytes long (at most {MAX_LINE_BYTES})."
+        )
+    # Counting brackets is cheap; the exact scan runs only when it could matter.
+    if line.count(b"[") + line.count(b"{") > MAX_DEPTH:
+        depth = _json_depth(line)
+        if depth > MAX_DEPTH:
             raise LedgerCorruptError(
-                f"{path}: line {lineno} (byte offset {offset}) is not valid JSON: {e}."
-            ) from None
-        if not isinstance(obj, dict):
-            raise LedgerCorruptError(
-                f"{path}: line {lineno} (byte offset {offset}) is not a JSON object."
+                f"{where} nests JSON {depth} deep (at most {MAX_DEPTH})."
             )
-        entries.append(obj)
-        offset += len(line) + 1
-    return LedgerRead(tuple(entries), torn, complete_end)
+    try:
+        obj = json.loads(
+            line.decode("utf-8"),
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+            parse_constant=_refuse_constant,
+        )
+    except UnicodeDecodeError as e:
+        raise LedgerCorruptError(f"{where} is not valid UTF-8: {e}.") from None
+    except json.JSONDecodeError as e:
+        raise LedgerCorruptError(f"{where} is not valid JSON: {e}.") from None
+    except ValueError as e:  # from the hooks above
+        raise LedgerCorruptError(f"{where}: {e}.") from None
+    except RecursionError:  # not reachable after the depth check; never a traceback
+        raise LedgerCorruptError(f"{where} nests JSON too deep.") from None
+    if not isinstance(obj, dict):
+        raise LedgerCorruptError(f"{where} is not a JSON object.")
+    return obj
 
 
-def read_ledger(path: str | os.PathLike) -> LedgerRead:
-    """Reads every complete line of a ledger file and reports a torn tail.
+def _link(prev: bytes, line: bytes) -> bytes:
+    """Chain value after ``line``: SHA-256 of the previous value and the
+    line's bytes (newline excluded); the first line's previous value is empty."""
+    return hashlib.sha256(prev + line).digest()
+
+
+def _mac_hex(key: bytes, entry: Mapping[str, Any]) -> str:
+    """HMAC-SHA256 of the entry's canonical line without its ``mac`` field."""
+    body = {k: v for k, v in entry.items() if k != "mac"}
+    return hmac.new(key, encode_entry(body)[:-1], hashlib.sha256).hexdigest()
+
+
+def _check_key(key: Any) -> bytes | None:
+    if key is None:
+        return None
+    if not isinstance(key, (bytes, bytearray, memoryview)):
+        raise ValueError(
+            f"Expected key to be bytes (e.g. the contents of a key file), got "
+            f"{type(key).__name__}."
+        )
+    key = bytes(key)
+    if len(key) < MIN_KEY_BYTES:
+        raise ValueError(
+            f"Expected key to be at least {MIN_KEY_BYTES} bytes (RFC 2104: "
+            f"shorter keys weaken HMAC-SHA256), got {len(key)} bytes."
+        )
+    return key
+
+
+def _parse_pin(expect_head: Any) -> tuple[int | None, str] | None:
+    """``"HEAD"`` or ``"N:HEAD"`` (as :attr:`LedgerIntegrity.pin` writes it)."""
+    if expect_head is None:
+        return None
+    text = expect_head.strip().lower() if isinstance(expect_head, str) else ""
+    count, _, head = text.rpartition(":")
+    ok = len(head) == 64 and all(c in "0123456789abcdef" for c in head)
+    if ok and count:
+        ok = count.isdigit()
+    if not ok:
+        raise ValueError(
+            "Expected expect_head to be 'N:HEX' or 'HEX' (N entries, HEX the "
+            f"64-digit SHA-256 chain value, as Ledger.pin gives), got {expect_head!r}."
+        )
+    return (int(count) if count else None), head
+
+
+class _Scanner:
+    """Incremental reader: feed bytes, get complete lines parsed and checked.
+
+    Memory stays bounded by :data:`MAX_LINE_BYTES` plus one chunk beyond the
+    parsed entries: an over-long line is refused as soon as it is seen. Each
+    line's hash-chain link (and, with a key, its MAC) is checked as it is
+    read; see the module docstring, "Integrity".
+    """
+
+    def __init__(self, path: str, key: bytes | None = None):
+        self.path = path
+        self.key = key
+        self.buf = bytearray()
+        self.offset = 0  # file offset of buf[0] = bytes of complete lines
+        self.entries: list[dict] = []
+        self.links: list[bytes] = []  # chain value after each line
+        self.spec: dict | None = None  # the configuration's declaration
+        self.chained = False  # an entry carrying 'prev' was seen
+        self.unchained = 0
+        self.macs = False
+
+    def where(self) -> str:
+        return f"{self.path}: line {len(self.entries) + 1} (byte offset {self.offset})"
+
+    def feed(self, data: bytes) -> None:
+        self.buf += data
+        start = 0
+        while (nl := self.buf.find(b"\n", start)) >= 0:
+            self._line(bytes(self.buf[start:nl]))
+            start = nl + 1
+        del self.buf[:start]
+        if len(self.buf) > MAX_LINE_BYTES:
+            raise LedgerCorruptError(
+                f"{self.where()} has no newline within {MAX_LINE_BYTES} bytes."
+            )
+
+    def _tampered(self, what: str) -> LedgerTamperedError:
+        return LedgerTamperedError(
+            f"{self.where()} {what}",
+            line=len(self.entries) + 1,
+            offset=self.offset,
+        )
+
+    def _line(self, line: bytes) -> None:
+        obj = _loads(line, self.where())
+        prev = self.links[-1] if self.links else b""
+        if not self.entries:  # the configuration line
+            try:
+                self.spec = _integrity_spec(obj)
+            except LedgerCorruptError as e:
+                raise LedgerCorruptError(f"{self.where()}: {e}") from None
+        elif "prev" not in obj:
+            if self.chained or self.spec is not None:
+                raise self._tampered(
+                    "carries no hash-chain link ('prev') although the ledger is "
+                    "chained: a line was inserted or rewritten."
+                )
+            self.unchained += 1
+        elif obj["prev"] != prev.hex():
+            raise self._tampered(
+                "breaks the hash chain: its 'prev' is not the SHA-256 chain value "
+                "of the lines before it, so a line before it was edited, inserted "
+                "or deleted."
+            )
+        else:
+            self.chained = True
+        mac = obj.get("mac")
+        self.macs |= mac is not None
+        if self.key is not None:
+            if not isinstance(mac, str):
+                raise self._tampered(
+                    "carries no MAC although a key was given (the ledger was "
+                    "created without a key, or its MACs were stripped)."
+                )
+            expected = _mac_hex(self.key, obj)
+            if not (mac.isascii() and hmac.compare_digest(mac, expected)):
+                raise self._tampered(
+                    "fails its MAC: the line was altered, or the key is wrong."
+                )
+        elif self.spec is not None and self.spec["mac"] and not isinstance(mac, str):
+            raise self._tampered(
+                "carries no MAC although the configuration declares HMAC-SHA256 "
+                "(the line was inserted or rewritten)."
+            )
+        self.links.append(_link(prev, line))
+        self.entries.append(obj)
+        self.offset += len(line) + 1
+
+    def finish(self, pin: tuple[int | None, str] | None = None) -> LedgerRead:
+        torn = None
+        if self.buf:
+            preview = bytes(self.buf[:60]).decode("utf-8", "replace")
+            torn = TornTail(self.offset, len(self.buf), preview)
+        num_entries = max(len(self.entries) - 1, 0)
+        integrity = LedgerIntegrity(
+            chain=CHAIN if self.chained or self.spec is not None else "none",
+            unchained_entries=self.unchained,
+            mac="verified" if self.key else ("unverified" if self.macs else "none"),
+            head=self.links[-1].hex() if self.links else "",
+            num_entries=num_entries,
+        )
+        if pin is not None:
+            self._check_pin(pin, num_entries)
+        return LedgerRead(tuple(self.entries), torn, self.offset, integrity)
+
+    def _check_pin(self, pin: tuple[int | None, str], num_entries: int) -> None:
+        count, head = pin
+        if count is None:
+            if head not in {x.hex() for x in self.links}:
+                raise LedgerTamperedError(
+                    f"{self.path}: no line ends at the pinned head {head[:16]}...: "
+                    "the ledger was truncated or rewritten.",
+                    line=None,
+                    offset=None,
+                )
+            return
+        if count > num_entries or not self.links:
+            raise LedgerTamperedError(
+                f"{self.path}: holds {num_entries} entries but the pinned head "
+                f"was taken after entry {count}: the ledger was truncated (its "
+                "last entries deleted) or rewritten.",
+                line=None,
+                offset=None,
+            )
+        if self.links[count].hex() != head:
+            raise LedgerTamperedError(
+                f"{self.path}: the chain value after entry {count} is "
+                f"{self.links[count].hex()[:16]}..., not the pinned "
+                f"{head[:16]}...: the ledger was rewritten at or before entry "
+                f"{count}.",
+                line=count + 1,
+                offset=None,
+            )
+
+
+def _scan_fd(
+    fd: int,
+    path: str,
+    end: int | None = None,
+    *,
+    key: bytes | None = None,
+    pin: tuple[int | None, str] | None = None,
+) -> LedgerRead:
+    """Reads and parses an open file from its start (up to byte ``end``)."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    scanner = _Scanner(path, key)
+    left = math.inf if end is None else end
+    while left > 0 and (chunk := os.read(fd, int(min(_READ_CHUNK, left)))):
+        scanner.feed(chunk)
+        left -= len(chunk)
+    return scanner.finish(pin)
+
+
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _check_regular(mode: int, path: str) -> None:
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a file")
+    raise LedgerError(
+        f"{path}: not a regular file ({kind}); a ledger is a regular file."
+    )
+
+
+def _open_regular(path: str, flags: int) -> int:
+    """Opens ``path`` only if it is a regular file.
+
+    A FIFO would block ``open`` or ``read`` forever and ``/dev/zero`` would
+    never end, so the type is checked before opening (``stat``) and again on
+    the descriptor (``fstat``: the path may have been replaced in between);
+    ``O_NONBLOCK`` keeps the ``open`` of a FIFO from waiting for a writer.
+    """
+    _check_regular(os.stat(path).st_mode, path)
+    fd = os.open(
+        path, flags | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    )
+    try:
+        _check_regular(os.fstat(fd).st_mode, path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_ledger(
+    path: str | os.PathLike,
+    *,
+    key: bytes | None = None,
+    expect_head: str | None = None,
+    lock_timeout: float = LOCK_TIMEOUT,
+) -> LedgerRead:
+    """Reads every complete line of a ledger file, checks its integrity and
+    reports a torn tail.
+
+    An append in progress is never mistaken for a torn line. Reading takes
+    no lock (so readers never hold up writers); only when the file seems to
+    end in a torn line does the reader check the lock appends hold while
+    writing, and re-read once the append is complete (see
+    :func:`_resolve_torn`). Where no lock can be taken (no ``fcntl``, or a
+    file system without ``flock``), a torn tail is read again until it stops
+    growing.
+
+    Only a regular file is read; each line must be at most
+    :data:`MAX_LINE_BYTES` long, nest at most :data:`MAX_DEPTH` deep and hold
+    integers of at most :data:`MAX_INT_DIGITS` digits and no NaN/inf.
+
+    Args:
+      path: The ledger file.
+      key: The ledger's MAC key (bytes, at least :data:`MIN_KEY_BYTES`): every
+        line must then carry a valid HMAC-SHA256.
+      expect_head: A pin ``"N:HEX"`` (or ``"HEX"``) taken earlier from
+        :attr:`LedgerIntegrity.pin` / :attr:`Ledger.pin`: the file must still
+        hold that chain value after entry N (appends since are fine), which
+        detects deleted last lines and any rewrite.
+      lock_timeout: Seconds to wait for a writer that holds the lock with a
+        line half-written.
 
     Returns:
       :class:`LedgerRead` with the parsed entries (config first), the torn
-      tail (or None) and the byte size of the complete lines.
+      tail (or None), the byte size of the complete lines and the
+      :class:`LedgerIntegrity` established.
 
     Raises:
       FileNotFoundError: If the file does not exist.
-      LedgerCorruptError: If a *complete* line is not a JSON object (that is
-        not a crash artefact: the file was edited or damaged).
+      IsADirectoryError: If ``path`` is a directory.
+      LedgerError: If ``path`` is another non-regular file (FIFO, device).
+      LedgerTamperedError: If the hash chain, a MAC or the pin fails.
+      LedgerCorruptError: If a *complete* line is not a JSON object within
+        the bounds (that is not a crash artefact: the file was edited or
+        damaged).
+      TimeoutError: If a writer held the lock with a line half-written for
+        ``lock_timeout`` seconds.
+      ValueError: For a malformed ``key`` or ``expect_head``.
     """
-    with open(path, "rb") as f:
-        data = f.read()
-    return _parse_bytes(data, os.fspath(path))
+    path = os.fspath(path)
+    key = _check_key(key)
+    pin = _parse_pin(expect_head)
+    _validate.non_negative(lock_timeout=lock_timeout)
+    fd = _open_regular(path, os.O_RDONLY)
+    try:
+
+        def scan(end: int | None = None) -> LedgerRead:
+            return _scan_fd(fd, path, end, key=key, pin=pin)
+
+        got = scan()
+        if got.torn_tail is not None:
+            got = _resolve_torn(fd, path, got, float(lock_timeout), scan)
+        return got
+    finally:
+        os.close(fd)
 
 
-def replay_file(
-    path: str | os.PathLike, *, allow_torn: bool = False
-) -> tuple[LedgerSummary, TornTail | None]:
-    """Replays a ledger file. A torn tail raises :class:`TornTailError` unless
-    ``allow_torn``, in which case the complete entries are replayed and the
-    tail is returned for reporting."""
-    got = read_ledger(path)
+def _resolve_torn(
+    fd: int, path: str, got: LedgerRead, timeout: float, scan
+) -> LedgerRead:
+    """Tells an append in progress from an interrupted one, and re-reads.
+
+    Appends write under an exclusive ``flock``. While one holds it, the file
+    is re-read as soon as it grows (the append usually completes the line).
+    Once a shared lock is held no append is half-written, so the file's size
+    then ends with a whole append or with a really torn line; the bytes before
+    it never change (append-only), so the lock is released at once and the
+    file read up to that size.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.0002
+    while True:
+        state = _locking.try_shared(fd)
+        if state is None:  # no locks here: wait for the tail to stop growing
+            return _settled(fd, got, scan)
+        if state:
+            end = os.fstat(fd).st_size
+            _locking.unlock(fd)
+            return scan(end)
+        if os.fstat(fd).st_size != got.size + got.torn_tail.length:
+            got = scan()  # the writer wrote more
+            if got.torn_tail is None:
+                return got
+        now = time.monotonic()
+        if now >= deadline:
+            raise TimeoutError(
+                f"{path}: another process has held the ledger's lock for more "
+                f"than {timeout:g} s with a line half-written (an append in "
+                "progress, or a stopped writer); try again"
+            )
+        time.sleep(min(delay, deadline - now))
+        delay = min(2 * delay, 0.01)
+
+
+def _settled(fd: int, got: LedgerRead, scan) -> LedgerRead:
+    """Without locks: re-reads while the torn tail is still growing."""
+    deadline = time.monotonic() + _SETTLE_MAX_S
+    while got.torn_tail is not None and time.monotonic() < deadline:
+        time.sleep(_SETTLE_S)
+        if os.fstat(fd).st_size == got.size + got.torn_tail.length:
+            break  # unchanged: an interrupted append, not one in progress
+        got = scan()
+    return got
+
+
+class LoadedLedger(NamedTuple):
+    """A ledger file read and replayed once (:func:`load_ledger`)."""
+
+    setup: LedgerSetup
+    summary: LedgerSummary
+    read: LedgerRead
+
+
+def load_ledger(
+    path: str | os.PathLike,
+    *,
+    allow_torn: bool = False,
+    key: bytes | None = None,
+    expect_head: str | None = None,
+    lock_timeout: float = LOCK_TIMEOUT,
+) -> LoadedLedger:
+    """Reads (:func:`read_ledger`, same arguments) and replays a ledger file.
+
+    A torn tail raises :class:`TornTailError` unless ``allow_torn``, in which
+    case the complete entries are replayed and the tail is reported in
+    ``read.torn_tail``. The configuration, the summary and the integrity
+    report all come from the same read.
+    """
+    path = os.fspath(path)
+    got = read_ledger(path, key=key, expect_head=expect_head, lock_timeout=lock_timeout)
     if got.torn_tail is not None and not allow_torn:
         raise _torn_error(path, got)
     if not got.entries:
-        raise LedgerCorruptError(f"{os.fspath(path)}: no complete configuration line.")
-    return _replay_read(path, got), got.torn_tail
+        raise LedgerCorruptError(f"{path}: no complete configuration line.")
+    summary = _replay_read(path, got)
+    return LoadedLedger(parse_config(got.entries[0]), summary, got)
+
+
+def replay_file(
+    path: str | os.PathLike,
+    *,
+    allow_torn: bool = False,
+    key: bytes | None = None,
+    expect_head: str | None = None,
+    lock_timeout: float = LOCK_TIMEOUT,
+) -> tuple[LedgerSummary, TornTail | None]:
+    """Replays a ledger file: :func:`load_ledger`'s summary and torn tail."""
+    got = load_ledger(
+        path,
+        allow_torn=allow_torn,
+        key=key,
+        expect_head=expect_head,
+        lock_timeout=lock_timeout,
+    )
+    return got.summary, got.read.torn_tail
 
 
 def _replay_read(path, got: LedgerRead) -> LedgerSummary:
@@ -1122,7 +1654,9 @@ def _replay_read(path, got: LedgerRead) -> LedgerSummary:
         return replay(got.entries)
     except LedgerCorruptError:
         raise
-    except ValueError as e:
+    except (ValueError, TypeError, ArithmeticError) as e:
+        # Whatever a damaged entry trips over is the file's fault (exit 1 in
+        # the CLI), not a bad argument.
         raise LedgerCorruptError(f"{os.fspath(path)}: {e}") from None
 
 
@@ -1148,17 +1682,18 @@ def repair_torn_tail(path: str | os.PathLike) -> TornTail | None:
     Returns the tail that was removed, or None if the file was intact.
     """
     path = os.fspath(path)
-    fd = os.open(path, os.O_RDWR)
+    fd = _open_regular(path, os.O_RDWR)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        data = _read_fd(fd)
-        got = _parse_bytes(data, path)
+        _locking.exclusive(fd)
+        got = _scan_fd(fd, path)
         if got.torn_tail is None:
             return None
+        os.lseek(fd, got.size, os.SEEK_SET)
+        torn = os.read(fd, got.torn_tail.length)  # <= MAX_LINE_BYTES
         side = f"{path}.torn-{got.torn_tail.offset}"
         sfd = os.open(side, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            _write_all(sfd, data[got.size :])
+            _write_all(sfd, torn)
             os.fsync(sfd)
         finally:
             os.close(sfd)
@@ -1169,15 +1704,15 @@ def repair_torn_tail(path: str | os.PathLike) -> TornTail | None:
         os.close(fd)
 
 
-def _read_fd(fd: int) -> bytes:
-    os.lseek(fd, 0, os.SEEK_SET)
-    chunks = []
-    while True:
-        b = os.read(fd, 1 << 20)
-        if not b:
-            break
-        chunks.append(b)
-    return b"".join(chunks)
+def _bounded_line(entry: Mapping[str, Any]) -> bytes:
+    """:func:`encode_entry`, refusing a line no reader would accept."""
+    line = encode_entry(entry)
+    if len(line) - 1 > MAX_LINE_BYTES:
+        raise ValueError(
+            f"Expected the encoded entry to be at most {MAX_LINE_BYTES} bytes "
+            f"(MAX_LINE_BYTES), got {len(line) - 1}; shorten its note."
+        )
+    return line
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -1257,18 +1792,27 @@ class Ledger:
     Use :meth:`create` for a new file and :meth:`open` for an existing one;
     :meth:`append` (or :meth:`train` / :meth:`request` / :meth:`retrain`)
     checks the budgets, appends one line crash-safely and returns the new
-    :class:`LedgerSummary`. The object caches the summary and the file size;
-    if another process appended meanwhile, the file is re-read and replayed
-    under the lock before the check.
+    :class:`LedgerSummary`. The object caches the summary, the file size and
+    the chain head; if another process appended meanwhile, the file is
+    re-read (and verified) and replayed under the lock before the check.
     """
 
     def __init__(
-        self, path: str, setup: LedgerSetup, summary: LedgerSummary, size: int
+        self,
+        path: str,
+        setup: LedgerSetup,
+        summary: LedgerSummary,
+        size: int,
+        *,
+        head: bytes,
+        key: bytes | None = None,
     ):
         self._path = path
         self._setup = setup
         self._summary = summary
         self._size = size
+        self._head = head
+        self._key = key
 
     @property
     def path(self) -> str:
@@ -1282,16 +1826,39 @@ class Ledger:
     def summary(self) -> LedgerSummary:
         return self._summary
 
+    @property
+    def head(self) -> str:
+        """Hex SHA-256 chain value after the last line this object knows."""
+        return self._head.hex()
+
+    @property
+    def pin(self) -> str:
+        """``"<entries>:<head>"``: keep it somewhere the ledger's writers
+        cannot change, and pass it as ``expect_head`` to :func:`replay_file`
+        (``--expect-head`` in the CLI) to detect deleted last entries."""
+        return f"{self._summary.num_entries}:{self.head}"
+
     @classmethod
-    def create(cls, path: str | os.PathLike, **config_kwargs) -> Ledger:
+    def create(
+        cls, path: str | os.PathLike, *, key: bytes | None = None, **config_kwargs
+    ) -> Ledger:
         """Creates a new ledger whose first line is :func:`make_config` (kwargs).
+
+        Every entry is hash-chained to the lines before it. With ``key``
+        (bytes, at least :data:`MIN_KEY_BYTES`), every line also carries an
+        HMAC-SHA256 under it, and the key is needed to open the ledger for
+        appending and to verify it.
 
         Raises FileExistsError if ``path`` exists (a ledger is never
         overwritten)."""
         path = os.fspath(path)
+        key = _check_key(key)
         raw = make_config(**config_kwargs)
+        raw["integrity"] = {"chain": CHAIN, "mac": MAC if key else None}
+        if key is not None:
+            raw["mac"] = _mac_hex(key, raw)
         setup = parse_config(raw)
-        line = encode_entry(raw)
+        line = _bounded_line(raw)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         try:
             _write_all(fd, line)
@@ -1299,56 +1866,85 @@ class Ledger:
         finally:
             os.close(fd)
         _fsync_dir(path)
-        return cls(path, setup, initial_summary(setup), len(line))
+        head = _link(b"", line[:-1])
+        return cls(path, setup, initial_summary(setup), len(line), head=head, key=key)
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> Ledger:
-        """Opens an existing ledger, replaying it.
+    def open(
+        cls,
+        path: str | os.PathLike,
+        *,
+        key: bytes | None = None,
+        expect_head: str | None = None,
+    ) -> Ledger:
+        """Opens an existing ledger, verifying and replaying it.
+
+        ``key`` and ``expect_head`` are as in :func:`read_ledger`; a ledger
+        created with a key cannot be opened for appending without it.
 
         Raises:
           FileNotFoundError: If it does not exist.
           TornTailError: If its last line is torn (see :func:`repair_torn_tail`).
+          LedgerTamperedError: If its hash chain, a MAC or the pin fails.
           LedgerCorruptError: If a complete line is invalid.
+          ValueError: If the ledger has MACs and no ``key`` was given.
         """
         path = os.fspath(path)
-        got = read_ledger(path)
+        got = read_ledger(path, key=key, expect_head=expect_head)
+        return cls._from_read(path, got, _check_key(key))
+
+    @classmethod
+    def _from_read(cls, path: str, got: LedgerRead, key: bytes | None) -> Ledger:
         if got.torn_tail is not None:
             raise _torn_error(path, got)
         if not got.entries:
             raise LedgerCorruptError(f"{path}: no complete configuration line.")
         setup = parse_config(got.entries[0])
-        return cls(path, setup, _replay_read(path, got), got.size)
+        if key is None and got.integrity.mac != "none":
+            raise ValueError(
+                f"Expected key= to open {path} for appending: its lines carry "
+                "HMAC-SHA256 MACs, which an append without the key would break."
+            )
+        summary = _replay_read(path, got)
+        head = bytes.fromhex(got.integrity.head)
+        return cls(path, setup, summary, got.size, head=head, key=key)
 
     def append(self, event: Mapping[str, Any]) -> LedgerSummary:
         """Checks budgets, appends one release, fsyncs, returns the new summary.
 
-        ``seq`` and ``time`` are filled in. Raises :class:`BudgetExceededError`
-        (file unchanged) if the release would exceed a configured budget, and
-        ``ValueError`` for a malformed event (file unchanged).
+        ``seq``, ``time``, the chain link ``prev`` (and ``mac``) are filled
+        in. Raises :class:`BudgetExceededError` (file unchanged) if the
+        release would exceed a configured budget, and ``ValueError`` for a
+        malformed event (file unchanged).
         """
         entry = _plain(dict(event))
-        entry.pop("seq", None)
+        for written_here in ("seq", "prev", "mac"):
+            entry.pop(written_here, None)
         entry.setdefault("time", round(time.time(), 6))
-        fd = os.open(self._path, os.O_WRONLY | os.O_APPEND)
+        # Read-write so that a changed file is re-read through this descriptor,
+        # under the lock it holds.
+        fd = _open_regular(self._path, os.O_RDWR | os.O_APPEND)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            _locking.exclusive(fd)
             size = os.fstat(fd).st_size
             if size != self._size:  # another writer appended (or the file changed)
-                fresh = Ledger.open(self._path)
-                self._setup, self._summary, self._size = (
-                    fresh._setup,
-                    fresh._summary,
-                    fresh._size,
-                )
+                got = _scan_fd(fd, self._path, key=self._key)
+                fresh = Ledger._from_read(self._path, got, self._key)
+                self._setup, self._summary = fresh._setup, fresh._summary
+                self._size, self._head = fresh._size, fresh._head
             entry["seq"] = self._summary.num_entries + 1
             new = check_entry(self._setup, self._summary, entry)
-            line = encode_entry(entry)
+            entry["prev"] = self._head.hex()
+            if self._key is not None:
+                entry["mac"] = _mac_hex(self._key, entry)
+            line = _bounded_line(entry)
             _write_all(fd, line)
             os.fsync(fd)
         finally:
             os.close(fd)  # releases the lock
         self._summary = new
         self._size += len(line)
+        self._head = _link(self._head, line[:-1])
         return new
 
     def train(
