@@ -1162,7 +1162,7 @@ def test_no_false_torn_tail_while_a_writer_appends(
     appends = 1500 if writer == "fast" else 300
     reads, torn, grew = _reads_during_appends(led.path, writer, appends)
     assert torn == 0, f"{torn} false torn tails in {reads} reads"
-    assert grew >= 10  # the reads did overlap the appends
+    assert grew >= 2  # the reads did overlap the appends (timing-dependent count)
     if writer == "slow":  # the race did happen, and was resolved
         assert resolved, reads
     assert L.replay_file(led.path, allow_torn=True)[1] is None
