@@ -180,3 +180,53 @@ def test_max_count():
 def test_bad_input_names_argument(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+# --- Numbers at the edges (issue #7, item 5) ---
+
+
+def test_calibrate_gaussian_sigma_subnormal_delta_is_finite_and_certified():
+    # Issue example: calibrate_gaussian_sigma(1.0, 1e-310) returned nan
+    # (1/δ overflowed, κ = inf − inf).
+    s = cal.calibrate_gaussian_sigma(1.0, 1e-310)
+    assert math.isfinite(s) and s > 0
+    assert mechanisms.gaussian_delta(1.0, sigma=s) <= 1e-310
+    assert mechanisms.gaussian_delta(1.0, sigma=s * (1 - 1e-9)) > 1e-310
+    assert s == pytest.approx(mechanisms.gaussian_sigma_analytic(1.0, 1e-310), rel=1e-12)
+
+
+def test_calibrate_gaussian_sigma_tiny_epsilon():
+    # Issue example: calibrate_gaussian_sigma(1e-300, 1e-5) raised
+    # ZeroDivisionError (κ = √(L + ε) − √L cancelled to 0). The answer is set
+    # by the total variation: erf(1/(2√2σ)) = δ, σ ≈ 39894.228.
+    s = cal.calibrate_gaussian_sigma(1e-300, 1e-5)
+    assert s == pytest.approx(1.0 / (2 * math.sqrt(2) * 8.862269254527580e-06), rel=1e-9)
+    assert mechanisms.gaussian_delta(1e-300, sigma=s) <= 1e-5
+    # RDP: positive and finite too (the improved conversion's KL shortcut).
+    r = cal.calibrate_gaussian_sigma(1e-300, 1e-5, accountant="rdp")
+    assert math.isfinite(r) and r > s
+    # When even the largest float is not enough, say so.
+    with pytest.raises(ValueError, match="overflows float64"):
+        cal.calibrate_gaussian_sigma(1e-310, 1e-320)
+
+
+def test_calibrate_gaussian_sigma_extreme_sensitivity_and_count():
+    assert cal.calibrate_gaussian_sigma(1.0, 1e-5, sensitivity=1e-300) == pytest.approx(
+        3.7306316348159374e-300, rel=1e-12
+    )
+    big = cal.calibrate_gaussian_sigma(1.0, 1e-5, count=2**53)
+    assert big / math.sqrt(2**53) == pytest.approx(3.7306316348159374, rel=1e-12)
+    with pytest.raises(ValueError, match="count to be an integer in"):
+        cal.calibrate_gaussian_sigma(1.0, 1e-5, count=2**53 + 1)
+
+
+def test_max_count_extremes():
+    assert cal.max_count(1.0, 1e-5, sigma=1e-300) == 0
+    assert cal.max_count(1.0, 1e-5, sigma=1e300, limit=2**53) == 2**53
+    with pytest.raises(ValueError, match="limit"):
+        cal.max_count(1.0, 1e-5, sigma=1.0, limit=2**53 + 1)
+
+
+def test_calibrate_rejects_nan_target():
+    with pytest.raises(ValueError, match="target"):
+        cal.calibrate(lambda x: x, float("nan"), lo=0.0, hi=1.0, increasing=True)
