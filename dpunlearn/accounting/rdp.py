@@ -741,17 +741,22 @@ def rdp_to_dp(
     """
     alpha, r = _prep_curve(orders, rdp)
     _validate.open_interval(0.0, 1.0, delta=delta)
-    log_delta = math.log(float(delta))
+    if method not in ("improved", "classic"):
+        raise ValueError(f"Expected method in ('improved', 'classic'), got {method!r}.")
+    return _pick(_dp_epsilons(alpha, r, float(delta), method), alpha, r.ndim == 1)
+
+
+def _dp_epsilons(alpha: np.ndarray, r: np.ndarray, delta: float, method: str) -> np.ndarray:
+    """ε at every order of :func:`rdp_to_dp`, for validated inputs (no checks:
+    the hot path of searches over many curves)."""
+    log_delta = math.log(delta)
     with np.errstate(invalid="ignore", over="ignore"):
         if method == "classic":
             eps = r - log_delta / (alpha - 1.0)
-        elif method == "improved":
-            eps = r + np.log1p(-1.0 / alpha) - (log_delta + np.log(alpha)) / (alpha - 1.0)
-            eps = np.where(float(delta) ** 2 + np.expm1(-r) > 0.0, 0.0, eps)
         else:
-            raise ValueError(f"Expected method in ('improved', 'classic'), got {method!r}.")
-    eps = np.where(np.isinf(r), np.inf, np.maximum(eps, 0.0))
-    return _pick(eps, alpha, r.ndim == 1)
+            eps = r + np.log1p(-1.0 / alpha) - (log_delta + np.log(alpha)) / (alpha - 1.0)
+            eps = np.where(delta**2 + np.expm1(-r) > 0.0, 0.0, eps)
+    return np.where(np.isinf(r), np.inf, np.maximum(eps, 0.0))
 
 
 def rdp_delta(
