@@ -10,6 +10,7 @@ import dp_accounting
 import mpmath
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from dpunlearn.accounting import events as ev
 from dpunlearn.accounting import mechanisms, rdp
@@ -434,3 +435,68 @@ def test_event_counts_and_empty_ledgers():
     assert ev.to_dp_event([]) == dp_accounting.NoOpDpEvent()
     assert ev.epsilon_pld([], 1e-5) == 0.0 and ev.epsilon_rdp([], 1e-5) == 0.0
     assert np.all(ev.rdp_curve([]) == 0.0)
+
+
+# --- Property: hostile input gives a ValueError or a valid answer ---
+
+
+_EDGE = [math.nan, math.inf, -1.0, 0.0, 5e-324, 1e-300, 1e-20, 1e20, 1e300]
+_EDGE_COUNTS = [-1, 0, 10**9, 2**53, 2**53 + 1, 10**30, 2.0, True, "2"]
+
+
+def mixed(valid, edge=_EDGE):
+    """A valid value four times in five, else an edge case."""
+    hostile = st.sampled_from(edge)
+    if edge is _EDGE:
+        hostile = hostile | st.floats(allow_nan=True, allow_infinity=True)
+    return st.integers(0, 4).flatmap(lambda i: hostile if i == 0 else valid)
+
+
+HOSTILE = mixed(st.floats(0.1, 5.0))
+HOSTILE_PROB = mixed(st.floats(0.01, 1.0))
+HOSTILE_DELTA = mixed(st.floats(1e-12, 0.1))
+HOSTILE_COUNT = mixed(st.integers(1, 100), _EDGE_COUNTS)
+_MAKERS = [
+    lambda x, y, c: ev.GaussianEvent(sigma=x, sensitivity=y, count=c),
+    lambda x, y, c: ev.SubsampledGaussianEvent(q=y, sigma=x, count=c),
+    lambda x, y, c: ev.LaplaceEvent(scale=x, sensitivity=y, count=c),
+    lambda x, y, c: ev.RandomizedResponseEvent(noise_parameter=y, num_buckets=3, count=c),
+    lambda x, y, c: ev.ZCDPEvent(rho=x, count=c),
+    lambda x, y, c: ev.PureDPEvent(epsilon=x, count=c),
+]
+
+
+@settings(derandomize=True, max_examples=80, deadline=None)
+@given(maker=st.sampled_from(_MAKERS), x=HOSTILE, y=HOSTILE_PROB, count=HOSTILE_COUNT, delta=HOSTILE_DELTA)
+def test_events_and_rdp_accountants_hostile_input(maker, x, y, count, delta):
+    try:
+        e = maker(x, y, count)
+    except ValueError as err:
+        assert str(err)
+        return
+    curve = ev.rdp_curve(e)
+    assert not np.isnan(curve).any() and (curve >= 0).all()
+    try:
+        eps = ev.epsilon_rdp(e, delta)
+    except ValueError as err:
+        assert str(err)
+        return
+    assert eps >= 0 and not math.isnan(eps)
+    ours = rdp.rdp_to_dp(O, curve, delta)[0]
+    assert not math.isnan(ours)
+
+
+@settings(derandomize=True, max_examples=40, deadline=None)
+@given(delta=HOSTILE_DELTA, eps=HOSTILE, interval=mixed(st.floats(1e-3, 0.1)))
+def test_pld_arguments_hostile_input(delta, eps, interval):
+    # A cheap event; hostile δ, ε and grid step: ValueError or a valid value.
+    e = ev.GaussianEvent(sigma=2.0, count=3)
+    for fn, arg in ((ev.epsilon_pld, delta), (ev.delta_pld, eps)):
+        try:
+            v = fn(e, arg, value_discretization_interval=interval)
+        except ValueError as err:
+            assert str(err)
+            continue
+        assert v >= 0 and not math.isnan(v)
+        if fn is ev.delta_pld:
+            assert v <= 1.0

@@ -469,3 +469,98 @@ def test_pure_dp_composition_count_limit():
     assert 1e-7 < d < 1e-5
     with pytest.raises(ValueError, match="count to be an integer in"):
         m.pure_dp_composition_delta(1.0, epsilon0=0.1, count=2**53 + 1)
+
+
+# --- Property: hostile input gives a ValueError or a valid, monotone answer ---
+
+_EDGE_FLOATS = [math.nan, math.inf, -math.inf, -1.0, 0.0, 5e-324, 1e-320, 1e-300, 1e-20, 1e20, 1e300]
+_EDGE_COUNTS = [-1, 0, 10**9, 2**53, 2**53 + 1, 10**30, 1.5, True, "3", None]
+PROP = settings(derandomize=True, max_examples=80, deadline=None)
+
+
+def mixed(valid, edge=_EDGE_FLOATS):
+    """A valid value four times in five, else an edge case (NaN, inf, 0,
+    negative, subnormal, 1e±300, any float, huge or non-integer counts)."""
+    hostile = st.sampled_from(edge)
+    if edge is _EDGE_FLOATS:
+        hostile = hostile | st.floats(allow_nan=True, allow_infinity=True)
+    return st.integers(0, 4).flatmap(lambda i: hostile if i == 0 else valid)
+
+
+HOSTILE_FLOAT = mixed(st.floats(1e-6, 20.0))
+HOSTILE_DELTA = mixed(st.floats(1e-12, 0.5))
+HOSTILE_COUNT = mixed(st.integers(1, 300), _EDGE_COUNTS)
+
+
+def _call(fn, *args, **kwargs):
+    """fn(...) or None if it raised ValueError (any other exception fails)."""
+    try:
+        return fn(*args, **kwargs)
+    except ValueError as err:
+        assert str(err), "a ValueError must say what was expected"
+        return None
+
+
+@PROP
+@given(eps=HOSTILE_FLOAT, sigma=HOSTILE_FLOAT, sens=HOSTILE_FLOAT, delta=HOSTILE_DELTA)
+def test_gaussian_functions_hostile_input(eps, sigma, sens, delta):
+    d = _call(m.gaussian_delta, eps, sigma=sigma, sensitivity=sens)
+    if d is not None:
+        assert 0.0 <= d <= 1.0
+        bigger = _call(m.gaussian_delta, eps, sigma=sigma * 2, sensitivity=sens)
+        if bigger is not None:  # more noise, less δ
+            assert bigger <= d * (1 + 1e-9) + 1e-300
+    e = _call(m.gaussian_epsilon, delta, sigma=sigma, sensitivity=sens)
+    if e is not None:
+        assert e >= 0.0 and not math.isnan(e)
+        if 0 < e < math.inf:
+            assert m.gaussian_delta(e, sigma=sigma, sensitivity=sens) <= delta
+        more = _call(m.gaussian_epsilon, delta, sigma=sigma * 2, sensitivity=sens)
+        if more is not None:
+            assert more <= e * (1 + 1e-9)
+    s = _call(m.gaussian_sigma_analytic, eps, delta, sens)
+    if s is not None:
+        assert 0.0 < s < math.inf
+        assert m.gaussian_delta(eps, sigma=s, sensitivity=sens) <= delta
+        looser = _call(m.gaussian_sigma_analytic, eps * 2, delta, sens)
+        if looser is not None:  # a larger ε needs no more noise
+            assert looser <= s * (1 + 1e-9)
+    c = _call(m.gaussian_sigma_classic, eps, delta, sens)
+    if c is not None:
+        assert 0.0 < c < math.inf and (s is None or c >= s * (1 - 1e-9))
+
+
+@PROP
+@given(rho=HOSTILE_FLOAT, delta=HOSTILE_DELTA, method=st.sampled_from(["classic", "improved", "x", None]))
+def test_zcdp_to_dp_hostile_input(rho, delta, method):
+    e = _call(m.zcdp_to_dp, rho, delta, method=method)
+    if e is not None:
+        assert 0.0 <= e < math.inf
+        bigger = _call(m.zcdp_to_dp, rho * 2, delta, method=method)
+        if bigger is not None:
+            assert bigger >= e * (1 - 1e-9)
+
+
+@PROP
+@given(eps=HOSTILE_FLOAT, delta=HOSTILE_DELTA, k=HOSTILE_COUNT)
+def test_group_privacy_hostile_input(eps, delta, k):
+    out = _call(m.group_privacy, eps, delta, k)
+    if out is not None:
+        ke, kd = out
+        assert ke > 0 and 0.0 <= kd <= 1.0 and not math.isnan(ke)
+
+
+@settings(derandomize=True, max_examples=50, deadline=None)
+@given(eps=HOSTILE_FLOAT, eps0=mixed(st.floats(1e-3, 3.0)), k=HOSTILE_COUNT, delta=HOSTILE_DELTA)
+def test_pure_dp_composition_hostile_input(eps, eps0, k, delta):
+    d = _call(m.pure_dp_composition_delta, eps, epsilon0=eps0, count=k)
+    if d is not None:
+        assert 0.0 <= d <= 1.0
+        later = _call(m.pure_dp_composition_delta, eps * 2 + 1e-3, epsilon0=eps0, count=k)
+        if later is not None:  # δ(ε) is non-increasing
+            assert later <= d * (1 + 1e-9) + 1e-300
+    e = _call(m.pure_dp_composition_epsilon, delta, epsilon0=eps0, count=k)
+    if e is not None:
+        assert 0.0 <= e and not math.isnan(e)
+        if e < math.inf and delta > 0:
+            assert m.pure_dp_composition_delta(e, epsilon0=eps0, count=k) <= delta

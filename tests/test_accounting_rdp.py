@@ -474,3 +474,88 @@ def test_conversions_extreme_values(no_warnings):
     assert rdp.rdp_to_dp(O, r, 5e-324)[0] == pytest.approx(1e300, rel=1e-12)
     assert rdp.rdp_delta(O, np.full(O.size, 1e-300), 1e300)[0] == 0.0
     assert rdp.rdp_delta(O, np.zeros(O.size), 5e-324)[0] <= 1.0
+
+
+# --- Property: hostile input gives a ValueError or a valid, monotone answer ---
+
+_EDGE = [math.nan, math.inf, -math.inf, -1.0, 0.0, 5e-324, 1e-320, 1e-300, 1e-20, 1e20, 1e300]
+
+
+def mixed(valid):
+    """A valid value four times in five, else an edge case or any float."""
+    hostile = st.sampled_from(_EDGE) | st.floats(allow_nan=True, allow_infinity=True)
+    return st.integers(0, 4).flatmap(lambda i: hostile if i == 0 else valid)
+
+
+HOSTILE = mixed(st.floats(0.01, 5.0))
+HOSTILE_ORDERS = st.sampled_from(
+    [O, O, O, [2.0, 3.5], [1.0], [0.5, 2.0], [math.nan], [math.inf], [], [[2.0, 3.0]],
+     [1 + 1e-15, 1e300], [70000.5], "abc"]
+)
+PROP = settings(derandomize=True, max_examples=60, deadline=None)
+
+
+def _call(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except ValueError as err:
+        assert str(err)
+        return None
+
+
+def _valid_curve(c):
+    c = np.asarray(c)
+    assert not np.isnan(c).any() and (c >= 0).all()
+
+
+@PROP
+@given(orders=HOSTILE_ORDERS, x=HOSTILE, y=HOSTILE)
+def test_rdp_curves_hostile_input(orders, x, y):
+    import warnings
+
+    for fn, args in (
+        (rdp.gaussian_rdp, (x, y)),
+        (rdp.laplace_rdp, (x, y)),
+        (rdp.pure_dp_rdp, (x,)),
+        (rdp.randomized_response_rdp, (x,)),
+        (rdp.subsampled_gaussian_rdp, (min(abs(y), 1.0) if y == y else y, x)),
+    ):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no RuntimeWarning leaks out either
+            c = _call(fn, orders, *args)
+        if c is None:
+            continue
+        _valid_curve(c)
+        # Rényi divergences are non-decreasing in the order (inf stays inf), up
+        # to the fractional series' conservative margin of 16 ulp/(α − 1).
+        c = c[..., np.argsort(np.asarray(orders, dtype=float))]
+        fin = np.isfinite(c[..., :-1])
+        assert np.all(~fin | (c[..., 1:] >= c[..., :-1] * (1 - 1e-12) - 1e-13))
+
+
+@PROP
+@given(
+    counts=st.sampled_from([None, [1, 2], [0, 0], [1, 2, 3], [-1, 1], [1.5, 1], [2**53, 1],
+                            [2**53 + 1, 1], [10**30, 1], [math.nan, 1], ["a", 1], 3, [[1, 2]]]),
+    value=HOSTILE,
+    delta=mixed(st.floats(1e-12, 0.5)),
+    eps=HOSTILE,
+)
+def test_compose_and_convert_hostile_input(counts, value, delta, eps):
+    curves = np.stack([rdp.gaussian_rdp(O, 1.0), np.full(O.size, 0.5)])
+    if value == value and value >= 0:
+        curves[1] = value
+    total = _call(rdp.compose_rdp, curves, counts)
+    if total is None:
+        return
+    _valid_curve(total)
+    out = _call(rdp.rdp_to_dp, O, total, delta)
+    if out is not None:
+        e, a = out
+        assert e >= 0 and not math.isnan(e) and a > 1
+        more = rdp.rdp_to_dp(O, 2 * total, delta)[0]
+        assert more >= e * (1 - 1e-12)
+    out = _call(rdp.rdp_delta, O, total, eps)
+    if out is not None:
+        d, _ = out
+        assert 0.0 <= d <= 1.0

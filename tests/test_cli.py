@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from dpunlearn import cli
 from dpunlearn.accounting import ledger as L
@@ -582,3 +583,53 @@ def test_langevin_table_of_identical_requests_stops_computing_at_inf(capsys):
     first_inf = eps.index("inf")
     assert all(e == "inf" for e in eps[first_inf:])
     assert all(isinstance(e, float) for e in eps[:first_inf])
+
+
+def _run_quiet(argv):
+    """(exit code, stdout, stderr) of cli.main, argparse exits included."""
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(argv)
+        except SystemExit as e:
+            code = e.code
+    return code, out.getvalue(), err.getvalue()
+
+
+_HOSTILE_TEXT = ["nan", "inf", "-inf", "-1", "0", "1e-320", "5e-324", "1e300", "1e400",
+                 "99999999999999999999", "abc", "", "0.5", "1", "3"]
+
+
+@settings(derandomize=True, max_examples=60, deadline=None)
+@given(
+    template=st.sampled_from([
+        "budget gaussian --sigma {a} --delta {b}",
+        "budget gaussian --epsilon {a} --delta {b} --sensitivity {c}",
+        "budget rdp --gaussian {a}:{c} --delta {b}",
+        "budget subsampled-gaussian --q {b} --sigma {a} --steps {c} --delta 1e-5",
+        "budget langevin --n {c} --lam 1e-3 --sigma {a} --steps 10 --delta {b} --requests 2",
+        "budget wsgd --n 100 --lam {b} --sigma {a} --epochs {c}",
+        "budget d2d --n 100 --strong-convexity {b} --smoothness 2 --lipschitz 1 --epsilon {a} --delta 1e-5 --iterations {c}",
+        "budget sekhari --n 100 --strong-convexity {a} --lipschitz 1 --hessian-lipschitz 1 --epsilon 1 --delta {b} --capacity {c}",
+        "budget dp-extractor --extractor-epsilon {a} --extractor-delta {b} --head-epsilon 0.5 --head-delta 1e-6 --removals {c}",
+    ]),
+    a=st.sampled_from(_HOSTILE_TEXT),
+    b=st.sampled_from(_HOSTILE_TEXT + ["1e-5", "0.01"]),
+    c=st.sampled_from(_HOSTILE_TEXT),
+)
+def test_cli_hostile_values_never_crash(template, a, b, c):
+    import warnings
+
+    argv = [tok.format(a=a, b=b, c=c) for tok in template.split(" ")]  # "" stays a value
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        code, out, err = _run_quiet(argv)
+    assert code in (0, 2), (argv, code, err)
+    assert "Traceback" not in err
+    if code == 2:
+        assert out == "" and err.startswith("dpunlearn: error:") and err.count("\n") == 1, err
+    else:
+        assert err == ""

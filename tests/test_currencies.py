@@ -961,3 +961,142 @@ def test_extractor_extremes():
         cur.extractor_head_epsilon(1, extractor_epsilon=1.0, extractor_delta=0.0, head_epsilon=1.0, head_delta=1.5)
     with pytest.raises(ValueError, match="num_removed"):
         cur.extractor_head_epsilon(2**53 + 1, extractor_epsilon=1.0, **kw)
+
+
+# ---------------------------------------------------------------------------
+# property: hostile input gives a ValueError or a valid, monotone answer
+# ---------------------------------------------------------------------------
+
+_EDGE = [math.nan, math.inf, -1.0, 0.0, 5e-324, 1e-300, 1e-20, 1e20, 1e300]
+_EDGE_COUNTS = [-1, 0, 2**53, 2**53 + 1, 10**30, 1.5, True]
+PROP = settings(derandomize=True, max_examples=60, deadline=None)
+
+
+def mixed(valid, edge=_EDGE):
+    """A valid value four times in five, else an edge case (NaN, inf, 0,
+    negative, subnormal, 1e±300, any float): every argument gets hostile
+    values while whole calls still often reach the computation."""
+    hostile = st.sampled_from(edge) | st.floats(allow_nan=True, allow_infinity=True)
+    if edge is _EDGE_COUNTS:
+        hostile = st.sampled_from(edge)
+    return st.integers(0, 4).flatmap(lambda i: hostile if i == 0 else valid)
+
+
+def fl(lo, hi):
+    return st.floats(lo, hi)
+
+
+def cnt(lo, hi):
+    return mixed(st.integers(lo, hi), _EDGE_COUNTS)
+
+
+def _call(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except ValueError as err:
+        assert str(err)
+        return None
+
+
+@PROP
+@given(sigma=mixed(fl(0.01, 1.0)), delta=mixed(fl(1e-8, 0.1)), target=mixed(fl(0.05, 5.0)),
+       removed=cnt(1, 5), steps=cnt(0, 5000))
+def test_langevin_hostile_input(sigma, delta, target, removed, steps):
+    cfg = _call(langevin_cfg, sigma=sigma)
+    if cfg is None:
+        return
+    state = _call(cur.langevin_update, cur.langevin_init(), removed=removed, steps=steps)
+    if state is None:
+        return
+    out = _call(cur.langevin_epsilon, state, cfg, delta)
+    if out is not None:
+        eps = out[0]
+        assert eps >= 0 and not math.isnan(eps)
+        more = cur.langevin_epsilon(cur.langevin_update(state, removed=removed, steps=steps), cfg, delta)[0]
+        assert more >= eps * (1 - 1e-12)  # one more identical request never helps
+    k = _call(cur.langevin_min_steps, cur.langevin_init(), cfg, removed=removed, target_epsilon=target, delta=delta)
+    if k is not None:
+        nxt = cur.langevin_update(cur.langevin_init(), removed=removed, steps=k)
+        assert cur.langevin_epsilon(nxt, cfg, delta)[0] <= target
+    n = _call(cur.langevin_max_requests, cfg, removed=removed, steps=steps, target_epsilon=target,
+              delta=delta, limit=2**53)
+    if n is not None:
+        assert 0 <= n <= 2**53
+
+
+@PROP
+@given(sigma=mixed(fl(0.01, 1.0)), delta=mixed(fl(1e-8, 0.1)), target=mixed(fl(0.05, 5.0)),
+       removed=cnt(1, 5), epochs=cnt(0, 100))
+def test_wsgd_hostile_input(sigma, delta, target, removed, epochs):
+    cfg = _call(wsgd_cfg, sigma=sigma)
+    if cfg is None:
+        return
+    state = _call(cur.wsgd_update, cur.wsgd_init(), cfg, removed=removed, epochs=epochs)
+    if state is None:
+        return
+    out = _call(cur.wsgd_epsilon, state, cfg, delta)
+    if out is not None:
+        assert out[0] >= 0 and not math.isnan(out[0])
+    n = _call(cur.wsgd_max_requests, cfg, removed=removed, epochs=epochs, target_epsilon=target,
+              delta=delta, limit=2**53)
+    if n is not None:
+        assert n == math.inf or 0 <= n <= 2**53
+    s = _call(cur.wsgd_min_sigma, cfg, removed=removed, epochs=epochs, target_epsilon=target,
+              delta=delta, requests=removed if isinstance(removed, int) and not isinstance(removed, bool) else 1)
+    if s is not None:
+        assert 0 < s < math.inf
+
+
+@PROP
+@given(eps=mixed(fl(0.1, 5.0)), delta=mixed(fl(1e-8, 0.1)), m=mixed(fl(0.01, 1.0)),
+       beta=mixed(fl(1.0, 10.0)), lip=mixed(fl(0.1, 10.0)), n=cnt(10, 10**4), iters=cnt(1, 100),
+       variant=st.sampled_from(["paper", "tight", "analytic", "analytic", "x"]))
+def test_d2d_hostile_input(eps, delta, m, beta, lip, n, iters, variant):
+    kw = dict(lipschitz=lip, strong_convexity=m, smoothness=beta, n=n, iterations=iters)
+    s = _call(cur.d2d_sigma, eps, delta, variant=variant, **kw)
+    if s is not None:
+        assert 0 < s < math.inf
+        back = cur.d2d_epsilon(s, delta, variant=variant, **kw)
+        assert back <= eps * (1 + 1e-9)  # the σ found certifies ε
+        if isinstance(iters, int) and iters < 2**53:
+            more = _call(cur.d2d_sigma, eps, delta, variant=variant, **{**kw, "iterations": iters + 1})
+            if more is not None:  # more GD steps: less noise
+                assert more <= s * (1 + 1e-9)
+    e = _call(cur.d2d_epsilon, 1.0, delta, variant=variant, **kw)
+    if e is not None:
+        assert e >= 0 and not math.isnan(e)
+
+
+@PROP
+@given(eps=mixed(fl(0.1, 1.0)), delta=mixed(fl(1e-8, 0.1)), lam=mixed(fl(0.1, 10.0)),
+       lip=mixed(fl(0.1, 2.0)), n=cnt(10, 10**4), cap=cnt(1, 5),
+       method=st.sampled_from(["classic", "zcdp", "analytic", "y"]))
+def test_sekhari_hostile_input(eps, delta, lam, lip, n, cap, method):
+    kw = dict(hessian_lipschitz=1.0, lipschitz=lip, strong_convexity=lam, n=n)
+    s = _call(cur.sekhari_sigma, eps, delta, capacity=cap, method=method, **kw)
+    if s is not None:
+        assert 0 < s < math.inf
+    m = _call(cur.sekhari_max_deletions, 1.0, eps, delta, method=method, **kw)
+    if m is not None:
+        assert 0 <= m <= n // 2
+        bigger = _call(cur.sekhari_max_deletions, 2.0, eps, delta, method=method, **kw)
+        if bigger is not None:  # more noise, at least as many deletions
+            assert bigger >= m
+    c = _call(cur.sekhari_capacity, n=n, dim=10, epsilon=eps, delta=delta, strong_convexity=lam,
+              lipschitz=lip, hessian_lipschitz=1.0, excess_risk=0.1)
+    if c is not None:
+        assert 0 <= c <= n // 2 + 1
+
+
+@PROP
+@given(e1=mixed(fl(1e-3, 1.0)), d1=mixed(fl(0.0, 1e-6)), e2=mixed(fl(0.01, 0.5)),
+       d2=mixed(fl(0.0, 1e-6)), k=cnt(0, 1000), target=mixed(fl(1.0, 10.0)))
+def test_extractor_hostile_input(e1, d1, e2, d2, k, target):
+    kw = dict(extractor_epsilon=e1, extractor_delta=d1, head_epsilon=e2, head_delta=d2)
+    out = _call(cur.extractor_head_epsilon, k, **kw)
+    if out is not None:
+        e, d = out
+        assert e > 0 and 0 <= d <= 1 and not math.isnan(e)
+    m = _call(cur.extractor_max_removals, target_epsilon=target, target_delta=1e-5, **kw)
+    if m is not None:
+        assert 0 <= m <= 2**53

@@ -746,9 +746,35 @@ class _PLDAccountant(dp_accounting.pld.PLDAccountant):
         return super()._maybe_compose(event, count, do_compose)
 
 
-class _RdpAccountant(dp_accounting.rdp.RdpAccountant):
-    """dp_accounting's RDP accountant plus :class:`PureEpsilonDpEvent`.
+# Noise multipliers outside this range break dp_accounting's RDP formulas.
+_RDP_NOISE_RANGE = (1e-100, 1e100)
 
+
+def _extreme_gaussian(event) -> tuple[float | None, float] | None:
+    """(q or None, σ) of a (Poisson-sampled) Gaussian leaf whose noise
+    multiplier is outside :data:`_RDP_NOISE_RANGE`; None otherwise."""
+    q = None
+    if isinstance(event, dp_accounting.PoissonSampledDpEvent) and isinstance(
+        event.event, dp_accounting.GaussianDpEvent
+    ):
+        q, event = float(event.sampling_probability), event.event
+        if q == 0.0:
+            return None
+    if not isinstance(event, dp_accounting.GaussianDpEvent):
+        return None
+    nm = float(event.noise_multiplier)
+    lo, hi = _RDP_NOISE_RANGE
+    return (q, nm) if nm > 0.0 and not lo <= nm <= hi else None
+
+
+class _RdpAccountant(dp_accounting.rdp.RdpAccountant):
+    """dp_accounting's RDP accountant plus :class:`PureEpsilonDpEvent` and extreme σ.
+
+    Gaussian leaves (plain or Poisson-sampled) with a noise multiplier outside
+    [1e-100, 1e100], where dp_accounting's formulas divide by zero or
+    overflow, add this package's curve of the same event
+    (:func:`~dpunlearn.accounting.rdp.gaussian_rdp`,
+    :func:`~dpunlearn.accounting.rdp.subsampled_gaussian_rdp`) instead.
     The curve of a pure event is dp_accounting's own randomized-response RDP
     (``REPLACE_ONE``) of the dominating pair, noise parameter 2/(1 + e^ε) and
     two buckets, times ``count``; that pair dominates every (ε, 0)-DP
@@ -760,6 +786,26 @@ class _RdpAccountant(dp_accounting.rdp.RdpAccountant):
     """
 
     def _maybe_compose(self, event, count, do_compose):
+        extreme = _extreme_gaussian(event)
+        if extreme is not None:
+            # dp_accounting divides by σ² (ZeroDivisionError for σ = 1e-300,
+            # OverflowError for σ = 1e300): our curve of the same event, with
+            # the same support check (the relation) as dp_accounting's.
+            q, nm = extreme
+            probe = dp_accounting.GaussianDpEvent(1.0)
+            if q is not None:
+                probe = dp_accounting.PoissonSampledDpEvent(q, probe)
+            error = super()._maybe_compose(probe, count, False)
+            if error is not None or not do_compose:
+                return error
+            orders = np.asarray(self.orders, np.float64)
+            if q is None:
+                curve = rdp_lib.gaussian_rdp(orders, nm)
+            else:
+                curve = rdp_lib.subsampled_gaussian_rdp(orders, q, nm)
+            with np.errstate(over="ignore"):
+                self._rdp = self._rdp + int(count) * curve
+            return None
         if isinstance(event, PureEpsilonDpEvent):
             if do_compose:
                 eps = float(event.epsilon)
@@ -790,8 +836,18 @@ def _compose(accountant, ev):
         ) from err
 
 
+# Coarsest PLD grid step accepted: dp_accounting computes e^step − 1, which
+# overflows near 710; steps above a few nats make the PLD meaningless anyway.
+_PLD_MAX_INTERVAL = 10.0
+
+
 def _pld_accountant(events, neighboring_relation, value_discretization_interval):
     _validate.positive(value_discretization_interval=value_discretization_interval)
+    if not float(value_discretization_interval) <= _PLD_MAX_INTERVAL:
+        raise ValueError(
+            f"Expected value_discretization_interval={float(value_discretization_interval)} "
+            f"<= {_PLD_MAX_INTERVAL} (the PLD grid step, in nats)."
+        )
     ev = _guard_rr_counts(_to_dp_event(events, expand_rr=False))
     if any(isinstance(x, dp_accounting.SampledWithoutReplacementDpEvent) for x in _leaves(ev)):
         raise ValueError(
@@ -834,8 +890,8 @@ def epsilon_pld(
       neighboring_relation: ``None`` (infer, see module docstring),
         ``"add_or_remove_one"``, ``"replace_one"``, ``"replace_special"`` or a
         ``dp_accounting.NeighboringRelation``.
-      value_discretization_interval: PLD grid step (> 0); finer is tighter
-        and slower.
+      value_discretization_interval: PLD grid step in (0, 10]; finer is
+        tighter and slower.
 
     Returns:
       ε ≥ 0 as a Python float.

@@ -675,6 +675,8 @@ class _PureDPComposition:
     def _i_max(self, epsilon: float) -> int:
         """Largest i with (k − 2i)ε0 > ε, checked with the same float arithmetic."""
         kf, eps0 = float(self.k), self.eps0
+        if not epsilon < kf * eps0:  # no outcome has a larger loss (also: ε/ε0 = inf)
+            return -1
         i_max = min(math.ceil((kf - epsilon / eps0) / 2.0) - 1, self.k)
         while i_max >= 0 and not (kf - 2.0 * i_max) * eps0 > epsilon:
             i_max -= 1
@@ -708,7 +710,8 @@ class _PureDPComposition:
         else:  # i_max far below the mode (tiny δ): a window of its own
             i = np.arange(lo, hi + 1, dtype=np.float64)
             logpmf = _binom_logpmf(i, self.k, self.log_q, self.log_p)
-        loss = (float(self.k) - 2.0 * i) * self.eps0
+        with np.errstate(over="ignore"):  # kε0 beyond float64: loss inf, factor 1
+            loss = (float(self.k) - 2.0 * i) * self.eps0
         parts = [logpmf + np.log(-np.expm1(epsilon - loss))]
         if lo > 0:  # i ≤ lo − 1 < kq: lower tail
             parts.append(np.array([_binom_log_tail(lo - 1.0, self.k, self.log_q, self.log_p)]))
