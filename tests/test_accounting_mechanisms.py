@@ -389,6 +389,14 @@ def test_zcdp_to_dp_extreme_rho(rho, delta):
         assert improved <= classic < 1e-140
 
 
+def test_gaussian_zcdp_extreme_sigma():
+    # σ² underflowed (ZeroDivisionError at σ = 1e-200) or ** overflowed.
+    assert m.gaussian_zcdp(1e-200) == math.inf
+    assert m.gaussian_zcdp(1e-150) == pytest.approx(0.5e300, rel=1e-15)
+    assert m.gaussian_zcdp(1e300) == 0.0  # ρ = 5e-601 underflows
+    assert m.gaussian_zcdp(1.0, 1e300) == math.inf
+
+
 def test_group_privacy_count_limits():
     assert m.group_privacy(1e-20, 1e-10, 2**53)[0] == pytest.approx(2**53 * 1e-20)
     for k in (2**53 + 1, 10**400):
@@ -528,6 +536,13 @@ def test_gaussian_functions_hostile_input(eps, sigma, sens, delta):
     c = _call(m.gaussian_sigma_classic, eps, delta, sens)
     if c is not None:
         assert 0.0 < c < math.inf and (s is None or c >= s * (1 - 1e-9))
+    for closed_form in (m.gaussian_zcdp, m.laplace_epsilon):  # ρ = (Δ/σ)²/2, ε = Δ/b
+        v = _call(closed_form, sigma, sens)
+        if v is not None:
+            assert v >= 0.0 and not math.isnan(v)
+            w = _call(closed_form, sigma * 2, sens)
+            if w is not None:
+                assert w <= v
 
 
 @PROP

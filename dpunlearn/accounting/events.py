@@ -631,20 +631,22 @@ def _pld_points(leaf: dp_accounting.DpEvent, count: int, interval: float) -> flo
         if q == 0.0 or nm == 0.0:
             return 0.0
         nm = min(nm, _PLD_MAX_NOISE)
+        if nm < 1e-50:  # the loss spans ≈ 1/(2σ²) > 1e99 nats: far past any cap
+            return math.inf
         # Loss L(x) = log(1 − q + q e^{(2x − 1)/(2σ²)}) on x ∈ [−10σ, 1 + 10σ]
         # under the mixture (remove) and under N(0, σ²) (add: −L).
         x = np.linspace(-_PLD_GAUSSIAN_SD * nm, 1.0 + _PLD_GAUSSIAN_SD * nm, 2001)
-        with np.errstate(over="ignore", divide="ignore"):
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
             loss = np.logaddexp(math.log1p(-q) if q < 1.0 else -np.inf,
                                 math.log(q) + (2.0 * x - 1.0) / (2.0 * nm * nm))
-        width = float(loss.max() - loss.min())
-        if not width > 0.0:
-            return 1.0
-        u = (loss - loss.min()) / width
-        base = -0.5 * (x / nm) ** 2
-        shifted = -0.5 * ((x - 1.0) / nm) ** 2
-        w_add = np.exp(base - base.max())
-        w_rem = (1.0 - q) * np.exp(base - base.max()) + q * np.exp(shifted - base.max())
+            width = float(loss.max() - loss.min())
+            if not (width > 0.0 and math.isfinite(width)):
+                return 1.0 if width == 0.0 else math.inf
+            u = (loss - loss.min()) / width
+            base = -0.5 * (x / nm) ** 2
+            shifted = -0.5 * ((x - 1.0) / nm) ** 2
+            w_add = np.exp(base - base.max())
+            w_rem = (1.0 - q) * np.exp(base - base.max()) + q * np.exp(shifted - base.max())
         n1 = width / interval + 1.0
         return max(
             _chernoff_length(u, w_rem / w_rem.sum(), n1, count),

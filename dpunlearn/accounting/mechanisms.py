@@ -403,7 +403,8 @@ def gaussian_zcdp(sigma: float, sensitivity: float = 1.0) -> float:
       sensitivity: L2 sensitivity Δ > 0.
 
     Returns:
-      ρ as a Python float (ρ-zCDP; the RDP curve is ρ·α at every order α).
+      ρ as a Python float (ρ-zCDP; the RDP curve is ρ·α at every order α);
+      ``inf`` when Δ/σ exceeds 1e154, 0.0 only when ρ underflows float64.
 
     Raises:
       ValueError: If an argument is not finite and > 0.
@@ -412,7 +413,10 @@ def gaussian_zcdp(sigma: float, sensitivity: float = 1.0) -> float:
       Exact: the Gaussian's Rényi divergence at order α is exactly ρα.
     """
     _validate.positive(sigma=sigma, sensitivity=sensitivity)
-    return float(sensitivity) ** 2 / (2.0 * float(sigma) ** 2)
+    # (Δ/σ)²/2: σ² underflowed to 0 for σ = 1e-200 (ZeroDivisionError) and
+    # ** raised OverflowError; r·r gives inf, the honest value, instead.
+    r = float(sensitivity) / float(sigma)
+    return 0.5 * r * r
 
 
 def _improved_linear_rdp_epsilon(rho: float, log_inv_delta: float, log_am1: float) -> float:
