@@ -1100,3 +1100,13 @@ def test_extractor_hostile_input(e1, d1, e2, d2, k, target):
     m = _call(cur.extractor_max_removals, target_epsilon=target, target_delta=1e-5, **kw)
     if m is not None:
         assert 0 <= m <= 2**53
+
+
+def test_langevin_constants_extremes():
+    # λn overflowed to inf and η = 1/L came out 0.0 (then "step_size=0.0 > 0").
+    with pytest.raises(ValueError, match="lam=1e\\+308"):
+        cur.langevin_constants(n=10, lam=1e308, loss_smoothness=0.25)
+    with pytest.raises(ValueError, match="strong convexity lam\\*n underflows"):
+        cur.langevin_constants(n=10, lam=5e-324, loss_smoothness=0.25)
+    m, L, eta = cur.langevin_constants(n=2**53, lam=1e-300, loss_smoothness=1e-300)
+    assert m == pytest.approx(2**53 * 1e-300) and eta == pytest.approx(1 / L)

@@ -1556,12 +1556,17 @@ def langevin_constants(*, n: int, lam: float, loss_smoothness: float):
 
     Returns:
       ``(strong_convexity, smoothness, step_size)``.
+
+    Raises:
+      ValueError: On invalid arguments, or when λn or 1/L leave float64's
+        normal range (the message names ``lam`` and ``n``).
     """
     _guards.count("n", n)
     _validate.positive(lam=lam, loss_smoothness=loss_smoothness)
-    m = float(lam) * n
+    hint = f"lam={lam}, n={n} and loss_smoothness={loss_smoothness} put it outside float64."
+    m = _guards.positive_result(float(lam) * n, "strong convexity lam*n", hint)
     L = float(loss_smoothness) + m
-    return m, L, 1.0 / L
+    return m, L, _guards.positive_result(1.0 / L, "step size 1/(loss_smoothness + lam*n)", hint)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
