@@ -506,7 +506,8 @@ def _request_table(
     for s in range(1, args.requests + 1):
         if saturated:  # identical requests: ε is non-decreasing, inf stays inf
             state = update(state, fixed)
-            table.append([*cells(s, fixed, state), math.inf, math.nan] + ([False] if targeted else []))
+            row = [*cells(s, fixed, state), math.inf, math.nan]
+            table.append(row + ([False] if targeted else []))
             continue
         if fixed is None:
             k = min_k(

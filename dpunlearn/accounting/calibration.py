@@ -300,7 +300,9 @@ def calibrate_gaussian_sigma(
     return calibrate(fn, target, lo=lo, hi=hi, increasing=False, tol=tol)
 
 
-def _sigma_start(epsilon: float, delta: float, sensitivity: float, count: int, *, exact: bool) -> float:
+def _sigma_start(
+    epsilon: float, delta: float, sensitivity: float, count: int, *, exact: bool
+) -> float:
     """Starting σ of the bracket for ``count`` Gaussian releases (verified by the caller).
 
     The zCDP σ = Δ√k/(√2 κ) with κ = ε/(√(ln(1/δ) + ε) + √(ln(1/δ))) (Bun &
@@ -313,7 +315,8 @@ def _sigma_start(epsilon: float, delta: float, sensitivity: float, count: int, *
     kappa = epsilon / (math.sqrt(log_inv + epsilon) + math.sqrt(log_inv))
     start = sensitivity * math.sqrt(count) / (math.sqrt(2.0) * kappa) if kappa > 0 else math.inf
     if exact:
-        start = min(start, mechanisms._sigma_bracket(epsilon, delta, sensitivity) * math.sqrt(count))
+        single = mechanisms._sigma_bracket(epsilon, delta, sensitivity)
+        start = min(start, single * math.sqrt(count))
     return min(start, float(np.finfo(np.float64).max))
 
 

@@ -1105,7 +1105,12 @@ def _d2d_log_contraction(strong_convexity: float, smoothness: float) -> float:
     """ln γ after :func:`d2d_contraction`'s checks; −inf when β = m (γ = 0)."""
     d2d_contraction(strong_convexity, smoothness)
     m, beta = float(strong_convexity), float(smoothness)
-    ratio = 2.0 * m / (beta + m) if beta + m < math.inf else 2.0 * (m / beta) / (1.0 + m / beta)
+    ratio = 2.0 / (1.0 + beta / m)  # 1 − γ = 2m/(β + m), without forming β + m
+    if ratio == 0.0:
+        raise ValueError(
+            f"Expected strong_convexity/smoothness={m / beta} above 1e-308: the "
+            "contraction γ = (β − m)/(β + m) is exactly 1 in float64 (no progress per step)."
+        )
     return math.log1p(-ratio) if ratio < 1.0 else -math.inf
 
 
@@ -1373,7 +1378,8 @@ def d2d_strong_min_iterations(
     if lg == -math.inf:
         return 1
     m, beta = float(strong_convexity), float(smoothness)
-    log_one_minus_gamma = math.log(2.0) + math.log(m) - math.log(beta + m) if beta + m < math.inf else math.log(2.0 * m / beta)
+    # ln(1 − γ) = ln(2m/(β + m)) = ln 2 − ln(1 + β/m), in logs for β/m near 1e308
+    log_one_minus_gamma = math.log(2.0) - float(np.logaddexp(0.0, math.log(beta) - math.log(m)))
     k1 = _kappa_strong(float(epsilon), float(delta), 0.0)
     val = (0.5 * math.log(2.0 * dim) - log_one_minus_gamma - math.log(k1)) / -lg
     return max(1, _iteration_count(math.ceil(val), "strong-variant iterations"))
@@ -1433,7 +1439,8 @@ def d2d_strong_sigma(
         n=n,
         iterations=iterations,
     )
-    log_sigma = math.log(2.0) + log_sens - math.log(_kappa_strong(float(epsilon), float(delta), 2.0))
+    kappa = _kappa_strong(float(epsilon), float(delta), 2.0)
+    log_sigma = math.log(2.0) + log_sens - math.log(kappa)
     return _guards.positive_result(
         math.exp(log_sigma) if log_sigma < 709.0 else math.inf,
         "sigma",
@@ -1720,7 +1727,9 @@ def _identical_view(removed: int, steps: int, count: int, rate: float) -> _Lange
     )
 
 
-def _langevin_log_rdp(req: _LangevinRequests, config: LangevinConfig, alpha: np.ndarray) -> np.ndarray:
+def _langevin_log_rdp(
+    req: _LangevinRequests, config: LangevinConfig, alpha: np.ndarray
+) -> np.ndarray:
     """ln ε_s(α) of the Langevin recursion (see :func:`langevin_rdp`), in log space.
 
     Unrolled, with a_j = 2^j α, F_u(a) = e^{−mηK_u/a}·(a − ½)/(a − 1) and
@@ -1769,7 +1778,8 @@ def _langevin_log_rdp(req: _LangevinRequests, config: LangevinConfig, alpha: np.
         if tail_rows.any():
             L = np.minimum(cut, levels - 1)
             beta = alpha * np.exp2(cut.astype(np.float64))
-            prev = np.where(cut >= 1, np.take_along_axis(cum_f, np.maximum(L - 1, 0)[:, None], axis=1)[:, 0], 0.0)
+            before = np.take_along_axis(cum_f, np.maximum(L - 1, 0)[:, None], axis=1)[:, 0]
+            prev = np.where(cut >= 1, before, 0.0)
             u = np.where(tail_rows, s - cut, 1)
             tail = (
                 prev + np.log(beta) + 2.0 / beta + log_k0 + u * math.log(2.0) + req.log_w(u)
@@ -1839,7 +1849,8 @@ def _langevin_log_rdp_scalar(req: _LangevinRequests, config: LangevinConfig, alp
     for j in range(req.removed.size):
         if a >= _LANGEVIN_EXACT_ORDER * max(1.0, rate * float(req.kmax[j])):
             u = s - j  # tail bound for requests 1..u at order a
-            terms.append(cum + math.log(a) + 2.0 / a + log_k0 + u * math.log(2.0) + float(req.log_w(u)))
+            log_w = float(req.log_w(u))
+            terms.append(cum + math.log(a) + 2.0 / a + log_k0 + u * math.log(2.0) + log_w)
             break
         if j <= s - 2:
             cum += -rate * float(req.steps[j]) / a + math.log1p(0.5 / (a - 1.0))
@@ -2000,7 +2011,9 @@ def langevin_min_steps(
         return langevin_epsilon(nxt, config, delta)[0]
 
     guess = _langevin_steps_guess(state, config, removed, target, float(delta))
-    return _reach_target(_smallest_int_from, eps_at, target_epsilon, lo=0, guess=guess, name="steps")
+    return _reach_target(
+        _smallest_int_from, eps_at, target_epsilon, lo=0, guess=guess, name="steps"
+    )
 
 
 def _langevin_steps_guess(
@@ -2585,7 +2598,8 @@ def extractor_max_removals(
         )
     # kε_DP ≤ ε_target bounds k; the ratio can overflow to inf (a float ≥ 2**53).
     bound = float(target_epsilon) / float(extractor_epsilon)
-    hi = min(_guards.MAX_COUNT, math.floor(bound) + 1 if bound < _guards.MAX_COUNT else _guards.MAX_COUNT)
+    hi = math.floor(bound) + 1 if bound < _guards.MAX_COUNT else _guards.MAX_COUNT
+    hi = min(hi, _guards.MAX_COUNT)
     return max(0, _largest_int(ratio, 1.0, lo=0, hi=hi))
 
 

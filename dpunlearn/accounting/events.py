@@ -814,7 +814,8 @@ class _RdpAccountant(dp_accounting.rdp.RdpAccountant):
                 if eps > _PLD_MAX_PURE_EPSILON:
                     curve = rdp_lib.pure_dp_rdp(np.asarray(self.orders, np.float64), eps)
                 else:
-                    rr = dp_accounting.RandomizedResponseDpEvent(2.0 * float(special.expit(-eps)), 2)
+                    noise = 2.0 * float(special.expit(-eps))  # 2/(1 + e^ε), no overflow
+                    rr = dp_accounting.RandomizedResponseDpEvent(noise, 2)
                     curve = (
                         dp_accounting.rdp.RdpAccountant(
                             orders=list(self.orders),

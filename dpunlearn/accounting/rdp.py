@@ -376,7 +376,9 @@ def _subsampled_exact(qm: np.ndarray, sm: np.ndarray, alpha: np.ndarray) -> np.n
         rows_q, rows_s, rows_a = qm[qq.ravel()], sm[qq.ravel()], ff.ravel()
         step = max(1, _BLOCK_ENTRIES // (_FRAC_BLOCK * 16))
         blocks = [
-            _log_a_fractional(rows_q[lo : lo + step], rows_s[lo : lo + step], rows_a[lo : lo + step])
+            _log_a_fractional(
+                rows_q[lo : lo + step], rows_s[lo : lo + step], rows_a[lo : lo + step]
+            )
             for lo in range(0, rows_q.size, step)
         ]
         flat = np.concatenate([b[0] for b in blocks])
@@ -385,7 +387,9 @@ def _subsampled_exact(qm: np.ndarray, sm: np.ndarray, alpha: np.ndarray) -> np.n
             up = np.ceil(rows_a[capped])
             log_up = np.array(
                 [
-                    _log_a_integer(np.log([qv]), np.log1p([-qv]), 1.0 / (2.0 * np.array([sv]) ** 2), np.array([a]))[0, 0]
+                    _log_a_integer(
+                        np.log([qv]), np.log1p([-qv]), np.array([0.5 / sv**2]), np.array([a])
+                    )[0, 0]
                     for qv, sv, a in zip(rows_q[capped], rows_s[capped], up)
                 ]
             )
@@ -664,7 +668,9 @@ def _counts_array(counts: ArrayLike) -> np.ndarray:
     if arr.dtype == object:
         for where, v in np.ndenumerate(arr):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                raise ValueError(f"Expected counts to hold integers >= 0; found {v!r} at index {where}.")
+                raise ValueError(
+                    f"Expected counts to hold integers >= 0; found {v!r} at index {where}."
+                )
             if not 0 <= v <= _guards.MAX_COUNT:
                 raise ValueError(
                     f"Expected counts to hold integers in [0, 2**53] (exact in float64); "
