@@ -219,13 +219,27 @@ def _cmd_gaussian(args) -> Output:
     return Output("Gaussian mechanism (Balle & Wang 2018, exact)", rows, data)
 
 
+# Largest count the accountants take (exact in float64), and the most rows a
+# per-request table prints.
+_MAX_COUNT = 2**53
+_MAX_REQUESTS = 10_000
+
+
+def _check_count(value: int, what: str, *, maximum: int = _MAX_COUNT) -> int:
+    """``value`` if 1 <= value <= maximum, else a one-line error naming ``what``."""
+    if not 1 <= value <= maximum:
+        cap = "2**53" if maximum == _MAX_COUNT else str(maximum)
+        raise CLIError(f"expected {what} to be an integer in [1, {cap}], got {value}")
+    return value
+
+
 def _parse_gaussian_spec(spec: str) -> tuple[float, int]:
     parts = spec.split(":")
     try:
         if len(parts) == 1:
             return float(parts[0]), 1
         if len(parts) == 2:
-            return float(parts[0]), int(parts[1])
+            return float(parts[0]), _check_count(int(parts[1]), f"COUNT in --gaussian {spec}")
     except ValueError:
         pass
     raise CLIError(f"expected --gaussian SIGMA[:COUNT], got {spec!r}")
@@ -235,7 +249,8 @@ def _parse_subsampled_spec(spec: str) -> tuple[float, float, int]:
     parts = spec.split(":")
     try:
         if len(parts) == 3:
-            return float(parts[0]), float(parts[1]), int(parts[2])
+            count = _check_count(int(parts[2]), f"COUNT in --subsampled {spec}")
+            return float(parts[0]), float(parts[1]), count
     except ValueError:
         pass
     raise CLIError(f"expected --subsampled Q:SIGMA:COUNT, got {spec!r}")
@@ -262,9 +277,6 @@ def _cmd_rdp(args) -> Output:
         curves.append(rdp.subsampled_gaussian_rdp(orders, q, s))
         counts.append(c)
         table.append(("subsampled gaussian", q, s, c))
-    for _, _, _, c in table:
-        if c < 1:
-            raise CLIError(f"expected COUNT >= 1, got {c}")
     total = rdp.compose_rdp(np.stack(curves), counts)
     eps, order = rdp.rdp_to_dp(orders, total, args.delta, method=args.method)
     rows = [
@@ -290,8 +302,26 @@ def _cmd_rdp(args) -> Output:
     }
     notes = []
     if args.pld:
-        pld = _pld_epsilon(table, args.delta)
-        rows.append(("epsilon (PLD)", pld))
+        try:
+            pld = _pld_epsilon(table, args.delta)
+        except ValueError as err:
+            if "grid points" not in str(err):
+                raise
+            # dp_accounting's grid would not fit: say so, and give the exact
+            # value where a closed form exists (Gaussians compose into one).
+            pld = None
+            notes.append("note: PLD not computed: " + str(err).split(": use")[0] + ".")
+            exact = _exact_gaussian_composition(table, args.delta)
+            if exact is not None:
+                rows.append(("epsilon (exact Gaussian composition)", exact))
+                data["epsilon_exact"] = exact
+                notes.append(
+                    "note: the Gaussians compose into one Gaussian with noise "
+                    "(sum of count/sigma^2)^(-1/2); its exact epsilon (Balle & Wang "
+                    "2018) is shown instead of the PLD."
+                )
+        else:
+            rows.append(("epsilon (PLD)", pld))
         data["epsilon_pld"] = pld
     return Output(
         "RDP composition (Mironov 2017; conversion: "
@@ -316,7 +346,28 @@ def _pld_epsilon(table, delta: float) -> float:
     return ev.epsilon_pld(evs, delta)
 
 
+def _exact_gaussian_composition(table, delta: float) -> float | None:
+    """Exact ε of a composition of plain Gaussians (None if any is subsampled).
+
+    k Gaussian releases with noise σ_i (sensitivity 1) are exactly one with
+    precision Σ k_i/σ_i² (the privacy loss is Gaussian), summed in logs.
+    """
+    from scipy import special
+
+    from dpunlearn.accounting import mechanisms as mech
+
+    if any(kind != "gaussian" for kind, *_ in table):
+        return None
+    log_prec = float(
+        special.logsumexp([math.log(c) - 2.0 * math.log(s) for _, _, s, c in table])
+    )
+    if 0.5 * log_prec > 700.0:  # Δ/σ_eff beyond 1e304: ε ≈ r²/2 exceeds float64
+        return math.inf
+    return mech.gaussian_epsilon(delta, sigma=1.0, sensitivity=math.exp(0.5 * log_prec))
+
+
 def _cmd_subsampled(args) -> Output:
+    _check_count(args.steps, "--steps")
     args.gaussian = None
     args.subsampled = [f"{args.q}:{args.sigma}:{args.steps}"]
     out = _cmd_rdp(args)
@@ -404,6 +455,7 @@ def _recursion_inputs(args) -> tuple[float, float, float, dict[str, Any]]:
     and ``WassersteinConfig`` share.
     """
     _need(args, "n", "sigma")
+    _check_count(args.n, "--n")
     m, eta = _langevin_constants(args)
     delta = args.delta if args.delta is not None else 1.0 / args.n
     kw = dict(
@@ -415,9 +467,15 @@ def _recursion_inputs(args) -> tuple[float, float, float, dict[str, Any]]:
 
 
 def _need_k(args, unit: str) -> None:
-    """``langevin`` / ``wsgd`` need ``--<unit>``, a target ε, or both."""
+    """``langevin`` / ``wsgd`` need ``--<unit>``, a target ε, or both; checks
+    ``--requests`` (one table row each) and the target."""
+    from dpunlearn import _validate
+
     if getattr(args, unit) is None and args.target_epsilon is None:
         raise CLIError(f"give --{unit} K, --target-epsilon E, or both")
+    _check_count(args.requests, "--requests", maximum=_MAX_REQUESTS)
+    if args.target_epsilon is not None:
+        _validate.positive(target_epsilon=args.target_epsilon)
 
 
 def _request_table(
@@ -444,7 +502,13 @@ def _request_table(
     targeted = args.target_epsilon is not None
     state = init()
     table = []
+    saturated = False
     for s in range(1, args.requests + 1):
+        if saturated:  # identical requests: ε is non-decreasing, inf stays inf
+            state = update(state, fixed)
+            row = [*cells(s, fixed, state), math.inf, math.nan]
+            table.append(row + ([False] if targeted else []))
+            continue
         if fixed is None:
             k = min_k(
                 state,
@@ -457,6 +521,7 @@ def _request_table(
             k = fixed
         state = update(state, k)
         eps, alpha = epsilon(state, cfg, delta)
+        saturated = fixed is not None and eps == math.inf
         row = [*cells(s, k, state), eps, alpha]
         if targeted:
             row.append(eps <= args.target_epsilon)
@@ -972,7 +1037,12 @@ def _add_budget(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--delta", type=float, help="default 1/n")
         p.add_argument("--removed", type=int, default=1, help="points per request")
         p.add_argument(f"--{unit}", type=int, help=f"{unit} per request")
-        p.add_argument("--requests", type=int, default=1)
+        p.add_argument(
+            "--requests",
+            type=int,
+            default=1,
+            help=f"identical requests, one table row each (1..{_MAX_REQUESTS})",
+        )
         p.add_argument("--target-epsilon", type=float)
         p.add_argument(
             "--conversion", choices=("classic", "improved"), default="classic"

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from dpunlearn.accounting import calibration as cal
 from dpunlearn.accounting import events as ev
@@ -180,3 +181,115 @@ def test_max_count():
 def test_bad_input_names_argument(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+# --- Numbers at the edges (issue #7, item 5) ---
+
+
+def test_calibrate_gaussian_sigma_subnormal_delta_is_finite_and_certified():
+    # Issue example: calibrate_gaussian_sigma(1.0, 1e-310) returned nan
+    # (1/δ overflowed, κ = inf − inf).
+    s = cal.calibrate_gaussian_sigma(1.0, 1e-310)
+    assert math.isfinite(s) and s > 0
+    assert mechanisms.gaussian_delta(1.0, sigma=s) <= 1e-310
+    assert mechanisms.gaussian_delta(1.0, sigma=s * (1 - 1e-9)) > 1e-310
+    assert s == pytest.approx(mechanisms.gaussian_sigma_analytic(1.0, 1e-310), rel=1e-12)
+
+
+def test_calibrate_gaussian_sigma_tiny_epsilon():
+    # Issue example: calibrate_gaussian_sigma(1e-300, 1e-5) raised
+    # ZeroDivisionError (κ = √(L + ε) − √L cancelled to 0). The answer is set
+    # by the total variation: erf(1/(2√2σ)) = δ, σ ≈ 39894.228.
+    s = cal.calibrate_gaussian_sigma(1e-300, 1e-5)
+    assert s == pytest.approx(1.0 / (2 * math.sqrt(2) * 8.862269254527580e-06), rel=1e-9)
+    assert mechanisms.gaussian_delta(1e-300, sigma=s) <= 1e-5
+    # RDP: positive and finite too (the improved conversion's KL shortcut).
+    r = cal.calibrate_gaussian_sigma(1e-300, 1e-5, accountant="rdp")
+    assert math.isfinite(r) and r > s
+    # When even the largest float is not enough, say so.
+    with pytest.raises(ValueError, match="overflows float64"):
+        cal.calibrate_gaussian_sigma(1e-310, 1e-320)
+
+
+def test_calibrate_gaussian_sigma_extreme_sensitivity_and_count():
+    assert cal.calibrate_gaussian_sigma(1.0, 1e-5, sensitivity=1e-300) == pytest.approx(
+        3.7306316348159374e-300, rel=1e-12
+    )
+    big = cal.calibrate_gaussian_sigma(1.0, 1e-5, count=2**53)
+    assert big / math.sqrt(2**53) == pytest.approx(3.7306316348159374, rel=1e-12)
+    with pytest.raises(ValueError, match="count to be an integer in"):
+        cal.calibrate_gaussian_sigma(1.0, 1e-5, count=2**53 + 1)
+
+
+def test_max_count_extremes():
+    assert cal.max_count(1.0, 1e-5, sigma=1e-300) == 0
+    assert cal.max_count(1.0, 1e-5, sigma=1e300, limit=2**53) == 2**53
+    with pytest.raises(ValueError, match="limit"):
+        cal.max_count(1.0, 1e-5, sigma=1.0, limit=2**53 + 1)
+
+
+def test_calibrate_rejects_nan_target():
+    with pytest.raises(ValueError, match="target"):
+        cal.calibrate(lambda x: x, float("nan"), lo=0.0, hi=1.0, increasing=True)
+
+
+# --- Property: hostile input gives a ValueError or a valid, safe answer ---
+
+
+_EDGE = [math.nan, math.inf, -1.0, 0.0, 5e-324, 1e-300, 1e-20, 1e20, 1e300]
+_EDGE_COUNTS = [-1, 0, 10**9, 2**53, 2**53 + 1, 10**30, 2.0, True]
+
+
+def mixed(valid, edge=_EDGE):
+    """A valid value four times in five, else an edge case."""
+    hostile = st.sampled_from(edge)
+    if edge is _EDGE:
+        hostile = hostile | st.floats(allow_nan=True, allow_infinity=True)
+    return st.integers(0, 4).flatmap(lambda i: hostile if i == 0 else valid)
+
+
+HOSTILE = mixed(st.floats(0.05, 10.0))
+HOSTILE_DELTA = mixed(st.floats(1e-12, 0.1))
+HOSTILE_COUNT = mixed(st.integers(1, 1000), _EDGE_COUNTS)
+
+
+def _call(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except ValueError as err:
+        assert str(err)
+        return None
+
+
+@settings(derandomize=True, max_examples=60, deadline=None)
+@given(
+    eps=HOSTILE, delta=HOSTILE_DELTA, sens=HOSTILE, count=HOSTILE_COUNT,
+    accountant=st.sampled_from(["exact", "rdp", "pld?"]),
+)
+def test_calibrate_gaussian_sigma_hostile_input(eps, delta, sens, count, accountant):
+    s = _call(cal.calibrate_gaussian_sigma, eps, delta, count=count, sensitivity=sens, accountant=accountant)
+    if s is None:
+        return
+    assert 0.0 < s < math.inf
+    if accountant == "exact":  # never over the target, as the accountant computes it
+        assert mechanisms.gaussian_delta(eps, sigma=s / math.sqrt(count), sensitivity=sens) <= delta
+    else:
+        curve = rdp.subsampled_gaussian_rdp(O, 1.0, s / sens)
+        assert rdp.rdp_to_dp(O, count * curve, delta)[0] <= eps
+    looser = _call(cal.calibrate_gaussian_sigma, eps * 2, delta, count=count, sensitivity=sens, accountant=accountant)
+    if looser is not None:
+        assert looser <= s * (1 + 1e-9)
+
+
+@settings(derandomize=True, max_examples=60, deadline=None)
+@given(eps=HOSTILE, delta=HOSTILE_DELTA, sigma=HOSTILE, limit=HOSTILE_COUNT)
+def test_max_count_hostile_input(eps, delta, sigma, limit):
+    k = _call(cal.max_count, eps, delta, sigma=sigma, limit=limit)
+    if k is None:
+        return
+    assert isinstance(k, int) and 0 <= k <= limit
+    if k >= 1:
+        assert mechanisms.gaussian_delta(eps, sigma=sigma / math.sqrt(k)) <= delta
+    more = _call(cal.max_count, eps, delta, sigma=sigma * 2, limit=limit)
+    if more is not None:
+        assert more >= k

@@ -10,6 +10,7 @@ import dp_accounting
 import mpmath
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from dpunlearn.accounting import events as ev
 from dpunlearn.accounting import mechanisms, rdp
@@ -188,12 +189,23 @@ def test_sample_wor_matches_dp_accounting_and_reference():
     assert ours < ev.epsilon_rdp(ev.GaussianEvent(1.1 / 2, count=1000), 1e-5)
 
 
-def test_guard_expands_nested_repeats():
+def test_guard_pushes_counts_to_the_leaves():
     rr = dp_accounting.RandomizedResponseDpEvent(0.5, 2)
     g = dp_accounting.GaussianDpEvent(2.0)
     nested = dp_accounting.SelfComposedDpEvent(dp_accounting.ComposedDpEvent([rr, g]), 3)
     out = ev._guard_rr_counts(nested)
-    assert isinstance(out, dp_accounting.ComposedDpEvent) and len(out.events) == 3
+    # Counts reach the leaves; the RR repeat is composed in one step by our
+    # accountant (expanding it into copies took minutes for count = 1e6).
+    assert out == dp_accounting.ComposedDpEvent(
+        [ev._RepeatedRandomizedResponseDpEvent(rr, 3), dp_accounting.SelfComposedDpEvent(g, 3)]
+    )
+    expanded = dp_accounting.ComposedDpEvent([rr, g] * 3)  # the old expansion
+    assert ev._guard_rr_counts(expanded) == out  # equal leaves are merged
+    assert ev.epsilon_pld(nested, 1e-5, neighboring_relation="replace_one") == pytest.approx(
+        ev.epsilon_pld([ev.RandomizedResponseEvent(0.5, count=3)] + [g] * 3, 1e-5,
+                       neighboring_relation="replace_one"),
+        abs=1e-9,
+    )
     # Repeats without RR are left to dp_accounting (which handles their counts).
     plain = dp_accounting.SelfComposedDpEvent(g, 4)
     assert ev._guard_rr_counts(plain) == plain
@@ -313,3 +325,178 @@ def test_non_event_is_type_error():
         ev.rdp_curve(dp_accounting.GaussianDpEvent(1.0))
     with pytest.raises(TypeError):
         ev.epsilon_pld(3.0, 1e-5)
+
+
+# --- Huge counts and extreme parameters (issue #7, items 5 and 7) ---
+
+
+def test_repeated_rr_is_one_self_composition_matching_separate_copies():
+    # dp_accounting's stock PLD accountant is right for separate copies of RR;
+    # ours composes the repeat in one self-composition (not k compositions).
+    rr = dp_accounting.RandomizedResponseDpEvent(0.7, 3)
+    stock = dp_accounting.pld.PLDAccountant(dp_accounting.NeighboringRelation.REPLACE_ONE)
+    separate = stock.compose(dp_accounting.ComposedDpEvent([rr] * 40)).get_epsilon(1e-6)
+    ours = ev.epsilon_pld(ev.RandomizedResponseEvent(0.7, 3, count=40), 1e-6)
+    assert ours == pytest.approx(separate, abs=1e-3)
+    # Binary RR is the pure-DP pair with ε0 = ln((1 − p/2)/(p/2)): pessimistic
+    # PLD ≥ the exact optimal composition, within the grid error.
+    eps0 = math.log((1 - 0.35) / 0.35)
+    exact = mechanisms.pure_dp_composition_epsilon(1e-6, epsilon0=eps0, count=400)
+    pld = ev.epsilon_pld(ev.RandomizedResponseEvent(0.7, 2, count=400), 1e-6)
+    assert exact - 1e-9 <= pld <= exact + 400 * 1e-4
+
+
+def test_pld_refuses_infeasible_grids_quickly():
+    import time
+
+    # Issue examples: a Gaussian composed 1e9 times asked dp_accounting for
+    # 72.8 TiB; randomized response with count 1e6 ran for minutes.
+    for events in (
+        ev.GaussianEvent(1.0, count=10**9),
+        ev.RandomizedResponseEvent(0.5, count=10**6),
+        ev.SubsampledGaussianEvent(0.01, 1.0, count=10**9),
+        ev.PureDPEvent(1e4),
+    ):
+        t0 = time.perf_counter()
+        with pytest.raises(ValueError, match="value_discretization_interval"):
+            ev.epsilon_pld(events, 1e-5)
+        with pytest.raises(ValueError, match="grid points"):
+            ev.delta_pld(events, 1.0)
+        assert time.perf_counter() - t0 < 1.0
+    # The RDP route takes any count at once.
+    assert math.isfinite(ev.epsilon_rdp(ev.RandomizedResponseEvent(0.5, count=10**9), 1e-5))
+    exact = mechanisms.gaussian_epsilon(1e-5, sigma=1.0 / math.sqrt(1e9))  # k Gaussians = one
+    assert exact <= ev.epsilon_rdp(ev.GaussianEvent(1.0, count=10**9), 1e-5) <= 1.2 * exact
+
+
+@pytest.mark.parametrize(
+    "leaf,count",
+    [
+        (dp_accounting.GaussianDpEvent(1.0), 1),
+        (dp_accounting.GaussianDpEvent(3.0), 1),
+        (ev.PureEpsilonDpEvent(0.1), 100),
+        (dp_accounting.RandomizedResponseDpEvent(0.5, 3), 10),
+        (dp_accounting.PoissonSampledDpEvent(0.1, dp_accounting.GaussianDpEvent(1.0)), 100),
+        (dp_accounting.PoissonSampledDpEvent(0.01, dp_accounting.GaussianDpEvent(1.0)), 1000),
+        (dp_accounting.LaplaceDpEvent(10.0), 100),
+    ],
+    ids=lambda x: type(x).__name__ if not isinstance(x, int) else str(x),
+)
+def test_pld_size_estimate_tracks_dp_accounting(leaf, count):
+    # The cap is only useful if the estimate is close to what dp_accounting
+    # allocates: compare with the actual PMF sizes (private attributes, test only).
+    acc = ev._PLDAccountant(
+        dp_accounting.NeighboringRelation.REPLACE_ONE
+        if isinstance(leaf, (dp_accounting.RandomizedResponseDpEvent, ev.PureEpsilonDpEvent))
+        else dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE
+    )
+    acc.compose(ev._guard_rr_counts(dp_accounting.SelfComposedDpEvent(leaf, count)))
+    actual = max(acc._pld._pmf_remove.size, acc._pld._pmf_add.size)
+    est = ev._pld_points(leaf, count, 1e-4)
+    assert 0.7 * actual <= est <= 1.5 * actual
+
+
+def test_pld_extreme_sigma_and_epsilon():
+    # σ = 1e300 overflowed inside dp_accounting; it is composed as σ = 1e100
+    # (less noise: still an upper bound), where the loss is below 1e-100.
+    assert ev.epsilon_pld(ev.GaussianEvent(1e300), 1e-5) == 0.0
+    assert 0.0 <= ev.delta_pld(ev.GaussianEvent(1e300, count=10**9), 0.0) <= 1e-90
+    assert ev.epsilon_pld(ev.SubsampledGaussianEvent(0.5, 1e300), 1e-5) == 0.0
+    # Pure ε0 beyond 700 overflowed e^ε0 (OverflowError): a clear ValueError.
+    with pytest.raises(ValueError, match="epsilon=10000.0 above 700"):
+        ev.epsilon_pld(ev.PureDPEvent(1e4), 1e-5, value_discretization_interval=1.0)
+    # The RDP oracle path gave inf there (noise parameter 2/(1+e^ε) underflowed).
+    assert ev.epsilon_rdp(ev.PureDPEvent(1e4), 1e-5) == pytest.approx(1e4, rel=1e-6)
+    assert ev.epsilon_rdp(ev.PureDPEvent(800.0, count=3), 1e-5) <= 2400.01
+
+
+def test_event_counts_and_empty_ledgers():
+    for make in (
+        lambda c: ev.GaussianEvent(1.0, count=c),
+        lambda c: ev.RandomizedResponseEvent(0.5, count=c),
+        lambda c: ev.SampledWithoutReplacementGaussianEvent(10, 5, 1.0, count=c),
+    ):
+        assert make(2**53).count == 2**53
+        with pytest.raises(ValueError, match="count to be an integer in"):
+            make(2**53 + 1)
+        with pytest.raises(ValueError, match="count"):
+            make(-1)
+    with pytest.raises(ValueError, match="num_buckets"):
+        ev.RandomizedResponseEvent(0.5, num_buckets=1)
+    # to_dp_event expands RR into copies for stock dp_accounting: capped.
+    with pytest.raises(ValueError, match="count <= 10000"):
+        ev.to_dp_event(ev.RandomizedResponseEvent(0.5, count=10**6))
+    # Nested repeats multiply: beyond 2**53 in total is refused.
+    big = dp_accounting.SelfComposedDpEvent(dp_accounting.SelfComposedDpEvent(
+        dp_accounting.GaussianDpEvent(1.0), 2**30), 2**30)
+    with pytest.raises(ValueError, match="at most 2\\*\\*53"):
+        ev.epsilon_pld(big, 1e-5)
+    # Nothing composed: ε = 0 on every path (was an IndexError).
+    assert ev.to_dp_event([]) == dp_accounting.NoOpDpEvent()
+    assert ev.epsilon_pld([], 1e-5) == 0.0 and ev.epsilon_rdp([], 1e-5) == 0.0
+    assert np.all(ev.rdp_curve([]) == 0.0)
+
+
+# --- Property: hostile input gives a ValueError or a valid answer ---
+
+
+_EDGE = [math.nan, math.inf, -1.0, 0.0, 5e-324, 1e-300, 1e-20, 1e20, 1e300]
+_EDGE_COUNTS = [-1, 0, 10**9, 2**53, 2**53 + 1, 10**30, 2.0, True, "2"]
+
+
+def mixed(valid, edge=_EDGE):
+    """A valid value four times in five, else an edge case."""
+    hostile = st.sampled_from(edge)
+    if edge is _EDGE:
+        hostile = hostile | st.floats(allow_nan=True, allow_infinity=True)
+    return st.integers(0, 4).flatmap(lambda i: hostile if i == 0 else valid)
+
+
+HOSTILE = mixed(st.floats(0.1, 5.0))
+HOSTILE_PROB = mixed(st.floats(0.01, 1.0))
+HOSTILE_DELTA = mixed(st.floats(1e-12, 0.1))
+HOSTILE_COUNT = mixed(st.integers(1, 100), _EDGE_COUNTS)
+_MAKERS = [
+    lambda x, y, c: ev.GaussianEvent(sigma=x, sensitivity=y, count=c),
+    lambda x, y, c: ev.SubsampledGaussianEvent(q=y, sigma=x, count=c),
+    lambda x, y, c: ev.LaplaceEvent(scale=x, sensitivity=y, count=c),
+    lambda x, y, c: ev.RandomizedResponseEvent(noise_parameter=y, num_buckets=3, count=c),
+    lambda x, y, c: ev.ZCDPEvent(rho=x, count=c),
+    lambda x, y, c: ev.PureDPEvent(epsilon=x, count=c),
+]
+
+
+@settings(derandomize=True, max_examples=80, deadline=None)
+@given(maker=st.sampled_from(_MAKERS), x=HOSTILE, y=HOSTILE_PROB, count=HOSTILE_COUNT, delta=HOSTILE_DELTA)
+def test_events_and_rdp_accountants_hostile_input(maker, x, y, count, delta):
+    try:
+        e = maker(x, y, count)
+    except ValueError as err:
+        assert str(err)
+        return
+    curve = ev.rdp_curve(e)
+    assert not np.isnan(curve).any() and (curve >= 0).all()
+    try:
+        eps = ev.epsilon_rdp(e, delta)
+    except ValueError as err:
+        assert str(err)
+        return
+    assert eps >= 0 and not math.isnan(eps)
+    ours = rdp.rdp_to_dp(O, curve, delta)[0]
+    assert not math.isnan(ours)
+
+
+@settings(derandomize=True, max_examples=40, deadline=None)
+@given(delta=HOSTILE_DELTA, eps=HOSTILE, interval=mixed(st.floats(1e-3, 0.1)))
+def test_pld_arguments_hostile_input(delta, eps, interval):
+    # A cheap event; hostile δ, ε and grid step: ValueError or a valid value.
+    e = ev.GaussianEvent(sigma=2.0, count=3)
+    for fn, arg in ((ev.epsilon_pld, delta), (ev.delta_pld, eps)):
+        try:
+            v = fn(e, arg, value_discretization_interval=interval)
+        except ValueError as err:
+            assert str(err)
+            continue
+        assert v >= 0 and not math.isnan(v)
+        if fn is ev.delta_pld:
+            assert v <= 1.0

@@ -353,3 +353,209 @@ def test_batched_conversion_returns_arrays():
 def test_bad_input_names_argument(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+# --- Numbers at the edges (issue #7, items 5 and 7) ---
+
+
+@pytest.fixture
+def no_warnings():
+    """Turns every warning (numpy's RuntimeWarnings included) into an error."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
+
+
+def test_gaussian_rdp_extreme_sigma_is_honest_without_warnings(no_warnings):
+    # σ = 1e-300: α/(2σ²) exceeds float64 → inf (σ² underflowed to 0 and
+    # printed "divide by zero" before). σ = 1e300 underflows to 0 honestly.
+    assert np.all(rdp.gaussian_rdp(O, 1e-300) == np.inf)
+    assert np.all(rdp.gaussian_rdp(O, 1e300) == 0.0)
+    np.testing.assert_allclose(rdp.gaussian_rdp([2.0], 1e-150), [1e300], rtol=1e-15)
+    assert np.all(rdp.gaussian_rdp(O, 1.0, 1e300) == np.inf)
+
+
+@pytest.mark.parametrize("q", [1e-5, 0.01, 0.5])
+def test_subsampled_gaussian_tiny_sigma_switches_to_the_gaussian_bound(q, no_warnings):
+    # Below σ ≈ 7.2e-148 (α = 1024: α²/(2σ²) > 1e300) the exact sums would
+    # produce inf − inf = NaN; the Gaussian α/(2σ²) is used instead. Where both
+    # run they agree to |ln q|·2σ²/(α − 1) (here < 1e-290 relative), bound ≥ exact.
+    exact = rdp.subsampled_gaussian_rdp(O, q, 1e-147)
+    bound = O / (2.0 * 1e-147**2)
+    assert np.all(np.isfinite(exact)) and np.all(exact <= bound * (1 + 1e-15))
+    np.testing.assert_allclose(exact, bound, rtol=1e-13)
+    tiny = rdp.subsampled_gaussian_rdp(O, q, 5e-148)
+    np.testing.assert_allclose(tiny, O / (2.0 * 5e-148**2), rtol=1e-15)
+    assert np.all(rdp.subsampled_gaussian_rdp(O, q, 1e-300) == np.inf)
+
+
+def test_subsampled_gaussian_huge_sigma_and_huge_orders(no_warnings):
+    # σ > 1e100: σ² ln(1/q − 1) overflowed (NaN); now the bound α/(2σ²).
+    big = rdp.subsampled_gaussian_rdp(O, 0.5, 1e300)
+    assert np.all(big >= 0) and np.all(big <= O / 2e600 + 1e-300)
+    ints = O[O == np.floor(O)]  # (fractional orders carry the series' tail bound)
+    exact = rdp.subsampled_gaussian_rdp(ints, 0.5, 1e100)
+    assert np.all(exact <= ints / 2e200 * (1 + 1e-12))
+    # Orders above 2**16: Gaussian bound, within |ln q|·α/(α−1) of the exact
+    # value (compared at 2**16, where the exact binomial sum still runs).
+    a = float(1 << 16)
+    q, sigma = 0.01, 1.0
+    exact_a = rdp.subsampled_gaussian_rdp([a], q, sigma)[0]
+    gap = a / (2 * sigma**2) - exact_a
+    assert 0.0 <= gap <= abs(math.log(q)) * a / (a - 1) * (1 + 1e-9)
+    far = rdp.subsampled_gaussian_rdp([a + 1.5, 1e300], q, sigma)
+    np.testing.assert_allclose(far, [(a + 1.5) / 2.0, 1e300 / 2.0], rtol=1e-15)
+
+
+def test_subsampled_gaussian_many_large_orders_bounded_memory():
+    # 80 integer orders up to 2**16 (2.6e6 binomial terms) run in groups.
+    orders = np.linspace(2.0, 2.0**16, 80).round()
+    got = rdp.subsampled_gaussian_rdp(orders, 0.01, 2.0)
+    assert np.all(np.isfinite(got)) and np.all(np.diff(got) >= 0)
+    np.testing.assert_allclose(got[[0, -1]], rdp.subsampled_gaussian_rdp(orders[[0, -1]], 0.01, 2.0))
+
+
+def test_subsampled_fractional_series_cap_falls_back_to_ceiling_order(monkeypatch):
+    # With the term cap below α the alternating-tail bound does not apply:
+    # the value at ⌈α⌉ (Rényi divergence is non-decreasing in α) is used.
+    want = rdp.subsampled_gaussian_rdp([100.5, 101.0], 0.01, 0.8)
+    monkeypatch.setattr(rdp, "_FRAC_MAX_TERMS", 64)
+    got = rdp.subsampled_gaussian_rdp([100.5], 0.01, 0.8)[0]
+    assert want[0] <= got <= want[1] * (1 + 1e-12)
+
+
+def _mp_laplace_rdp(alpha, eps0):
+    with mpmath.workdps(80):
+        a, e = mpmath.mpf(alpha), mpmath.mpf(eps0)
+        mix = a / (2 * a - 1) * mpmath.exp((a - 1) * e) + (a - 1) / (2 * a - 1) * mpmath.exp(-a * e)
+        return float(mpmath.log(mix) / (a - 1))
+
+
+@pytest.mark.parametrize("eps0", [1e-300, 1e-20, 1e-8, 1e-3, 1.0, 29.0, 31.0, 1e4])
+def test_laplace_rdp_small_and_large_epsilon_matches_mpmath(eps0, no_warnings):
+    # The direct logaddexp form gave ~1e-16 (sometimes negative) instead of
+    # αε₀²/2 for ε₀ = 1e-20 (scale 1e20).
+    orders = np.array([1 + 1e-12, 1.1, 2.0, 10.0, 1024.0, 1e6, 1e12])
+    got = rdp.laplace_rdp(orders, 1.0 / eps0)
+    want = np.array([_mp_laplace_rdp(a, eps0) for a in orders])
+    np.testing.assert_allclose(got, want, rtol=1e-13, atol=0)
+    assert np.all(got >= 0)
+    assert np.all(rdp.laplace_rdp([2.0, 1e300], 5e-324) == np.inf)  # ε₀ = Δ/b = inf
+
+
+def test_randomized_response_and_pure_dp_at_huge_orders(no_warnings):
+    # αε overflows: the Rényi divergence is capped at ε₀ = D_∞, never inf.
+    eps0 = math.log1p(2 * 0.5 / 0.5)
+    np.testing.assert_allclose(rdp.randomized_response_rdp([1e300], 0.5), [eps0], rtol=1e-15)
+    assert rdp.pure_dp_rdp([1e300], 1e10)[0] == pytest.approx(1e10, rel=1e-15)
+    with pytest.raises(ValueError, match="num_buckets"):
+        rdp.randomized_response_rdp(O, 0.5, 2**60)
+
+
+def test_compose_rdp_counts_shape_and_size(no_warnings):
+    curves = np.ones((2, 3))
+    # Issue #7 item 7: counts of the wrong length, beyond what a float holds.
+    with pytest.raises(ValueError, match=r"counts to broadcast to shape \(2,\)"):
+        rdp.compose_rdp(curves, [1, 2, 3])
+    for big in ([10**20, 1], [2**53 + 1, 1], [1e300, 1.0]):
+        with pytest.raises(ValueError, match=r"counts to hold integers in \[0, 2\*\*53\]"):
+            rdp.compose_rdp(curves, big)
+    with pytest.raises(ValueError, match="counts"):
+        rdp.compose_rdp(curves, ["1", 2])
+    np.testing.assert_array_equal(rdp.compose_rdp(curves, [2**53, 0]), [2.0**53] * 3)
+    # A sum beyond float64 is inf, without an overflow warning.
+    assert np.all(rdp.compose_rdp(np.full((2, 3), 1e300), [2**53, 1]) == np.inf)
+
+
+def test_conversions_extreme_values(no_warnings):
+    r = np.full(O.size, 1e300)
+    assert rdp.rdp_to_dp(O, r, 5e-324)[0] == pytest.approx(1e300, rel=1e-12)
+    assert rdp.rdp_delta(O, np.full(O.size, 1e-300), 1e300)[0] == 0.0
+    assert rdp.rdp_delta(O, np.zeros(O.size), 5e-324)[0] <= 1.0
+
+
+# --- Property: hostile input gives a ValueError or a valid, monotone answer ---
+
+_EDGE = [math.nan, math.inf, -math.inf, -1.0, 0.0, 5e-324, 1e-320, 1e-300, 1e-20, 1e20, 1e300]
+
+
+def mixed(valid):
+    """A valid value four times in five, else an edge case or any float."""
+    hostile = st.sampled_from(_EDGE) | st.floats(allow_nan=True, allow_infinity=True)
+    return st.integers(0, 4).flatmap(lambda i: hostile if i == 0 else valid)
+
+
+HOSTILE = mixed(st.floats(0.01, 5.0))
+HOSTILE_ORDERS = st.sampled_from(
+    [O, O, O, [2.0, 3.5], [1.0], [0.5, 2.0], [math.nan], [math.inf], [], [[2.0, 3.0]],
+     [1 + 1e-15, 1e300], [70000.5], "abc"]
+)
+PROP = settings(derandomize=True, max_examples=60, deadline=None)
+
+
+def _call(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except ValueError as err:
+        assert str(err)
+        return None
+
+
+def _valid_curve(c):
+    c = np.asarray(c)
+    assert not np.isnan(c).any() and (c >= 0).all()
+
+
+@PROP
+@given(orders=HOSTILE_ORDERS, x=HOSTILE, y=HOSTILE)
+def test_rdp_curves_hostile_input(orders, x, y):
+    import warnings
+
+    for fn, args in (
+        (rdp.gaussian_rdp, (x, y)),
+        (rdp.laplace_rdp, (x, y)),
+        (rdp.pure_dp_rdp, (x,)),
+        (rdp.randomized_response_rdp, (x,)),
+        (rdp.subsampled_gaussian_rdp, (min(abs(y), 1.0) if y == y else y, x)),
+    ):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no RuntimeWarning leaks out either
+            c = _call(fn, orders, *args)
+        if c is None:
+            continue
+        _valid_curve(c)
+        # Rényi divergences are non-decreasing in the order (inf stays inf), up
+        # to the fractional series' conservative margin of 16 ulp/(α − 1).
+        c = c[..., np.argsort(np.asarray(orders, dtype=float))]
+        fin = np.isfinite(c[..., :-1])
+        assert np.all(~fin | (c[..., 1:] >= c[..., :-1] * (1 - 1e-12) - 1e-13))
+
+
+@PROP
+@given(
+    counts=st.sampled_from([None, [1, 2], [0, 0], [1, 2, 3], [-1, 1], [1.5, 1], [2**53, 1],
+                            [2**53 + 1, 1], [10**30, 1], [math.nan, 1], ["a", 1], 3, [[1, 2]]]),
+    value=HOSTILE,
+    delta=mixed(st.floats(1e-12, 0.5)),
+    eps=HOSTILE,
+)
+def test_compose_and_convert_hostile_input(counts, value, delta, eps):
+    curves = np.stack([rdp.gaussian_rdp(O, 1.0), np.full(O.size, 0.5)])
+    if value == value and value >= 0:
+        curves[1] = value
+    total = _call(rdp.compose_rdp, curves, counts)
+    if total is None:
+        return
+    _valid_curve(total)
+    out = _call(rdp.rdp_to_dp, O, total, delta)
+    if out is not None:
+        e, a = out
+        assert e >= 0 and not math.isnan(e) and a > 1
+        more = rdp.rdp_to_dp(O, 2 * total, delta)[0]
+        assert more >= e * (1 - 1e-12)
+    out = _call(rdp.rdp_delta, O, total, eps)
+    if out is not None:
+        d, _ = out
+        assert 0.0 <= d <= 1.0

@@ -1,12 +1,14 @@
 """Tests for the ``dpunlearn`` command line (``dpunlearn budget ...``)."""
 
 import json
+import math
 import os
 import shutil
 import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from dpunlearn import cli
 from dpunlearn.accounting import ledger as L
@@ -625,3 +627,169 @@ def test_ledger_lock_timeout_is_one_line_exit_1(tmp_path, capsys, monkeypatch):
     code, out, err = run(capsys, "budget", "ledger", str(tmp_path / "l.jsonl"))
     _one_line_error(code, out, err)
     assert "held the ledger's lock" in err
+
+# ---------------------------------------------------------------------------
+# hostile input: counts, NaN strings, extreme σ (issue #7, items 5 and 7)
+# ---------------------------------------------------------------------------
+
+LANG = "langevin --n 100 --lam 1e-3 --sigma 0.1"
+WSGD = "wsgd --n 100 --lam 1e-3 --sigma 0.1"
+D2D = "d2d --n 100 --strong-convexity 1 --smoothness 2 --lipschitz 1 --epsilon 1 --delta 1e-5"
+SEK = "sekhari --n 100 --lipschitz 1 --hessian-lipschitz 1 --epsilon 1 --delta 1e-5"
+EXTR = "dp-extractor --extractor-delta 0 --head-epsilon 0.5 --head-delta 1e-6"
+
+
+@pytest.mark.parametrize(
+    "line, name",
+    [
+        (f"{LANG} --steps 10 --requests -1", "--requests"),  # exited 0 before
+        (f"{LANG} --steps 10 --requests 0", "--requests"),
+        (f"{LANG} --steps 10 --requests 1000000000", "--requests"),  # hung before
+        (f"{WSGD} --epochs 1 --requests -1", "--requests"),
+        (f"{LANG} --steps 10 --target-epsilon nan", "target_epsilon"),
+        (f"{LANG} --steps 10 --target-epsilon inf", "target_epsilon"),
+        (f"{LANG} --steps -10", "steps"),
+        (f"{LANG} --steps 10 --removed 0", "removed"),
+        (f"{LANG} --steps 10 --delta nan", "delta"),
+        ("langevin --n 0 --strong-convexity 1 --step-size 0.5 --sigma 1 --steps 1", "--n"),
+        ("rdp --gaussian 1:-3 --delta 1e-5", "COUNT"),
+        ("rdp --gaussian 1:99999999999999999999 --delta 1e-5", "2**53"),
+        ("rdp --subsampled 0.01:1:0 --delta 1e-5", "COUNT"),
+        ("rdp --gaussian nan --delta 1e-5", "sigma"),
+        ("rdp --gaussian inf:3 --delta 1e-5", "sigma"),
+        ("rdp --gaussian 1 --delta nan", "delta"),
+        ("subsampled-gaussian --q 0.01 --sigma 1 --steps -1 --delta 1e-5", "--steps"),
+        ("subsampled-gaussian --q nan --sigma 1 --steps 10 --delta 1e-5", "q"),
+        ("gaussian --sigma nan --delta 1e-5", "sigma"),
+        ("gaussian --sigma 1 --delta inf", "delta"),
+        ("gaussian --epsilon 1e-310 --delta 1e-320", "overflows float64"),
+        (f"{D2D} --iterations 1000000000", "iterations=1000000000"),  # 0.0 before
+        (f"{D2D} --iterations 99999999999999999999", "iterations"),
+        (f"{SEK} --strong-convexity 1e-300 --capacity 1", "strong_convexity"),
+        (f"{SEK} --strong-convexity 1 --capacity -1", "capacity"),
+        (f"{EXTR} --extractor-epsilon 1 --removals 99999999999999999999", "num_removed"),
+        (f"{EXTR} --extractor-epsilon nan --removals 1", "extractor_epsilon"),
+    ],
+)
+def test_hostile_input_is_a_one_line_error(capsys, line, name):
+    code, out, err = run(capsys, "budget", *words(line))
+    assert code == 2 and out == "", (code, out)
+    assert err.startswith("dpunlearn: error:") and err.count("\n") == 1, err
+    assert name in err
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "gaussian --sigma 1e-300 --delta 1e-5",
+        "gaussian --sigma 1e300 --epsilon 1",
+        "gaussian --epsilon 1e-300 --delta 1e-5",
+        "rdp --gaussian 1e-300 --subsampled 0.01:1e-300:10 --delta 1e-5",
+        "rdp --gaussian 1e300 --subsampled 0.5:1e300:10 --delta 1e-5 --pld",
+        "subsampled-gaussian --q 0.01 --sigma 1e-300 --steps 10 --delta 1e-5",
+        "langevin --n 100 --lam 1e-3 --sigma 1e-300 --steps 10 --requests 3",
+        "langevin --n 100 --lam 1e-3 --sigma 1e300 --steps 10 --target-epsilon 1",
+        "wsgd --n 100 --lam 1e-3 --sigma 1e-300 --epochs 1 --requests 3",
+        "wsgd --n 100 --lam 1e-3 --sigma 1e300 --epochs 1 --target-epsilon 1",
+        f"{D2D} --sigma 1e-300",
+        f"{D2D} --iterations 600",
+        f"{EXTR} --extractor-epsilon 1e-300 --target-epsilon 1 --target-delta 1e-5",
+    ],
+)
+def test_extreme_sigma_prints_no_runtime_warning(capsys, line):
+    # RuntimeWarnings (overflow, divide by zero) were printed for extreme σ;
+    # the values are now formed in log space. Any warning fails this test.
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        code, out, err = run(capsys, "budget", *words(line))
+    assert code == 0 and err == "", err
+    assert "nan" not in out.lower().replace("nan ", "")
+
+
+def test_rdp_pld_with_a_billion_gaussians_falls_back_to_the_exact_value(capsys):
+    # Issue example: --gaussian 1:1000000000 --pld asked for 72.8 TiB. The PLD
+    # is skipped with a note, and the exact composition (one Gaussian with
+    # σ/√k) is reported: an exact value, below the RDP bound.
+    import time
+
+    t0 = time.perf_counter()
+    d = run_json(capsys, "budget", "rdp", "--gaussian", "1:1000000000", "--delta", "1e-5", "--pld")
+    assert time.perf_counter() - t0 < 5.0
+    from dpunlearn.accounting import mechanisms
+
+    want = mechanisms.gaussian_epsilon(1e-5, sigma=1.0 / math.sqrt(1e9))
+    assert d["epsilon_pld"] is None
+    assert d["epsilon_exact"] == pytest.approx(want, rel=1e-12)
+    assert want < d["epsilon"]
+    code, out, err = run(capsys, "budget", "rdp", "--gaussian", "1:1000000000", "--delta", "1e-5", "--pld")
+    assert code == 0 and "PLD not computed" in out and "grid points" in out
+
+
+def test_langevin_table_of_identical_requests_stops_computing_at_inf(capsys):
+    # ε_s grows like 2^s·ε₀: with ε₀ ≈ 1e200 (σ = 1e-100) it passes float64
+    # after ~360 identical requests, and every later row is inf without being
+    # computed (the cost of a row does not grow with its index either).
+    import time
+
+    t0 = time.perf_counter()
+    d = run_json(
+        capsys, "budget", *words("langevin --n 100 --lam 1e-3 --sigma 1e-100 --steps 10 --requests 3000")
+    )
+    assert time.perf_counter() - t0 < 30.0
+    eps = [r["epsilon"] for r in d["requests"]]
+    assert len(eps) == 3000 and eps[-1] == "inf"
+    first_inf = eps.index("inf")
+    assert all(e == "inf" for e in eps[first_inf:])
+    assert all(isinstance(e, float) for e in eps[:first_inf])
+
+
+def _run_quiet(argv):
+    """(exit code, stdout, stderr) of cli.main, argparse exits included."""
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(argv)
+        except SystemExit as e:
+            code = e.code
+    return code, out.getvalue(), err.getvalue()
+
+
+_HOSTILE_TEXT = ["nan", "inf", "-inf", "-1", "0", "1e-320", "5e-324", "1e300", "1e400",
+                 "99999999999999999999", "abc", "", "0.5", "1", "3"]
+
+
+@settings(derandomize=True, max_examples=60, deadline=None)
+@given(
+    template=st.sampled_from([
+        "budget gaussian --sigma {a} --delta {b}",
+        "budget gaussian --epsilon {a} --delta {b} --sensitivity {c}",
+        "budget rdp --gaussian {a}:{c} --delta {b}",
+        "budget subsampled-gaussian --q {b} --sigma {a} --steps {c} --delta 1e-5",
+        "budget langevin --n {c} --lam 1e-3 --sigma {a} --steps 10 --delta {b} --requests 2",
+        "budget wsgd --n 100 --lam {b} --sigma {a} --epochs {c}",
+        "budget d2d --n 100 --strong-convexity {b} --smoothness 2 --lipschitz 1 --epsilon {a} --delta 1e-5 --iterations {c}",
+        "budget sekhari --n 100 --strong-convexity {a} --lipschitz 1 --hessian-lipschitz 1 --epsilon 1 --delta {b} --capacity {c}",
+        "budget dp-extractor --extractor-epsilon {a} --extractor-delta {b} --head-epsilon 0.5 --head-delta 1e-6 --removals {c}",
+    ]),
+    a=st.sampled_from(_HOSTILE_TEXT),
+    b=st.sampled_from(_HOSTILE_TEXT + ["1e-5", "0.01"]),
+    c=st.sampled_from(_HOSTILE_TEXT),
+)
+def test_cli_hostile_values_never_crash(template, a, b, c):
+    import warnings
+
+    argv = [tok.format(a=a, b=b, c=c) for tok in template.split(" ")]  # "" stays a value
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        code, out, err = _run_quiet(argv)
+    assert code in (0, 2), (argv, code, err)
+    assert "Traceback" not in err
+    if code == 2:
+        assert out == "" and err.startswith("dpunlearn: error:") and err.count("\n") == 1, err
+    else:
+        assert err == ""

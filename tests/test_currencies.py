@@ -721,3 +721,392 @@ def test_minimise_over_orders_matches_zcdp_closed_form(rho):
 def test_bad_input_names_the_argument(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+# ---------------------------------------------------------------------------
+# numbers at the edges, huge counts (issue #7, items 5 and 7)
+# ---------------------------------------------------------------------------
+
+
+def _naive_langevin_rdp(state, cfg, a):
+    """The recursion as written (Python floats, one request at a time)."""
+    rate = cfg.strong_convexity * cfg.step_size
+
+    def eps0(order, removed):
+        return 4 * order * removed**2 * cfg.gradient_clip**2 / (
+            cfg.strong_convexity * cfg.sigma**2 * cfg.n**2
+        )
+
+    order = a * 2.0 ** (len(state.steps) - 1)
+    eps = math.exp(-rate * state.steps[0] / order) * eps0(order, state.removed[0])
+    for k, r in zip(state.steps[1:], state.removed[1:]):
+        order /= 2.0
+        eps = math.exp(-rate * k / order) * (order - 0.5) / (order - 1) * (eps0(2 * order, r) + eps)
+    return eps
+
+
+def test_langevin_rdp_long_histories_match_the_recursion():
+    # 200 requests with varied S and K: levels older than 2^53·mηK_max are
+    # summed in closed form (an upper bound that drops e^{−mηK/(2^j α)} ≥ 1 − 2^-53).
+    cfg = langevin_cfg()
+    rng = np.random.default_rng(0)
+    s = cur.langevin_init()
+    for _ in range(200):
+        s = cur.langevin_update(s, removed=int(rng.integers(1, 4)), steps=int(rng.integers(0, 3000)))
+    orders = np.array([1.0 + 1e-6, 1.3, 2.0, 10.0, 77.7, 1e4])
+    got = cur.langevin_rdp(s, cfg, orders)
+    want = np.array([_naive_langevin_rdp(s, cfg, a) for a in orders])
+    assert np.all(got >= want * (1 - 1e-13))  # never below the recursion
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert cur._langevin_view(s, cfg.strong_convexity * cfg.step_size).removed.size < 70
+
+
+def test_langevin_rdp_past_float64_is_finite_then_inf_without_warnings():
+    import warnings
+
+    cfg = langevin_cfg()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = cur.LangevinState((1,) * 1000, (1000,) * 1000)
+        r = cur.langevin_rdp(s, cfg, [2.0])[0]  # ≈ 2^1000·ε₀: large, representable
+        assert math.isfinite(r) and r > 1e250
+        far = cur.LangevinState((1,) * 1300, (1000,) * 1300)
+        assert cur.langevin_rdp(far, cfg, [2.0])[0] == math.inf
+        assert cur.langevin_epsilon(far, cfg, 1e-4)[0] == math.inf
+    with pytest.raises(ValueError, match="orders"):
+        cur.langevin_rdp(s, cfg, [float("nan")])
+
+
+def test_langevin_sequential_search_reference_and_bounded_cost():
+    # The CLI's `budget langevin --n 11982 --lam 1e-6 --sigma 0.03 --removed 100
+    # --target-epsilon 1 --requests 300` (153 s before, ~3 s now): the smallest
+    # K per request is unchanged (values recorded from the old implementation).
+    m, _, eta = cur.langevin_constants(n=11982, lam=1e-6, loss_smoothness=0.25)
+    cfg = cur.LangevinConfig(strong_convexity=m, step_size=eta, sigma=0.03, gradient_clip=1.0, n=11982)
+    state, ks = cur.langevin_init(), []
+    for _ in range(50):
+        k = cur.langevin_min_steps(state, cfg, removed=100, target_epsilon=1.0, delta=1 / 11982)
+        state = cur.langevin_update(state, removed=100, steps=k)
+        ks.append(k)
+    assert [ks[0], ks[1], ks[9], ks[49]] == [1997, 2188, 2219, 5249]
+    assert cur.langevin_epsilon(state, cfg, 1 / 11982)[0] == pytest.approx(0.9999653, abs=1e-7)
+    # Cost per request does not grow with the number of requests: the exact
+    # levels are bounded (J ≤ 54 + log2(mη·K_max)), the rest is a prefix sum.
+    long = cur.LangevinState((100,) * 10_000, (5249,) * 10_000)
+    assert cur._langevin_view(long, m * eta).removed.size <= 54 + math.ceil(math.log2(m * eta * 5249)) + 1
+
+
+def test_langevin_identical_requests_in_constant_time():
+    cfg = langevin_cfg()
+    # limit up to 2**53 without iterating (ε_s is non-decreasing in s).
+    assert cur.langevin_max_requests(
+        cfg, removed=1, steps=1000, target_epsilon=0.5, delta=1e-4, limit=2**53
+    ) == 2
+    big = cur.langevin_max_requests(
+        cfg, removed=1, steps=10**9, target_epsilon=0.5, delta=1e-4, limit=2**53
+    )
+    assert 2 < big < 2**53
+    # The closed-form identical path equals the state path (same floats up to
+    # the exact levels, rounding beyond).
+    for count in (1, 3, 40, 80):
+        s = cur.LangevinState((2,) * count, (700,) * count)
+        assert cur._langevin_identical_epsilon(cfg, 1e-4, 2, 700, count) == pytest.approx(
+            cur.langevin_epsilon(s, cfg, 1e-4)[0], rel=1e-12
+        )
+    # min σ for 200 identical requests: certified for every one of them (the
+    # last is the worst), through the state path too.
+    sigma = cur.langevin_min_sigma(
+        cfg, removed=1, steps=10**4, target_epsilon=1.0, delta=1e-4, requests=200
+    )
+    state = cur.LangevinState((1,) * 200, (10**4,) * 200)
+    tight = dataclasses_replace(cfg, sigma=sigma)
+    assert cur.langevin_epsilon(state, tight, 1e-4)[0] <= 1.0 * (1 + 1e-12)
+    loose = dataclasses_replace(cfg, sigma=sigma * (1 - 1e-9))
+    assert cur._langevin_identical_epsilon(loose, 1e-4, 1, 10**4, 200) > 1.0
+    # A billion requests: 2^s growth makes every σ fail, and it says so (fast).
+    with pytest.raises(ValueError, match="target_epsilon=1.0 unreachable"):
+        cur.langevin_min_sigma(cfg, removed=1, steps=10**6, target_epsilon=1.0, delta=1e-4, requests=10**9)
+    with pytest.raises(ValueError, match="requests"):
+        cur.langevin_min_sigma(cfg, removed=1, steps=1, target_epsilon=1.0, delta=1e-4, requests=0)
+
+
+def dataclasses_replace(obj, **kw):
+    import dataclasses
+
+    return dataclasses.replace(obj, **kw)
+
+
+def test_wsgd_closed_form_state_and_huge_limits():
+    cfg = wsgd_cfg()
+    s = cur.wsgd_init()
+    for count in range(1, 101):
+        s = cur.wsgd_update(s, cfg, removed=1, epochs=3)
+        fast = cur._wsgd_identical_state(cfg, 1, 3, count)
+        assert fast.pre_radius == pytest.approx(s.pre_radius, rel=1e-12)
+    # Requests until the (non-saturating) ε crosses the target, found by
+    # bisection on s: the same answer as iterating, for limit up to 2**53.
+    cfg0 = wsgd_cfg(sigma=0.05)
+    want, st_ = 0, cur.wsgd_init()
+    while True:
+        st_ = cur.wsgd_update(st_, cfg0, removed=1, epochs=0)
+        if cur.wsgd_epsilon(st_, cfg0, 1e-4)[0] > 2.0:
+            break
+        want += 1
+    assert cur.wsgd_max_requests(
+        cfg0, removed=1, epochs=0, target_epsilon=2.0, delta=1e-4, limit=2**53
+    ) == want
+    sigma = cur.wsgd_min_sigma(cfg, removed=1, epochs=0, target_epsilon=1.0, delta=1e-4, requests=10**9)
+    state = cur._wsgd_identical_state(cfg, 1, 0, 10**9)
+    assert state.pre_radius == pytest.approx(1e9 * cfg.step_radius(1), rel=1e-12)
+    assert cur.wsgd_epsilon(state, wsgd_cfg(sigma=sigma), 1e-4)[0] <= 1.0
+
+
+def test_wsgd_tiny_rate_and_extreme_sigma():
+    import warnings
+
+    # ηm = 1e-300: c = 1 − ηm rounds to 1.0, which was refused as "ηm not in
+    # (0, 1]"; ln c = log1p(−ηm) keeps it.
+    cfg = cur.WassersteinConfig(
+        strong_convexity=1e-300, step_size=1.0, sigma=1.0, gradient_clip=1.0, n=10, batch_size=10
+    )
+    assert cfg.contraction == 1.0
+    assert cfg.step_radius(1) == pytest.approx(2.0 / (10 * 1e-300 * 1.0), rel=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tiny = wsgd_cfg(sigma=1e-300)  # σ² underflowed: ZeroDivisionError
+        s = cur.wsgd_update(cur.wsgd_init(), tiny, removed=1, epochs=1)
+        assert cur.wsgd_epsilon(s, tiny, 1e-4)[0] == math.inf
+        assert np.all(cur.wsgd_rdp(s, tiny, [2.0]) == np.inf)
+        huge = wsgd_cfg(sigma=1e300)
+        s = cur.wsgd_update(cur.wsgd_init(), huge, removed=1, epochs=1)
+        assert 0.0 <= cur.wsgd_epsilon(s, huge, 1e-4)[0] < 1e-3
+
+
+def test_d2d_huge_iterations():
+    kw = dict(lipschitz=1, strong_convexity=1, smoothness=2, n=100)
+    # Issue example: d2d_sigma(..., iterations=10**9) returned 0.0.
+    with pytest.raises(ValueError, match="iterations=1000000000"):
+        cur.d2d_sigma(1, 1e-5, iterations=10**9, **kw)
+    with pytest.raises(ValueError, match="iterations=1000000000"):
+        cur.d2d_sensitivity(iterations=10**9, **kw)
+    # ε only needs Δ/σ, formed in logs: positive where representable, then 0.
+    e = cur.d2d_epsilon(1e-300, 1e-5, iterations=600, **kw)
+    assert 0.0 < e < math.inf
+    assert cur.d2d_epsilon(1e-300, 1e-5, iterations=10**9, **kw) == 0.0
+    # The smallest I for a tiny σ no longer trips over the underflow, and is exact.
+    i = cur.d2d_min_iterations(1e-300, 1.0, 1e-5, **kw)
+    assert cur.d2d_sigma(1.0, 1e-5, iterations=i, **kw) <= 1e-300
+    assert cur.d2d_sigma(1.0, 1e-5, iterations=i - 1, **kw) > 1e-300
+    # β = m: contraction 0, sensitivity exactly 0 (said, not a 0.0 σ).
+    assert cur.d2d_sensitivity(lipschitz=1, strong_convexity=1, smoothness=1, n=10, iterations=1) == 0.0
+    with pytest.raises(ValueError, match="no noise is needed"):
+        cur.d2d_sigma(1, 1e-5, lipschitz=1, strong_convexity=1, smoothness=1, n=10, iterations=1)
+    assert cur.d2d_strong_min_iterations(1.0, 1e-5, dim=10, strong_convexity=1, smoothness=1) == 1
+    # m/β = 1e-20: γ rounds to 1.0 (1 − γ^I was 0: ZeroDivisionError); ln γ
+    # from log1p keeps Δ ≈ 4L/(m n · 2m/β) = 2e39.
+    geo = dict(strong_convexity=1e-20, smoothness=1.0)
+    assert cur.d2d_sensitivity(lipschitz=1.0, n=10, iterations=1, **geo) == pytest.approx(2e39, rel=1e-12)
+    # ... and iteration counts beyond 2**53 are refused, not returned.
+    with pytest.raises(ValueError, match="2\\*\\*53"):
+        cur.d2d_strong_iterations(1, iterations=5, dim=10, delta=5e-324, **geo)
+    with pytest.raises(ValueError, match="2\\*\\*53"):
+        cur.d2d_strong_min_iterations(1e-300, 1e-5, dim=10, **geo)
+    geo6 = dict(strong_convexity=1e-6, smoothness=1.0)
+    assert cur.d2d_strong_iterations(1, iterations=5, dim=10, delta=5e-324, **geo6) > 5
+    assert cur.d2d_initial_iterations(iterations=3, diameter=1e300, lipschitz=1.0, **geo6, n=10) > 3
+
+
+def test_gaussian_sigma_tiny_epsilon_and_delta():
+    # κ = √(L + ε) − √L cancelled to 0 (ZeroDivisionError) for tiny ε.
+    s = cur._gaussian_sigma_zcdp(1e-300, 1e-5, 1.0)
+    assert s == pytest.approx(math.sqrt(2 * math.log(1e5)) * 1e300, rel=1e-12)
+    with pytest.raises(ValueError, match="sigma overflows"):
+        cur._gaussian_sigma_zcdp(5e-324, 1e-5, 1.0)
+    assert cur._gaussian_sigma_classic_closed(1.0, 5e-324, 1.0) == pytest.approx(
+        math.sqrt(2 * (math.log(1.25) - math.log(5e-324))), rel=1e-14
+    )
+    assert cur._gaussian_eps("zcdp", 1e-300, 1e-5, 1.0) == math.inf
+    assert cur._gaussian_eps("zcdp", 1e300, 1e-5, 1.0) > 0.0
+
+
+def test_sekhari_extremes():
+    kw = dict(hessian_lipschitz=1.0, lipschitz=1.0, n=1000)
+    # λ³ underflowed to 0: ZeroDivisionError; now a ValueError naming it.
+    with pytest.raises(ValueError, match="strong_convexity=1e-300"):
+        cur.sekhari_gamma(strong_convexity=1e-300, capacity=1, **kw)
+    with pytest.raises(ValueError, match="gamma underflows"):
+        cur.sekhari_gamma(strong_convexity=1e200, capacity=1, **kw)
+    # The capacity search treats γ below float64 as needing no noise.
+    assert cur.sekhari_max_deletions(1.0, 1.0, 1e-5, strong_convexity=1e200, **kw) == 500
+    assert cur.sekhari_capacity(
+        n=10**6, dim=10, epsilon=1.0, delta=5e-324, strong_convexity=1e300,
+        lipschitz=1.0, hessian_lipschitz=1.0, excess_risk=0.1,
+    ) == 500000
+    assert cur.sekhari_capacity(
+        n=10**6, dim=10, epsilon=1.0, delta=1e-5, strong_convexity=1e-300,
+        lipschitz=1.0, hessian_lipschitz=1.0, excess_risk=0.1,
+    ) == 0
+    with pytest.raises(ValueError, match="n to be an integer in"):
+        cur.sekhari_gamma(strong_convexity=1.0, capacity=1, hessian_lipschitz=1, lipschitz=1, n=2**53 + 1)
+
+
+def test_extractor_extremes():
+    kw = dict(extractor_delta=0.0, head_epsilon=0.5, head_delta=1e-6)
+    e, d = cur.extractor_head_epsilon(2**53, extractor_epsilon=1e-300, **kw)
+    assert e == pytest.approx(2**53 * 1e-300 + 0.5) and d == 1e-6
+    assert cur.extractor_max_removals(
+        extractor_epsilon=1e-300, target_epsilon=1.0, target_delta=1e-5, **kw
+    ) == 2**53
+    with pytest.raises(ValueError, match="head_delta"):
+        cur.extractor_head_epsilon(1, extractor_epsilon=1.0, extractor_delta=0.0, head_epsilon=1.0, head_delta=1.5)
+    with pytest.raises(ValueError, match="num_removed"):
+        cur.extractor_head_epsilon(2**53 + 1, extractor_epsilon=1.0, **kw)
+
+
+# ---------------------------------------------------------------------------
+# property: hostile input gives a ValueError or a valid, monotone answer
+# ---------------------------------------------------------------------------
+
+_EDGE = [math.nan, math.inf, -1.0, 0.0, 5e-324, 1e-300, 1e-20, 1e20, 1e300]
+_EDGE_COUNTS = [-1, 0, 2**53, 2**53 + 1, 10**30, 1.5, True]
+PROP = settings(derandomize=True, max_examples=60, deadline=None)
+
+
+def mixed(valid, edge=_EDGE):
+    """A valid value four times in five, else an edge case (NaN, inf, 0,
+    negative, subnormal, 1e±300, any float): every argument gets hostile
+    values while whole calls still often reach the computation."""
+    hostile = st.sampled_from(edge) | st.floats(allow_nan=True, allow_infinity=True)
+    if edge is _EDGE_COUNTS:
+        hostile = st.sampled_from(edge)
+    return st.integers(0, 4).flatmap(lambda i: hostile if i == 0 else valid)
+
+
+def fl(lo, hi):
+    return st.floats(lo, hi)
+
+
+def cnt(lo, hi):
+    return mixed(st.integers(lo, hi), _EDGE_COUNTS)
+
+
+def _call(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except ValueError as err:
+        assert str(err)
+        return None
+
+
+@PROP
+@given(sigma=mixed(fl(0.01, 1.0)), delta=mixed(fl(1e-8, 0.1)), target=mixed(fl(0.05, 5.0)),
+       removed=cnt(1, 5), steps=cnt(0, 5000))
+def test_langevin_hostile_input(sigma, delta, target, removed, steps):
+    cfg = _call(langevin_cfg, sigma=sigma)
+    if cfg is None:
+        return
+    state = _call(cur.langevin_update, cur.langevin_init(), removed=removed, steps=steps)
+    if state is None:
+        return
+    out = _call(cur.langevin_epsilon, state, cfg, delta)
+    if out is not None:
+        eps = out[0]
+        assert eps >= 0 and not math.isnan(eps)
+        more = cur.langevin_epsilon(cur.langevin_update(state, removed=removed, steps=steps), cfg, delta)[0]
+        assert more >= eps * (1 - 1e-12)  # one more identical request never helps
+    k = _call(cur.langevin_min_steps, cur.langevin_init(), cfg, removed=removed, target_epsilon=target, delta=delta)
+    if k is not None:
+        nxt = cur.langevin_update(cur.langevin_init(), removed=removed, steps=k)
+        assert cur.langevin_epsilon(nxt, cfg, delta)[0] <= target
+    n = _call(cur.langevin_max_requests, cfg, removed=removed, steps=steps, target_epsilon=target,
+              delta=delta, limit=2**53)
+    if n is not None:
+        assert 0 <= n <= 2**53
+
+
+@PROP
+@given(sigma=mixed(fl(0.01, 1.0)), delta=mixed(fl(1e-8, 0.1)), target=mixed(fl(0.05, 5.0)),
+       removed=cnt(1, 5), epochs=cnt(0, 100))
+def test_wsgd_hostile_input(sigma, delta, target, removed, epochs):
+    cfg = _call(wsgd_cfg, sigma=sigma)
+    if cfg is None:
+        return
+    state = _call(cur.wsgd_update, cur.wsgd_init(), cfg, removed=removed, epochs=epochs)
+    if state is None:
+        return
+    out = _call(cur.wsgd_epsilon, state, cfg, delta)
+    if out is not None:
+        assert out[0] >= 0 and not math.isnan(out[0])
+    n = _call(cur.wsgd_max_requests, cfg, removed=removed, epochs=epochs, target_epsilon=target,
+              delta=delta, limit=2**53)
+    if n is not None:
+        assert n == math.inf or 0 <= n <= 2**53
+    s = _call(cur.wsgd_min_sigma, cfg, removed=removed, epochs=epochs, target_epsilon=target,
+              delta=delta, requests=removed if isinstance(removed, int) and not isinstance(removed, bool) else 1)
+    if s is not None:
+        assert 0 < s < math.inf
+
+
+@PROP
+@given(eps=mixed(fl(0.1, 5.0)), delta=mixed(fl(1e-8, 0.1)), m=mixed(fl(0.01, 1.0)),
+       beta=mixed(fl(1.0, 10.0)), lip=mixed(fl(0.1, 10.0)), n=cnt(10, 10**4), iters=cnt(1, 100),
+       variant=st.sampled_from(["paper", "tight", "analytic", "analytic", "x"]))
+def test_d2d_hostile_input(eps, delta, m, beta, lip, n, iters, variant):
+    kw = dict(lipschitz=lip, strong_convexity=m, smoothness=beta, n=n, iterations=iters)
+    s = _call(cur.d2d_sigma, eps, delta, variant=variant, **kw)
+    if s is not None:
+        assert 0 < s < math.inf
+        back = cur.d2d_epsilon(s, delta, variant=variant, **kw)
+        assert back <= eps * (1 + 1e-9)  # the σ found certifies ε
+        if isinstance(iters, int) and iters < 2**53:
+            more = _call(cur.d2d_sigma, eps, delta, variant=variant, **{**kw, "iterations": iters + 1})
+            if more is not None:  # more GD steps: less noise
+                assert more <= s * (1 + 1e-9)
+    e = _call(cur.d2d_epsilon, 1.0, delta, variant=variant, **kw)
+    if e is not None:
+        assert e >= 0 and not math.isnan(e)
+
+
+@PROP
+@given(eps=mixed(fl(0.1, 1.0)), delta=mixed(fl(1e-8, 0.1)), lam=mixed(fl(0.1, 10.0)),
+       lip=mixed(fl(0.1, 2.0)), n=cnt(10, 10**4), cap=cnt(1, 5),
+       method=st.sampled_from(["classic", "zcdp", "analytic", "y"]))
+def test_sekhari_hostile_input(eps, delta, lam, lip, n, cap, method):
+    kw = dict(hessian_lipschitz=1.0, lipschitz=lip, strong_convexity=lam, n=n)
+    s = _call(cur.sekhari_sigma, eps, delta, capacity=cap, method=method, **kw)
+    if s is not None:
+        assert 0 < s < math.inf
+    m = _call(cur.sekhari_max_deletions, 1.0, eps, delta, method=method, **kw)
+    if m is not None:
+        assert 0 <= m <= n // 2
+        bigger = _call(cur.sekhari_max_deletions, 2.0, eps, delta, method=method, **kw)
+        if bigger is not None:  # more noise, at least as many deletions
+            assert bigger >= m
+    c = _call(cur.sekhari_capacity, n=n, dim=10, epsilon=eps, delta=delta, strong_convexity=lam,
+              lipschitz=lip, hessian_lipschitz=1.0, excess_risk=0.1)
+    if c is not None:
+        assert 0 <= c <= n // 2 + 1
+
+
+@PROP
+@given(e1=mixed(fl(1e-3, 1.0)), d1=mixed(fl(0.0, 1e-6)), e2=mixed(fl(0.01, 0.5)),
+       d2=mixed(fl(0.0, 1e-6)), k=cnt(0, 1000), target=mixed(fl(1.0, 10.0)))
+def test_extractor_hostile_input(e1, d1, e2, d2, k, target):
+    kw = dict(extractor_epsilon=e1, extractor_delta=d1, head_epsilon=e2, head_delta=d2)
+    out = _call(cur.extractor_head_epsilon, k, **kw)
+    if out is not None:
+        e, d = out
+        assert e > 0 and 0 <= d <= 1 and not math.isnan(e)
+    m = _call(cur.extractor_max_removals, target_epsilon=target, target_delta=1e-5, **kw)
+    if m is not None:
+        assert 0 <= m <= 2**53
+
+
+def test_langevin_constants_extremes():
+    # λn overflowed to inf and η = 1/L came out 0.0 (then "step_size=0.0 > 0").
+    with pytest.raises(ValueError, match="lam=1e\\+308"):
+        cur.langevin_constants(n=10, lam=1e308, loss_smoothness=0.25)
+    with pytest.raises(ValueError, match="strong convexity lam\\*n underflows"):
+        cur.langevin_constants(n=10, lam=5e-324, loss_smoothness=0.25)
+    m, L, eta = cur.langevin_constants(n=2**53, lam=1e-300, loss_smoothness=1e-300)
+    assert m == pytest.approx(2**53 * 1e-300) and eta == pytest.approx(1 / L)

@@ -31,14 +31,15 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from dpunlearn import _validate
-from dpunlearn.accounting import mechanisms, rdp as rdp_lib
+from dpunlearn.accounting import _guards, mechanisms, rdp as rdp_lib
 
 __all__ = ["calibrate", "calibrate_gaussian_sigma", "max_count"]
 
 Accountant = Literal["exact", "rdp", "pld"]
 
 _MAX_BISECTIONS = 2000
-_MAX_DOUBLINGS = 200
+# Enough factor-2 steps to walk from the largest float64 to the smallest one.
+_MAX_DOUBLINGS = 2200
 
 
 def calibrate(
@@ -86,11 +87,14 @@ def calibrate(
       The parameter (``int`` if ``integer``, else ``float``).
 
     Raises:
-      ValueError: If the bracket is empty or invalid, ``tol`` ≤ 0, or no point
-        of the bracket is safe (the message says which end to move).
+      ValueError: If the bracket is empty or invalid, ``target`` is NaN,
+        ``tol`` ≤ 0, or no point of the bracket is safe (the message says
+        which end to move).
     """
     _validate.finite_array("lo", np.asarray(lo, dtype=np.float64))
     _validate.finite_array("hi", np.asarray(hi, dtype=np.float64))
+    if math.isnan(float(target)):
+        raise ValueError("Expected target to be a number, got NaN.")
     if tol is not None:
         _validate.positive(tol=tol)
     if integer:
@@ -168,10 +172,11 @@ def _safety_fn(
     """Returns ``(g, target)`` with ``g(sigma, count) <= target`` iff (ε, δ) holds."""
     if accountant == "exact":
         # k releases with noise σ compose exactly into one with noise σ/√k; the
-        # check is literally gaussian_delta(ε, sigma=σ/√k, sensitivity=Δ) ≤ δ.
+        # check is literally gaussian_delta(ε, sigma=σ/√k, sensitivity=Δ) ≤ δ
+        # (σ/√k underflowing to 0 counts as unsafe, r = inf, not a ZeroDivisionError).
 
         def g(sigma: float, count: int) -> float:
-            r = sensitivity / (sigma / math.sqrt(count))
+            r = mechanisms._ratio(sensitivity, sigma / math.sqrt(count))
             return math.exp(mechanisms._gaussian_log_delta(epsilon, r))
 
         return g, delta
@@ -215,12 +220,15 @@ def calibrate_gaussian_sigma(
     Poisson subsample with rate q (``"rdp"``/``"pld"`` only). Uses
     :func:`calibrate` on σ (ε is non-increasing in σ), bracketing from the
     zCDP bound σ = Δ√k/(√2 κ), κ = √(ln(1/δ) + ε) − √(ln(1/δ)) (Bun & Steinke
-    2016, Prop. 1.3 and 1.6), which is safe for every ε.
+    2016, Prop. 1.3 and 1.6), which is safe for every ε, computed as
+    κ = ε/(√(ln(1/δ) + ε) + √(ln(1/δ))) (the difference cancels to 0 for
+    ε = 1e-300) and, for ``"exact"``, capped by the total-variation bound
+    σ = Δ√k/(2√2 erfinv(δ)), which stays finite as ε → 0.
 
     Args:
       epsilon: Target ε > 0.
       delta: Target δ in (0, 1).
-      count: Number of releases k ≥ 1 (composed).
+      count: Number of releases k, an integer in [1, 2**53] (composed).
       sensitivity: L2 sensitivity Δ > 0 of each release.
       accountant: ``"exact"`` (Balle & Wang 2018 curve of the composed
         Gaussian, σ/√k), ``"rdp"`` or ``"pld"`` (dp_accounting).
@@ -237,8 +245,10 @@ def calibrate_gaussian_sigma(
       σ as a Python float.
 
     Raises:
-      ValueError: On out-of-range arguments, an unknown accountant, or
-        subsampling with ``"exact"``.
+      ValueError: On out-of-range arguments, an unknown accountant,
+        subsampling with ``"exact"``, or when the smallest σ exceeds float64
+        (e.g. ε = 1e-310 with δ = 1e-320); for ``"pld"`` also when the PLD
+        grid would be too large (see :func:`dpunlearn.accounting.events.epsilon_pld`).
 
     Guarantees:
       Never over the target: ε(σ) ≤ ``epsilon`` (at ``delta``) under the chosen
@@ -251,7 +261,7 @@ def calibrate_gaussian_sigma(
       3.730632
     """
     _check_common(epsilon, delta, sensitivity, sampling_probability, accountant)
-    _validate.positive_int(count=count)
+    count = _guards.count("count", count)
     eps, dlt, sens, q = float(epsilon), float(delta), float(sensitivity), float(
         sampling_probability
     )
@@ -264,23 +274,50 @@ def calibrate_gaussian_sigma(
     def fn(sigma: float) -> float:
         return g(sigma, count)
 
-    log_inv = math.log(1.0 / dlt)
-    kappa = math.sqrt(log_inv + eps) - math.sqrt(log_inv)
-    hi = sens * math.sqrt(count) / (math.sqrt(2.0) * kappa)
+    hi = _sigma_start(eps, dlt, sens, count, exact=accountant == "exact")
     for _ in range(_MAX_DOUBLINGS):
-        if fn(hi) <= target:
+        if hi == math.inf or fn(hi) <= target:
             break
         hi *= 2.0
+    if not (hi < math.inf and fn(hi) <= target):
+        raise ValueError(
+            f"The smallest sigma for epsilon={epsilon}, delta={delta}, count={count} "
+            f"and sensitivity={sensitivity} overflows float64 (no sigma up to "
+            f"{float(np.finfo(np.float64).max):.3e} reaches the target); raise "
+            "epsilon or delta."
+        )
     lo = hi
     for _ in range(_MAX_DOUBLINGS):
+        if lo * 0.5 == 0.0:  # any positive σ works: the smallest float is safe
+            return lo
         lo *= 0.5
         if not fn(lo) <= target:
             break
-    else:  # pragma: no cover - e.g. q so small that any σ works
+    else:  # e.g. q so small that σ far below the start still meets the target
         return lo
     if tol is None and accountant == "pld":
         tol = 1e-6 * hi
     return calibrate(fn, target, lo=lo, hi=hi, increasing=False, tol=tol)
+
+
+def _sigma_start(
+    epsilon: float, delta: float, sensitivity: float, count: int, *, exact: bool
+) -> float:
+    """Starting σ of the bracket for ``count`` Gaussian releases (verified by the caller).
+
+    The zCDP σ = Δ√k/(√2 κ) with κ = ε/(√(ln(1/δ) + ε) + √(ln(1/δ))) (Bun &
+    Steinke 2016, Prop. 1.3; valid for every ε, so safe under every
+    accountant); for the exact accountant also the single-release bracket of
+    :mod:`mechanisms` at σ/√k (classic or total-variation bound, finite as
+    ε → 0). Capped at the largest float so doubling detects overflow.
+    """
+    log_inv = -math.log(delta)  # 1/δ overflows for subnormal δ
+    kappa = epsilon / (math.sqrt(log_inv + epsilon) + math.sqrt(log_inv))
+    start = sensitivity * math.sqrt(count) / (math.sqrt(2.0) * kappa) if kappa > 0 else math.inf
+    if exact:
+        single = mechanisms._sigma_bracket(epsilon, delta, sensitivity)
+        start = min(start, single * math.sqrt(count))
+    return min(start, float(np.finfo(np.float64).max))
 
 
 def max_count(
@@ -311,8 +348,8 @@ def max_count(
         :func:`calibrate_gaussian_sigma`).
       sampling_probability: Poisson rate q in (0, 1] (``"rdp"``/``"pld"``).
       orders: RDP orders for ``"rdp"``.
-      limit: Largest count considered (an integer ≥ 1); returned if even
-        ``limit`` releases fit.
+      limit: Largest count considered (an integer in [1, 2**53]); returned if
+        even ``limit`` releases fit.
       value_discretization_interval: PLD grid step (``"pld"`` only).
 
     Returns:
@@ -327,7 +364,7 @@ def max_count(
     """
     _check_common(epsilon, delta, sensitivity, sampling_probability, accountant)
     _validate.positive(sigma=sigma)
-    _validate.positive_int(limit=limit)
+    limit = _guards.count("limit", limit)
     alpha = rdp_lib.DEFAULT_ORDERS if orders is None else np.asarray(orders, np.float64)
     g, target = _safety_fn(
         float(epsilon), float(delta), sensitivity=float(sensitivity),

@@ -49,14 +49,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from scipy import optimize
 
 from dpunlearn import _validate
-from dpunlearn.accounting import mechanisms, rdp
+from dpunlearn.accounting import _guards, mechanisms, rdp
 from dpunlearn.accounting.calibration import calibrate
 
 __all__ = [
@@ -230,15 +230,16 @@ def minimise_over_orders(
     _check_conversion(conversion)
     _validate.positive(max_order=max_order)
     _check_max_order(max_order)
-    hi_log = math.log10(max_order - 1.0)
-    lo_log = min(_GRID_LOG_MIN, hi_log - 1.0)
-    orders = 1.0 + np.logspace(lo_log, hi_log, _GRID_SIZE)
-    orders[-1] = max_order
+    delta = float(delta)
+    orders = _order_grid(float(max_order))
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         curve_vals = np.asarray(curve(orders), dtype=np.float64)
-    best_eps, best_alpha = rdp.rdp_to_dp(orders, curve_vals, delta, method=conversion)
-    best_eps, best_alpha = float(best_eps), float(best_alpha)
-    i = int(np.searchsorted(orders, best_alpha))
+    _validate.array_in_range(
+        "curve(orders)", curve_vals, 0.0, math.inf, lo_closed=True, hi_closed=True
+    )
+    values = rdp._dp_epsilons(orders, curve_vals, delta, conversion)
+    i = int(np.argmin(values))
+    best_eps, best_alpha = float(values[i]), float(orders[i])
     if not math.isfinite(best_eps):
         return math.inf, best_alpha
     lo = math.log(orders[max(i - 1, 0)] - 1.0)
@@ -248,11 +249,18 @@ def minimise_over_orders(
         a = np.array([1.0 + math.exp(log_am1)])
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             val = np.asarray(curve(a), np.float64)
-        return float(rdp.rdp_to_dp(a, val, delta, method=conversion)[0])
+        if not val[0] >= 0.0:  # NaN or negative: not an RDP value, never chosen
+            return math.inf
+        return float(rdp._dp_epsilons(a, val, delta, conversion)[0])
 
     if hi > lo:
+        # Brent's parabolic steps turn an infinite value into NaN warnings; the
+        # search sees a huge finite stand-in, the answer is re-evaluated below.
         res = optimize.minimize_scalar(
-            objective, bounds=(lo, hi), method="bounded", options={"xatol": 1e-10}
+            lambda x: min(objective(x), 1e300),
+            bounds=(lo, hi),
+            method="bounded",
+            options={"xatol": 1e-10},
         )
         alpha = min(1.0 + math.exp(float(res.x)), max_order)
         val = objective(math.log(alpha - 1.0))  # re-evaluate at the α returned
@@ -261,18 +269,31 @@ def minimise_over_orders(
     return best_eps, best_alpha
 
 
+@functools.lru_cache(maxsize=16)
+def _order_grid(max_order: float) -> np.ndarray:
+    """The (read-only, cached) grid of :func:`minimise_over_orders`: α − 1
+    log-spaced from 1e-6 to ``max_order`` − 1, last point exactly ``max_order``."""
+    hi_log = math.log10(max_order - 1.0)
+    lo_log = min(_GRID_LOG_MIN, hi_log - 1.0)
+    orders = 1.0 + np.logspace(lo_log, hi_log, _GRID_SIZE)
+    orders[-1] = max_order
+    orders.setflags(write=False)
+    return orders
+
+
 def _smallest_int(
     fn: Callable[[int], float],
     target: float,
     *,
     lo: int,
     name: str,
-    max_doublings: int = 62,
+    max_doublings: int = 53,
 ) -> int:
     """Smallest integer x ≥ lo with fn(x) ≤ target, fn non-increasing.
 
-    Finds an upper bracket by doubling, then calls the never-overshoot
-    :func:`calibrate`. Raises ValueError naming ``name`` if unreachable.
+    Finds an upper bracket by doubling (up to 2**53, the count limit), then
+    calls the never-overshoot :func:`calibrate`. Raises ValueError naming
+    ``name`` if unreachable.
     """
     if fn(lo) <= target:
         return lo
@@ -347,54 +368,6 @@ def _reach_target(
         raise ValueError(f"target_epsilon={target_epsilon} unreachable: {e}") from None
 
 
-class _Requests(NamedTuple):
-    """Identical requests of a recursive currency (``langevin_*`` / ``wsgd_*``).
-
-    ``update(state, config)`` applies one request to ``state``;
-    ``epsilon(state, config, delta)`` returns the (ε, α) certified after it.
-    """
-
-    init: Callable[[], Any]
-    update: Callable[[Any, Any], Any]
-    epsilon: Callable[[Any, Any, float], tuple[float, float]]
-
-    def epsilons(self, config: Any, delta: float, count: int) -> Iterator[float]:
-        """ε after each of ``count`` requests, starting from ``init()``."""
-        state = self.init()
-        for _ in range(count):
-            state = self.update(state, config)
-            yield self.epsilon(state, config, delta)[0]
-
-
-def _max_requests(
-    requests: _Requests, config: Any, delta: float, target_epsilon: float, limit: int
-) -> int:
-    """Largest s ≤ ``limit`` with requests 1..s all certifying ``target_epsilon``."""
-    for s, eps in enumerate(requests.epsilons(config, delta, limit), start=1):
-        if eps > target_epsilon:
-            return s - 1
-    return limit
-
-
-def _min_sigma(
-    requests: _Requests, config: Any, delta: float, target_epsilon: float, count: int
-) -> float:
-    """Smallest σ for which ``count`` identical requests all certify the target.
-
-    The worst ε over the requests (with ``config.sigma`` replaced by the σ
-    tried) is non-increasing in σ; ``config.sigma`` seeds the bracket of
-    :func:`_smallest_float`.
-    """
-
-    def worst(sigma: float) -> float:
-        cfg = dataclasses.replace(config, sigma=sigma)
-        return max(0.0, *requests.epsilons(cfg, delta, count))
-
-    return _reach_target(
-        _smallest_float, worst, target_epsilon, start=config.sigma, name="sigma"
-    )
-
-
 def _epsilon_report(
     currency: str,
     eps: float,
@@ -422,9 +395,10 @@ def _epsilon_report(
 
 
 def _check_count(name: str, value: Any) -> None:
-    """Raises unless ``value`` is an integer ≥ 0 (bools refused)."""
+    """Raises unless ``value`` is an integer in [0, 2**53] (bools refused)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
         raise ValueError(f"Expected {name} to be an integer >= 0, got {value!r}.")
+    _guards.count(name, value, minimum=0)
 
 
 def _check_max_order(max_order: float) -> None:
@@ -454,10 +428,24 @@ def _gaussian_sigma_zcdp(epsilon: float, delta: float, sensitivity: float) -> fl
     Bun & Steinke 2016, Prop. 1.3 solved for σ (``algorithms.md`` §12.0, G2);
     valid for every ε > 0. Not in :mod:`mechanisms` (which has the ε direction,
     :func:`~dpunlearn.accounting.mechanisms.zcdp_to_dp`), so it lives here.
+    κ is formed as ε/(√(L + ε) + √L), L = −ln δ: the difference cancels to 0
+    for ε ≪ L·1e-16 (ZeroDivisionError), and 1/δ overflows for subnormal δ.
     """
-    log_inv = math.log(1.0 / delta)
-    kappa = math.sqrt(log_inv + epsilon) - math.sqrt(log_inv)
-    return sensitivity / (math.sqrt(2.0) * kappa)
+    log_inv = -math.log(delta)
+    # ln σ = ln Δ − ln √2 − ln κ, κ = ε/(√(L + ε) + √L): κ itself underflows for ε = 5e-324.
+    log_sigma = (
+        math.log(sensitivity) - 0.5 * math.log(2.0) - math.log(epsilon)
+        + math.log(math.sqrt(log_inv + epsilon) + math.sqrt(log_inv))
+    )
+    sigma = math.exp(log_sigma) if log_sigma < 709.0 else math.inf
+    return _sigma_result(sigma, epsilon, sensitivity)
+
+
+def _sigma_result(sigma: float, epsilon: float, sensitivity: float) -> float:
+    """A closed-form σ, or a ValueError when it left float64's normal range."""
+    return _guards.positive_result(
+        sigma, "sigma", f"change epsilon={epsilon} or the sensitivity ({sensitivity})."
+    )
 
 
 def _gaussian_sigma_classic_closed(
@@ -477,7 +465,8 @@ def _gaussian_sigma_classic_closed(
         )
     if epsilon < 1.0:
         return mechanisms.gaussian_sigma_classic(epsilon, delta, sensitivity)
-    return sensitivity * math.sqrt(2.0 * math.log(1.25 / delta)) / epsilon
+    log_term = math.log(1.25) - math.log(delta)
+    return _sigma_result(sensitivity * math.sqrt(2.0 * log_term) / epsilon, epsilon, sensitivity)
 
 
 def _gaussian_sigma(method: str, epsilon: float, delta: float, sensitivity: float):
@@ -493,19 +482,27 @@ def _gaussian_sigma(method: str, epsilon: float, delta: float, sensitivity: floa
 
 
 def _gaussian_eps(method: str, sigma: float, delta: float, sensitivity: float):
-    """ε certified by one Gaussian release under the calibration ``method``."""
+    """ε certified by one Gaussian release under the calibration ``method``.
+
+    A sensitivity of 0 (nothing to hide) certifies ε = 0.
+    """
+    if method not in ("classic", "zcdp", "analytic"):
+        raise ValueError(
+            f"Expected method in ('classic', 'zcdp', 'analytic'), got {method!r}."
+        )
+    if sensitivity == 0.0:
+        return 0.0
+    ratio = sensitivity / sigma  # inf if it overflows: ε = inf, honestly
+    log_inv = -math.log(delta)
     if method == "classic":
-        eps = sensitivity * math.sqrt(2.0 * math.log(1.25 / delta)) / sigma
+        eps = ratio * math.sqrt(2.0 * (math.log(1.25) + log_inv))
         return eps if eps <= 1.0 else math.inf  # the theorem needs ε ≤ 1
     if method == "zcdp":
-        return mechanisms.zcdp_to_dp(
-            mechanisms.gaussian_zcdp(sigma, sensitivity), delta, method="classic"
-        )
-    if method == "analytic":
-        return mechanisms.gaussian_epsilon(delta, sigma=sigma, sensitivity=sensitivity)
-    raise ValueError(
-        f"Expected method in ('classic', 'zcdp', 'analytic'), got {method!r}."
-    )
+        # ρ + 2√(ρ ln(1/δ)) with √ρ = Δ/(√2σ) (Bun & Steinke 2016, Prop. 1.3
+        # and 1.6), without forming ρ (which under- or overflows first).
+        root_rho = ratio / math.sqrt(2.0)
+        return root_rho * (root_rho + 2.0 * math.sqrt(log_inv))
+    return mechanisms.gaussian_epsilon(delta, sigma=sigma, sensitivity=sensitivity)
 
 
 # ---------------------------------------------------------------------------
@@ -855,26 +852,42 @@ def sekhari_gamma(
     Returns:
       γ > 0: an upper bound on ‖w̄ − ŵ′‖ (distance to the retrained ERM).
     """
+    log_gamma = _sekhari_log_gamma(
+        hessian_lipschitz, lipschitz, strong_convexity, n, capacity, tight
+    )
+    return _guards.positive_result(
+        math.exp(log_gamma) if log_gamma < 709.0 else math.inf,
+        "sensitivity gamma",
+        f"strong_convexity={strong_convexity}, lipschitz={lipschitz}, "
+        f"hessian_lipschitz={hessian_lipschitz} and n={n} put it outside float64.",
+    )
+
+
+def _sekhari_log_gamma(
+    hessian_lipschitz, lipschitz, strong_convexity, n, capacity, tight
+) -> float:
+    """ln γ of :func:`sekhari_gamma` after validation, from logs (λ³ and n²
+    under- or overflow at the ends of float64: ZeroDivisionError before)."""
     _validate.positive(
         hessian_lipschitz=hessian_lipschitz,
         lipschitz=lipschitz,
         strong_convexity=strong_convexity,
     )
-    _validate.positive_int(n=n, capacity=capacity)
-    M, L, lam, n, m = (
-        float(hessian_lipschitz),
-        float(lipschitz),
-        float(strong_convexity),
-        int(n),
-        int(capacity),
-    )
+    n = _guards.count("n", n)
+    m = _guards.count("capacity", capacity)
+    M, L, lam = float(hessian_lipschitz), float(lipschitz), float(strong_convexity)
     if tight:
         if not m < n:
             raise ValueError(f"Expected capacity={m} < n={n}.")
-        return M * m * m * L * L / (2.0 * lam**3 * (n - m) ** 2)
-    if 2 * m > n:
-        raise ValueError(f"Expected capacity={m} <= n/2={n / 2}.")
-    return 2.0 * M * m * m * L * L / (lam**3 * n * n)
+        scale, denom = math.log(0.5), n - m
+    else:
+        if 2 * m > n:
+            raise ValueError(f"Expected capacity={m} <= n/2={n / 2}.")
+        scale, denom = math.log(2.0), n
+    return (
+        scale + math.log(M) + 2.0 * math.log(m) + 2.0 * math.log(L)
+        - 3.0 * math.log(lam) - 2.0 * math.log(denom)
+    )
 
 
 def sekhari_sigma(
@@ -935,7 +948,8 @@ def sekhari_capacity(
     Returns:
       m_max ≥ 0 (integer).
     """
-    _validate.positive_int(n=n, dim=dim)
+    n = _guards.count("n", n)
+    dim = _guards.count("dim", dim)
     _validate.positive(
         epsilon=epsilon,
         strong_convexity=strong_convexity,
@@ -945,11 +959,25 @@ def sekhari_capacity(
     )
     _check_delta(delta)
     lam, L, M = float(strong_convexity), float(lipschitz), float(hessian_lipschitz)
-    m = (
-        n
-        * math.sqrt(excess_risk * epsilon * lam**3 / (2.0 * M * L**3))
-        * (2.0 * dim * math.log(1.25 / delta)) ** (-0.25)
-    )
+    a, eps = float(excess_risk), float(epsilon)
+    log_term = math.log(1.25) - math.log(delta)  # 1.25/δ overflows for subnormal δ
+    try:
+        m = (
+            n
+            * math.sqrt(a * eps * lam**3 / (2.0 * M * L**3))
+            * (2.0 * dim * log_term) ** (-0.25)
+        )
+        direct = math.isfinite(m) and m > 0.0 and math.isfinite(lam**3 * L**3)
+    except (OverflowError, ZeroDivisionError):
+        direct = False
+    if not direct:  # some factor left float64: the same formula in logs
+        log_m = (
+            math.log(n)
+            + 0.5 * (math.log(a) + math.log(eps) + 3.0 * math.log(lam)
+                     - math.log(2.0) - math.log(M) - 3.0 * math.log(L))
+            - 0.25 * (math.log(2.0) + math.log(dim) + math.log(log_term))
+        )
+        m = math.exp(min(log_m, math.log(n)))
     return math.floor(min(n / 2.0, m))
 
 
@@ -970,9 +998,18 @@ def sekhari_max_deletions(
     deletion needs more noise.
     """
     _validate.positive(sigma=sigma)
-    _validate.positive_int(n=n)
+    n = _guards.count("n", n)
 
     def need(m: int) -> float:
+        # γ below float64 needs no noise at all, γ above it infinite noise;
+        # in between exactly sekhari_sigma (so the answer is consistent with it).
+        log_gamma = _sekhari_log_gamma(
+            hessian_lipschitz, lipschitz, strong_convexity, n, int(m), False
+        )
+        if log_gamma < math.log(_guards.TINY):
+            return 0.0
+        if log_gamma > 709.0:
+            return math.inf
         return sekhari_sigma(
             epsilon,
             delta,
@@ -1003,7 +1040,7 @@ class SekhariConfig:
     delta: float
 
     def __post_init__(self):
-        _validate.positive_int(capacity=self.capacity)
+        _guards.count("capacity", self.capacity)
         _validate.positive(epsilon=self.epsilon)
         _check_delta(self.delta)
 
@@ -1021,7 +1058,7 @@ def sekhari_init() -> SekhariState:
 
 def sekhari_update(state: SekhariState, num_deleted: int = 1) -> SekhariState:
     """|U| ← |U| + k (each release recomputes from ŵ with the cumulative U)."""
-    _validate.positive_int(num_deleted=num_deleted)
+    _guards.count("num_deleted", num_deleted)
     return SekhariState(state.num_deleted + int(num_deleted))
 
 
@@ -1052,12 +1089,46 @@ def sekhari_report(state: SekhariState, config: SekhariConfig) -> CertificateRep
 
 
 def d2d_contraction(strong_convexity: float, smoothness: float) -> float:
-    """γ = (β − m)/(β + m): the contraction of projected GD with η = 2/(β + m)."""
+    """γ = (β − m)/(β + m): the contraction of projected GD with η = 2/(β + m).
+
+    γ rounds to 1.0 when m/β < 1e-16; the accountants below use
+    ln γ = log1p(−2m/(β + m)) instead, which keeps such ratios.
+    """
     _validate.positive(strong_convexity=strong_convexity, smoothness=smoothness)
     m, beta = float(strong_convexity), float(smoothness)
     if beta < m:
         raise ValueError(f"Expected smoothness={beta} >= strong_convexity={m}.")
     return (beta - m) / (beta + m)
+
+
+def _d2d_log_contraction(strong_convexity: float, smoothness: float) -> float:
+    """ln γ after :func:`d2d_contraction`'s checks; −inf when β = m (γ = 0)."""
+    d2d_contraction(strong_convexity, smoothness)
+    m, beta = float(strong_convexity), float(smoothness)
+    ratio = 2.0 / (1.0 + beta / m)  # 1 − γ = 2m/(β + m), without forming β + m
+    if ratio == 0.0:
+        raise ValueError(
+            f"Expected strong_convexity/smoothness={m / beta} above 1e-308: the "
+            "contraction γ = (β − m)/(β + m) is exactly 1 in float64 (no progress per step)."
+        )
+    return math.log1p(-ratio) if ratio < 1.0 else -math.inf
+
+
+def _d2d_log_sensitivity(
+    *, lipschitz: float, strong_convexity: float, smoothness: float, n: int, iterations: int
+) -> float:
+    """ln Δ, Δ = 4Lγ^I/(mn(1 − γ^I)), in logs: γ^I underflows for large I (Δ
+    came out 0.0 at I = 1e9) and mn may overflow. −inf when γ = 0 (Δ = 0)."""
+    _validate.positive(lipschitz=lipschitz)
+    n = _guards.count("n", n)
+    iters = _guards.count("iterations", iterations)
+    lg = _d2d_log_contraction(strong_convexity, smoothness)
+    if lg == -math.inf:
+        return -math.inf
+    return (
+        math.log(4.0) + math.log(lipschitz) + iters * lg
+        - math.log(strong_convexity) - math.log(n) - math.log(-math.expm1(iters * lg))
+    )
 
 
 def d2d_sensitivity(
@@ -1072,25 +1143,36 @@ def d2d_sensitivity(
 
     ``algorithms.md`` §12.2, steps 1–5 (steady state E = 2Lγ^I/(mn(1−γ^I)),
     Δ = 2E). n is the size of the smallest dataset from which a point is
-    deleted during the sequence.
+    deleted during the sequence. Exactly 0 when β = m (γ = 0: one step lands
+    on the optimum).
+
+    Raises:
+      ValueError: On invalid arguments, or when Δ > 0 leaves float64 (e.g.
+        γ^I underflows for large ``iterations``; the message names it).
     """
-    _validate.positive(lipschitz=lipschitz)
-    _validate.positive_int(n=n, iterations=iterations)
-    g = d2d_contraction(strong_convexity, smoothness) ** int(iterations)
-    return 4.0 * float(lipschitz) * g / (float(strong_convexity) * n * (1.0 - g))
-
-
-def _d2d_noise_sensitivity(variant: str, **kw) -> tuple[str, float]:
-    delta_ = d2d_sensitivity(**kw)
-    if variant == "paper":  # G2 on the shift 2Δ = 8Lγ^I/(mn(1−γ^I))
-        return "zcdp", 2.0 * delta_
-    if variant == "tight":
-        return "zcdp", delta_
-    if variant == "analytic":
-        return "analytic", delta_
-    raise ValueError(
-        f"Expected variant in ('paper', 'tight', 'analytic'), got {variant!r}."
+    log_sens = _d2d_log_sensitivity(
+        lipschitz=lipschitz, strong_convexity=strong_convexity,
+        smoothness=smoothness, n=n, iterations=iterations,
     )
+    if log_sens == -math.inf:
+        return 0.0
+    return _guards.positive_result(
+        math.exp(log_sens) if log_sens < 709.0 else math.inf,
+        "sensitivity",
+        f"its log is {log_sens:.6g} at iterations={iterations}, n={n}; use fewer iterations.",
+    )
+
+
+def _d2d_log_noise_sensitivity(variant: str, **kw) -> tuple[str, float]:
+    """(calibration method, ln of the sensitivity it is applied to)."""
+    if variant not in ("paper", "tight", "analytic"):
+        raise ValueError(
+            f"Expected variant in ('paper', 'tight', 'analytic'), got {variant!r}."
+        )
+    log_sens = _d2d_log_sensitivity(**kw)
+    if variant == "paper":  # G2 on the shift 2Δ = 8Lγ^I/(mn(1−γ^I))
+        return "zcdp", log_sens + math.log(2.0)
+    return ("zcdp" if variant == "tight" else "analytic"), log_sens
 
 
 def d2d_sigma(
@@ -1111,6 +1193,11 @@ def d2d_sigma(
     * ``tight``: half of that (G2 on Δ, ``algorithms.md`` §12.2).
     * ``analytic``: exact Gaussian (G3) on Δ.
 
+    Raises:
+      ValueError: On invalid arguments; when β = m (γ = 0: the sensitivity
+        is 0 and no noise is needed); when σ leaves float64 (e.g. I = 1e9 makes
+        γ^I underflow: the message names ``iterations``).
+
     Guarantees:
       Certified: each published θ̂ᵢ = θ′ᵢ + N(0, σ²I) is (ε, δ)-indistinguishable
       from retraining, for any number of non-adaptive requests; nothing
@@ -1118,7 +1205,7 @@ def d2d_sigma(
     """
     _validate.positive(epsilon=epsilon)
     _check_delta(delta)
-    method, sens = _d2d_noise_sensitivity(
+    method, log_sens = _d2d_log_noise_sensitivity(
         variant,
         lipschitz=lipschitz,
         strong_convexity=strong_convexity,
@@ -1126,6 +1213,21 @@ def d2d_sigma(
         n=n,
         iterations=iterations,
     )
+    if log_sens == -math.inf:
+        raise ValueError(
+            f"Expected smoothness={smoothness} > strong_convexity={strong_convexity}: "
+            "with equal constants the contraction is 0, the sensitivity is 0 and no "
+            "noise is needed."
+        )
+    sens = math.exp(log_sens) if log_sens < 709.0 else math.inf
+    if not (_guards.TINY <= sens < math.inf):
+        where = "underflows" if log_sens < 0 else "overflows"
+        raise ValueError(
+            f"The D2D sensitivity {where} float64 (its log is {log_sens:.6g}) at "
+            f"iterations={iterations}, n={n}, and so does the noise sigma it needs; "
+            + ("use fewer iterations (d2d_epsilon gives the epsilon of a given sigma)."
+               if where == "underflows" else "check lipschitz, strong_convexity and n.")
+        )
     return _gaussian_sigma(method, float(epsilon), float(delta), sens)
 
 
@@ -1140,10 +1242,14 @@ def d2d_epsilon(
     iterations: int,
     variant: Literal["paper", "tight", "analytic"] = "paper",
 ) -> float:
-    """ε certified per release by D2D noise ``sigma`` (inverse of :func:`d2d_sigma`)."""
+    """ε certified per release by D2D noise ``sigma`` (inverse of :func:`d2d_sigma`).
+
+    Only the ratio Δ/σ matters; it is formed in logs when Δ leaves float64,
+    so large ``iterations`` give ε → 0, not an error. ε = 0 when β = m.
+    """
     _validate.positive(sigma=sigma)
     _check_delta(delta)
-    method, sens = _d2d_noise_sensitivity(
+    method, log_sens = _d2d_log_noise_sensitivity(
         variant,
         lipschitz=lipschitz,
         strong_convexity=strong_convexity,
@@ -1151,7 +1257,13 @@ def d2d_epsilon(
         n=n,
         iterations=iterations,
     )
-    return _gaussian_eps(method, float(sigma), float(delta), sens)
+    sens = math.exp(log_sens) if log_sens < 709.0 else math.inf
+    if _guards.TINY <= sens < math.inf:
+        return _gaussian_eps(method, float(sigma), float(delta), sens)
+    log_r = log_sens - math.log(sigma)
+    if log_r > 709.0:
+        return math.inf
+    return _gaussian_eps(method, 1.0, float(delta), math.exp(log_r))
 
 
 def d2d_initial_iterations(
@@ -1166,16 +1278,34 @@ def d2d_initial_iterations(
     """Training iterations T ≥ I + ⌈ln(D·m·n·(1−γ^I)/(2L))/ln(1/γ)⌉ (or I).
 
     Makes the retrained reference land within the steady-state distance E
-    (``algorithms.md`` §12.2, step 4; derived).
+    (``algorithms.md`` §12.2, step 4; derived). Computed in logs (D·m·n
+    overflowed for D = 1e300).
+
+    Raises:
+      ValueError: On invalid arguments, or when T exceeds 2**53.
     """
     _validate.positive(diameter=diameter, lipschitz=lipschitz)
-    _validate.positive_int(iterations=iterations, n=n)
-    gamma = d2d_contraction(strong_convexity, smoothness)
-    g = gamma**iterations
-    arg = diameter * strong_convexity * n * (1.0 - g) / (2.0 * lipschitz)
-    if arg <= 1.0 or gamma == 0.0:
-        return int(iterations)
-    return int(iterations) + math.ceil(math.log(arg) / math.log(1.0 / gamma))
+    iters = _guards.count("iterations", iterations)
+    n = _guards.count("n", n)
+    lg = _d2d_log_contraction(strong_convexity, smoothness)
+    if lg == -math.inf:
+        return iters
+    log_arg = (
+        math.log(diameter) + math.log(strong_convexity) + math.log(n)
+        + math.log(-math.expm1(iters * lg)) - math.log(2.0) - math.log(lipschitz)
+    )
+    if log_arg <= 0.0:
+        return iters
+    return _iteration_count(iters + math.ceil(log_arg / -lg), "initial iterations")
+
+
+def _iteration_count(value: float, what: str) -> int:
+    if not value <= _guards.MAX_COUNT:
+        raise ValueError(
+            f"The {what} exceed 2**53 ({value:.3g}): strong_convexity is too small "
+            "relative to smoothness for this target."
+        )
+    return int(value)
 
 
 def d2d_min_iterations(
@@ -1189,10 +1319,20 @@ def d2d_min_iterations(
     n: int,
     variant: Literal["paper", "tight", "analytic"] = "paper",
 ) -> int:
-    """Smallest I (GD steps per update) whose required σ is ≤ ``sigma``."""
+    """Smallest I (GD steps per update) whose required σ is ≤ ``sigma``.
+
+    Where the required σ would underflow float64 (large I), any ``sigma``
+    suffices; the search treats it as 0 instead of failing.
+    """
     _validate.positive(sigma=sigma)
 
     def need(i: int) -> float:
+        _, log_sens = _d2d_log_noise_sensitivity(
+            variant, lipschitz=lipschitz, strong_convexity=strong_convexity,
+            smoothness=smoothness, n=n, iterations=int(i),
+        )
+        if log_sens < math.log(_guards.TINY):  # γ = 0 or γ^I underflowed
+            return 0.0
         return d2d_sigma(
             epsilon,
             delta,
@@ -1208,8 +1348,10 @@ def d2d_min_iterations(
 
 
 def _kappa_strong(epsilon: float, delta: float, k: float) -> float:
-    base = 2.0 * math.log(2.0 / delta)
-    return math.sqrt(base + (k + 1.0) * epsilon) - math.sqrt(base + k * epsilon)
+    """√(b + (k+1)ε) − √(b + kε), b = 2 ln(2/δ), as ε/(sum of the roots): the
+    difference cancels to 0 for tiny ε (ZeroDivisionError before)."""
+    base = 2.0 * (math.log(2.0) - math.log(delta))
+    return epsilon / (math.sqrt(base + (k + 1.0) * epsilon) + math.sqrt(base + k * epsilon))
 
 
 def d2d_strong_min_iterations(
@@ -1224,15 +1366,23 @@ def d2d_strong_min_iterations(
 
     κ₁ = √(2 ln(2/δ)+ε) − √(2 ln(2/δ)). Constants as in Graph-COM
     ``baseline.py::sequential2`` (``algorithms.md`` §12.2; structure verified,
-    constants not re-derived).
+    constants not re-derived). In logs; 1 when β = m (γ = 0).
+
+    Raises:
+      ValueError: On invalid arguments, or when I exceeds 2**53.
     """
     _validate.positive(epsilon=epsilon)
     _check_delta(delta)
-    _validate.positive_int(dim=dim)
-    gamma = d2d_contraction(strong_convexity, smoothness)
+    dim = _guards.count("dim", dim)
+    lg = _d2d_log_contraction(strong_convexity, smoothness)
+    if lg == -math.inf:
+        return 1
+    m, beta = float(strong_convexity), float(smoothness)
+    # ln(1 − γ) = ln(2m/(β + m)) = ln 2 − ln(1 + β/m), in logs for β/m near 1e308
+    log_one_minus_gamma = math.log(2.0) - float(np.logaddexp(0.0, math.log(beta) - math.log(m)))
     k1 = _kappa_strong(float(epsilon), float(delta), 0.0)
-    val = math.log(math.sqrt(2.0 * dim) / ((1.0 - gamma) * k1)) / math.log(1.0 / gamma)
-    return max(1, math.ceil(val))
+    val = (0.5 * math.log(2.0 * dim) - log_one_minus_gamma - math.log(k1)) / -lg
+    return max(1, _iteration_count(math.ceil(val), "strong-variant iterations"))
 
 
 def d2d_strong_iterations(
@@ -1246,13 +1396,19 @@ def d2d_strong_iterations(
 ) -> int:
     """Iterations of the i-th strong-variant update.
 
-    Iᵢ = I + ⌈ln ln(4d·i/δ)/ln(1/γ)⌉ (Graph-COM ``sequential2``).
+    Iᵢ = I + ⌈ln ln(4d·i/δ)/ln(1/γ)⌉ (Graph-COM ``sequential2``), with
+    ln(4d·i/δ) from logs (4d·i/δ overflowed for subnormal δ).
     """
-    _validate.positive_int(request=request, iterations=iterations, dim=dim)
+    request = _guards.count("request", request)
+    iters = _guards.count("iterations", iterations)
+    dim = _guards.count("dim", dim)
     _check_delta(delta)
-    gamma = d2d_contraction(strong_convexity, smoothness)
-    extra = math.log(math.log(4.0 * dim * request / delta)) / math.log(1.0 / gamma)
-    return int(iterations) + math.ceil(extra)
+    lg = _d2d_log_contraction(strong_convexity, smoothness)
+    if lg == -math.inf:
+        return iters
+    log_arg = math.log(4.0) + math.log(dim) + math.log(request) - math.log(delta)
+    extra = math.log(log_arg) / -lg
+    return _iteration_count(iters + math.ceil(extra), "strong-variant iterations")
 
 
 def d2d_strong_sigma(
@@ -1270,17 +1426,26 @@ def d2d_strong_sigma(
     Pass ``iterations`` = Iᵢ from :func:`d2d_strong_iterations`. This is G2 at
     level (ε/2, (δ/2)e^{−ε}) on the shift 8Lγ^I/(mn(1−γ^I)) (``algorithms.md``
     §12.2).
+
+    Raises:
+      ValueError: On invalid arguments or when σ leaves float64 (named).
     """
     _validate.positive(epsilon=epsilon)
     _check_delta(delta)
-    shift = 2.0 * d2d_sensitivity(
+    log_sens = _d2d_log_sensitivity(
         lipschitz=lipschitz,
         strong_convexity=strong_convexity,
         smoothness=smoothness,
         n=n,
         iterations=iterations,
     )
-    return shift / _kappa_strong(float(epsilon), float(delta), 2.0)
+    kappa = _kappa_strong(float(epsilon), float(delta), 2.0)
+    log_sigma = math.log(2.0) + log_sens - math.log(kappa)
+    return _guards.positive_result(
+        math.exp(log_sigma) if log_sigma < 709.0 else math.inf,
+        "sigma",
+        f"iterations={iterations}, n={n} and epsilon={epsilon} put it outside float64.",
+    )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -1312,9 +1477,10 @@ class D2DConfig:
             sigma=self.sigma, epsilon=self.epsilon, lipschitz=self.lipschitz
         )
         _check_delta(self.delta)
-        _validate.positive_int(n=self.n, iterations=self.iterations)
+        _guards.count("n", self.n)
+        _guards.count("iterations", self.iterations)
         d2d_contraction(self.strong_convexity, self.smoothness)
-        _d2d_noise_sensitivity(
+        _d2d_log_noise_sensitivity(
             self.variant,
             lipschitz=self.lipschitz,
             strong_convexity=self.strong_convexity,
@@ -1357,7 +1523,7 @@ def d2d_update(state: D2DState, num_deleted: int = 1) -> D2DState:
     per update; a batch of k points moves the optimum up to k times further,
     so batches must be split into single-point updates (each one a release).
     """
-    _validate.positive_int(num_deleted=num_deleted)
+    _guards.count("num_deleted", num_deleted)
     if num_deleted != 1:
         raise ValueError(
             f"Expected num_deleted=1 per Descent-to-Delete update, got {num_deleted}; "
@@ -1397,12 +1563,17 @@ def langevin_constants(*, n: int, lam: float, loss_smoothness: float):
 
     Returns:
       ``(strong_convexity, smoothness, step_size)``.
+
+    Raises:
+      ValueError: On invalid arguments, or when λn or 1/L leave float64's
+        normal range (the message names ``lam`` and ``n``).
     """
-    _validate.positive_int(n=n)
+    _guards.count("n", n)
     _validate.positive(lam=lam, loss_smoothness=loss_smoothness)
-    m = float(lam) * n
+    hint = f"lam={lam}, n={n} and loss_smoothness={loss_smoothness} put it outside float64."
+    m = _guards.positive_result(float(lam) * n, "strong convexity lam*n", hint)
     L = float(loss_smoothness) + m
-    return m, L, 1.0 / L
+    return m, L, _guards.positive_result(1.0 / L, "step size 1/(loss_smoothness + lam*n)", hint)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -1436,7 +1607,7 @@ class LangevinConfig:
             gradient_clip=self.gradient_clip,
             max_order=self.max_order,
         )
-        _validate.positive_int(n=self.n)
+        _guards.count("n", self.n)
         _check_conversion(self.conversion)
         if self.strong_convexity * self.step_size > 1.0:
             raise ValueError(
@@ -1447,12 +1618,19 @@ class LangevinConfig:
 
     def eps0(self, orders: np.ndarray, removed: int) -> np.ndarray:
         """ε₀(α) = 4αS²M²/(mσ²n²): RDP between stationary laws (S points differ)."""
+        with np.errstate(over="ignore"):
+            return np.exp(np.log(orders) + 2.0 * math.log(removed) + self._log_kappa0)
+
+    @property
+    def _log_kappa0(self) -> float:
+        """ln(4M²/(mσ²n²)), from logs: the product under- or overflows for
+        σ or n near the ends of float64."""
         return (
-            4.0
-            * orders
-            * removed**2
-            * self.gradient_clip**2
-            / (self.strong_convexity * self.sigma**2 * self.n**2)
+            math.log(4.0)
+            + 2.0 * math.log(self.gradient_clip)
+            - math.log(self.strong_convexity)
+            - 2.0 * math.log(self.sigma)
+            - 2.0 * math.log(self.n)
         )
 
 
@@ -1470,15 +1648,159 @@ def langevin_init() -> LangevinState:
 
 def langevin_update(state: LangevinState, *, removed: int, steps: int) -> LangevinState:
     """Appends one request: remove ``removed`` points, fine-tune ``steps`` steps."""
-    _validate.positive_int(removed=removed)
+    removed = _guards.count("removed", removed)
     _check_count("steps", steps)
-    return LangevinState(state.removed + (int(removed),), state.steps + (int(steps),))
+    return LangevinState(state.removed + (removed,), state.steps + (int(steps),))
 
 
 def langevin_reset(state: LangevinState) -> LangevinState:
     """Full retrain: ε ← 0 (the model is again a sample of the learning law)."""
     del state
     return langevin_init()
+
+
+# The Langevin recursion is evaluated exactly from the newest request back,
+# level j at order 2^j·α, until that order reaches
+# A*_u = 2^53·max(1, mη·max(K_1..K_u)) for the requests 1..u still to expand.
+# From there every factor e^{−mηK/(2^j α)} is within 2^-53 of 1, and the rest
+# is bounded in closed form (see _langevin_log_rdp). At most
+# 54 + log2(max(1, mη·K_max)) levels (≤ 117) are exact, whatever the number
+# of requests: evaluating s requests costs O(orders × levels), not O(s·orders).
+_LANGEVIN_EXACT_ORDER = 2.0**53
+
+
+class _LangevinRequests(NamedTuple):
+    """Requests of a Langevin state, as :func:`_langevin_log_rdp` reads them.
+
+    ``removed``/``steps``/``kmax`` are for the newest ``J`` requests, newest
+    first: S and K of request s − j and max(K_1..K_{s−j}). ``first`` is
+    (S_1, K_1). ``log_w(u)`` is ln W_u, W_u = S_1²/2 + Σ_{t=2}^{u} 2^{1−t} S_t².
+    """
+
+    count: int
+    removed: np.ndarray
+    steps: np.ndarray
+    kmax: np.ndarray
+    first: tuple[float, float]
+    log_w: Callable[[np.ndarray], np.ndarray]
+
+
+def _levels(count: int, rate: float, kmax: float) -> int:
+    """Exact levels needed: the order 2^j·α, α > 1, passes A* by j = log2(A*) + 1."""
+    top = _LANGEVIN_EXACT_ORDER * max(1.0, rate * kmax)
+    return min(count, math.ceil(math.log2(top)) + 1)
+
+
+def _langevin_view(state: LangevinState, rate: float) -> _LangevinRequests:
+    """The newest requests of ``state`` and the prefix sums of its tail."""
+    removed = np.asarray(state.removed, dtype=np.float64)
+    steps = np.asarray(state.steps, dtype=np.float64)
+    s = removed.size
+    kmax_all = np.maximum.accumulate(steps)  # max(K_1..K_u), oldest first
+    levels = _levels(s, rate, float(kmax_all[-1]))
+    newest = slice(s - 1, s - 1 - levels if s - 1 - levels >= 0 else None, -1)
+    weights = np.exp2(1.0 - np.arange(1, s + 1, dtype=np.float64))
+    weights[0] = 0.5
+    w_cum = np.cumsum(weights * removed * removed)
+
+    def log_w(u: np.ndarray) -> np.ndarray:
+        return np.log(w_cum[np.asarray(u, dtype=np.int64) - 1])
+
+    return _LangevinRequests(
+        s, removed[newest], steps[newest], kmax_all[newest],
+        (float(removed[0]), float(steps[0])), log_w,
+    )
+
+
+def _identical_view(removed: int, steps: int, count: int, rate: float) -> _LangevinRequests:
+    """``count`` identical requests, without building the state: W_u in closed
+    form S²(3/2 − 2^{1−u}); the same arrays as :func:`_langevin_view` otherwise."""
+    levels = _levels(count, rate, float(steps))
+    S, K = float(removed), float(steps)
+    log_s2 = 2.0 * math.log(S)
+
+    def log_w(u: np.ndarray) -> np.ndarray:
+        return log_s2 + np.log(1.5 - np.exp2(1.0 - np.asarray(u, dtype=np.float64)))
+
+    return _LangevinRequests(
+        count, np.full(levels, S), np.full(levels, K), np.full(levels, K), (S, K), log_w
+    )
+
+
+def _langevin_log_rdp(
+    req: _LangevinRequests, config: LangevinConfig, alpha: np.ndarray
+) -> np.ndarray:
+    """ln ε_s(α) of the Langevin recursion (see :func:`langevin_rdp`), in log space.
+
+    Unrolled, with a_j = 2^j α, F_u(a) = e^{−mηK_u/a}·(a − ½)/(a − 1) and
+    ε₀(a; S) = aS²κ₀, κ₀ = 4M²/(mσ²n²)::
+
+        ε_s(α) = Σ_{j=0}^{s−2} [Π_{i≤j} F_{s−i}(a_i)] ε₀(a_{j+1}; S_{s−j})
+                 + [Π_{i≤s−2} F_{s−i}(a_i)] e^{−mηK_1/a_{s−1}} ε₀(a_{s−1}; S_1).
+
+    Level j is summed exactly while a_j < A*_{s−j}. At the first level L with
+    a_L ≥ A*_{s−L} the remaining ε_{s−L}(a_L) is replaced by the upper bound
+
+        ε_u(β) ≤ β·e^{2/β}·κ₀·2^u·W_u,   u = s − L,
+
+    which drops the factors e^{−mηK/a} ≤ 1 (each ≥ 1 − 2^{-53} there) and
+    bounds Π (a − ½)/(a − 1) over a = β, 2β, … by e^{2/β}. So the result is
+    the recursion's value up to float64 rounding, and never below it.
+    """
+    rate = config.strong_convexity * config.step_size
+    log_k0 = config._log_kappa0
+    s, levels = req.count, req.removed.size
+    alpha = np.asarray(alpha, dtype=np.float64)
+    j = np.arange(levels, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        a = alpha[:, None] * np.exp2(j)  # [G, J]
+        astar = _LANGEVIN_EXACT_ORDER * np.maximum(1.0, rate * req.kmax)
+        to_tail = a >= astar
+        cut = np.where(to_tail.any(axis=1), np.argmax(to_tail, axis=1), levels)  # L(α)
+        log_f = -rate * req.steps / a + np.log1p(0.5 / (a - 1.0))
+        cum_f = np.cumsum(log_f, axis=1)
+        log_s2 = 2.0 * np.log(req.removed)
+        exact = j[None, :] < cut[:, None]
+        # Requests 2..s: Π_{i≤j} F · ε₀(a_{j+1}; S_{s−j}).
+        terms = np.where(
+            exact & (j[None, :] <= s - 2),
+            cum_f + np.log(2.0 * a) + log_s2 + log_k0,
+            -np.inf,
+        )
+        parts = [terms]
+        if levels == s:  # request 1, when the recursion is exact down to it
+            last = s - 1
+            s1, k1 = req.first
+            prev = cum_f[:, last - 1] if last >= 1 else 0.0
+            first = prev - rate * k1 / a[:, last] + np.log(a[:, last]) + 2.0 * math.log(s1) + log_k0
+            parts.append(np.where(cut == s, first, -np.inf)[:, None])
+        tail_rows = cut < s
+        if tail_rows.any():
+            L = np.minimum(cut, levels - 1)
+            beta = alpha * np.exp2(cut.astype(np.float64))
+            before = np.take_along_axis(cum_f, np.maximum(L - 1, 0)[:, None], axis=1)[:, 0]
+            prev = np.where(cut >= 1, before, 0.0)
+            u = np.where(tail_rows, s - cut, 1)
+            tail = (
+                prev + np.log(beta) + 2.0 / beta + log_k0 + u * math.log(2.0) + req.log_w(u)
+            )
+            parts.append(np.where(tail_rows, tail, -np.inf)[:, None])
+        return _logsumexp_rows(np.concatenate(parts, axis=1))
+
+
+def _logsumexp_rows(x: np.ndarray) -> np.ndarray:
+    """ln Σ_j e^{x_ij} per row; rows of −inf give −inf (a lean logsumexp for
+    the hot path: scipy's generic one costs ~0.3 ms a call here)."""
+    top = np.max(x, axis=1)
+    safe = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        return safe + np.log(np.sum(np.exp(x - safe[:, None]), axis=1))
+
+
+def _check_orders(orders) -> np.ndarray:
+    a = np.asarray(orders, dtype=np.float64)
+    _validate.array_in_range("orders", a, 1.0, math.inf)
+    return a
 
 
 def langevin_rdp(
@@ -1493,30 +1815,66 @@ def langevin_rdp(
 
     (Chien et al. 2024, Langevin Unlearning, Thm 3.2 and Cor. 3.4;
     ``accountants.md`` §5.4.) Evaluating ε_s at α needs the orders α·2^j,
-    j < s, so the loop runs over requests (not orders).
+    j < s. It is unrolled and summed in log space (no overflow at 2^s α, no
+    Python loop over requests); requests more than ~54 + log2(mη·max K)
+    levels back, whose factors e^{−mηK/(2^j α)} are within 2^-53 of 1, are
+    summed in closed form as an upper bound (:func:`_langevin_log_rdp`), so
+    the cost is O(orders × 117) at most for any number of requests.
 
     Returns:
       float64 array of RDP values (0 when no request since retrain; ``inf``
-      where the doubled orders overflow).
+      only where the value exceeds float64, e.g. after ~1000 requests, since
+      ε_s grows like 2^s).
+
+    Raises:
+      ValueError: If an order is not a number > 1.
     """
-    a0 = np.asarray(orders, dtype=np.float64)
-    if np.any(a0 <= 1.0):
-        raise ValueError("Expected every order > 1.")
-    s = len(state.steps)
-    if s == 0:
+    a0 = _check_orders(orders)
+    if not state.steps:
         return np.zeros_like(a0)
     rate = config.strong_convexity * config.step_size
-    with np.errstate(over="ignore", invalid="ignore"):
-        a = a0 * np.exp2(float(s - 1))
-        eps = np.exp(-rate * state.steps[0] / a) * config.eps0(a, state.removed[0])
-        for j in range(1, s):
-            a = a / 2.0
-            eps = (
-                np.exp(-rate * state.steps[j] / a)
-                * ((a - 0.5) / (a - 1.0))
-                * (config.eps0(2.0 * a, state.removed[j]) + eps)
-            )
-    return np.where(np.isnan(eps), np.inf, eps)
+    log_eps = _langevin_log_rdp(_langevin_view(state, rate), config, a0.ravel())
+    with np.errstate(over="ignore"):
+        return np.exp(log_eps).reshape(a0.shape)
+
+
+def _langevin_log_rdp_scalar(req: _LangevinRequests, config: LangevinConfig, alpha: float) -> float:
+    """:func:`_langevin_log_rdp` at one order, level by level in plain floats
+    (the scalar refinement of the optimal α calls this ~15 times per ε)."""
+    rate = config.strong_convexity * config.step_size
+    log_k0 = config._log_kappa0
+    s = req.count
+    terms = []
+    cum, a = 0.0, float(alpha)
+    for j in range(req.removed.size):
+        if a >= _LANGEVIN_EXACT_ORDER * max(1.0, rate * float(req.kmax[j])):
+            u = s - j  # tail bound for requests 1..u at order a
+            log_w = float(req.log_w(u))
+            terms.append(cum + math.log(a) + 2.0 / a + log_k0 + u * math.log(2.0) + log_w)
+            break
+        if j <= s - 2:
+            cum += -rate * float(req.steps[j]) / a + math.log1p(0.5 / (a - 1.0))
+            terms.append(cum + math.log(2.0 * a) + 2.0 * math.log(float(req.removed[j])) + log_k0)
+        else:  # request 1
+            s1, k1 = req.first
+            terms.append(cum - rate * k1 / a + math.log(a) + 2.0 * math.log(s1) + log_k0)
+        a *= 2.0
+    top = max(terms)
+    if not math.isfinite(top):
+        return top
+    return top + math.log(math.fsum(math.exp(t - top) for t in terms))
+
+
+def _langevin_curve(req: _LangevinRequests, config: LangevinConfig):
+    def curve(a: np.ndarray) -> np.ndarray:
+        a = np.asarray(a, np.float64).ravel()
+        if a.size == 1:
+            log_eps = _langevin_log_rdp_scalar(req, config, float(a[0]))
+            return np.array([math.exp(log_eps) if log_eps < 709.0 else math.inf])
+        with np.errstate(over="ignore"):
+            return np.exp(_langevin_log_rdp(req, config, a))
+
+    return curve
 
 
 def langevin_epsilon(
@@ -1540,9 +1898,83 @@ def langevin_epsilon(
       0.4315
       0.509
     """
-    return _rdp_epsilon(
-        lambda a: langevin_rdp(state, config, a), not state.steps, config, delta
-    )
+    if not state.steps:
+        return _rdp_epsilon(None, True, config, delta)
+    return _langevin_epsilon_cached(state, config, float(delta))
+
+
+@functools.lru_cache(maxsize=8)
+def _langevin_epsilon_cached(
+    state: LangevinState, config: LangevinConfig, delta: float
+) -> tuple[float, float]:
+    # Pure function of hashable arguments: a search that ends by evaluating
+    # the state it returns, followed by the caller's own evaluation of that
+    # state (the CLI's request table), computes it once.
+    rate = config.strong_convexity * config.step_size
+    req = _langevin_view(state, rate)
+    curve = _langevin_curve(req, config)
+    grid = _order_grid(float(config.max_order))
+    if len(state.steps) >= 2:
+        # On the grid: the newest request's level times the earlier requests'
+        # curve at 2α, which is cached, so the K searched by
+        # langevin_min_steps costs O(orders) per try instead of O(orders·levels).
+        prefix = LangevinState(state.removed[:-1], state.steps[:-1])
+        top = _langevin_log_top(prefix, config, state.removed[-1], state.steps[-1], req, grid)
+        plain = curve
+
+        def curve(a: np.ndarray) -> np.ndarray:
+            if a is grid:
+                with np.errstate(over="ignore"):
+                    return np.exp(top)
+            return plain(a)
+
+    return _rdp_epsilon(curve, False, config, delta)
+
+
+@functools.lru_cache(maxsize=4)
+def _langevin_prefix_on_grid(
+    prefix: LangevinState, config: LangevinConfig, max_order: float
+) -> np.ndarray:
+    """ln ε_{s−1}(2α) of the earlier requests at every grid order α (cached)."""
+    rate = config.strong_convexity * config.step_size
+    grid = _order_grid(max_order)
+    return _langevin_log_rdp(_langevin_view(prefix, rate), config, 2.0 * grid)
+
+
+def _langevin_log_top(
+    prefix: LangevinState,
+    config: LangevinConfig,
+    removed: int,
+    steps: int,
+    req: _LangevinRequests,
+    grid: np.ndarray,
+) -> np.ndarray:
+    """ln ε_s on the grid as the recursion's last step over the cached prefix:
+    ln F_s(α) + ln(ε₀(2α; S_s) + ε_{s−1}(2α)), or the closed-form bound of
+    :func:`_langevin_log_rdp` where α ≥ A*_s (the same value up to rounding)."""
+    rate = config.strong_convexity * config.step_size
+    prev = _langevin_prefix_on_grid(prefix, config, float(config.max_order))
+    log_k0 = config._log_kappa0
+    with np.errstate(over="ignore", divide="ignore"):
+        top = (
+            -rate * steps / grid
+            + np.log1p(0.5 / (grid - 1.0))
+            + np.logaddexp(np.log(2.0 * grid) + 2.0 * math.log(removed) + log_k0, prev)
+        )
+        astar = _LANGEVIN_EXACT_ORDER * max(1.0, rate * float(req.kmax[0]))
+        far = grid >= astar
+        if far.any():
+            top = np.where(far, _langevin_log_rdp(req, config, grid), top)
+    return top
+
+
+def _langevin_identical_epsilon(
+    config: LangevinConfig, delta: float, removed: int, steps: int, count: int
+) -> float:
+    """ε after ``count`` identical requests, without building the state: O(1) in count."""
+    rate = config.strong_convexity * config.step_size
+    req = _identical_view(removed, steps, count, rate)
+    return _rdp_epsilon(_langevin_curve(req, config), False, config, delta)[0]
 
 
 def langevin_min_steps(
@@ -1557,8 +1989,13 @@ def langevin_min_steps(
 
     The target is ``target_epsilon`` at ``delta``.
 
-    ε after the request is non-increasing in K; the search is bracket doubling
-    plus the never-overshoot integer :func:`calibrate`.
+    ε after the request is non-increasing in K. The search first solves the
+    grid-only version of the problem, where the new request enters as one
+    factor e^{−mηK/α} in front of a curve computed once from the earlier
+    requests (O(orders) per K), then confirms and corrects that guess with
+    the exact ε (:func:`langevin_epsilon`, usually two evaluations) and the
+    never-overshoot integer :func:`calibrate`. The answer is the exact
+    smallest K for :func:`langevin_epsilon`; the guess only saves time.
 
     Raises:
       ValueError: If no K reaches the target (it is below ln(1/δ)/(max_order−1)
@@ -1566,22 +2003,85 @@ def langevin_min_steps(
     """
     _validate.positive(target_epsilon=target_epsilon)
     _check_delta(delta)
-    _validate.positive_int(removed=removed)
+    removed = _guards.count("removed", removed)
+    target = float(target_epsilon)
 
     def eps_at(k: int) -> float:
         nxt = langevin_update(state, removed=removed, steps=int(k))
         return langevin_epsilon(nxt, config, delta)[0]
 
-    return _reach_target(_smallest_int, eps_at, target_epsilon, lo=0, name="steps")
-
-
-def _langevin_requests(removed: int, steps: int) -> _Requests:
-    """Requests removing ``removed`` points with ``steps`` fine-tuning steps each."""
-    return _Requests(
-        langevin_init,
-        lambda state, _: langevin_update(state, removed=removed, steps=steps),
-        langevin_epsilon,
+    guess = _langevin_steps_guess(state, config, removed, target, float(delta))
+    return _reach_target(
+        _smallest_int_from, eps_at, target_epsilon, lo=0, guess=guess, name="steps"
     )
+
+
+def _langevin_steps_guess(
+    state: LangevinState, config: LangevinConfig, removed: int, target: float, delta: float
+) -> int:
+    """Smallest K whose approximate ε meets the target; 0 if none: a guess.
+
+    ε_s(α; K) = e^{−mηK/α}·B(α) with B(α) = (α − ½)/(α − 1)·(ε₀(2α) + ε_{s−1}(2α))
+    (or ε₀(α) for the first request), B computed once on the grid.
+    """
+    rate = config.strong_convexity * config.step_size
+    grid = _order_grid(float(config.max_order))
+    with np.errstate(over="ignore", divide="ignore"):
+        log_e0 = np.log(grid) + 2.0 * math.log(removed) + config._log_kappa0
+        if state.steps:
+            prev = _langevin_prefix_on_grid(state, config, float(config.max_order))
+            log_b = np.log1p(0.5 / (grid - 1.0)) + np.logaddexp(math.log(2.0) + log_e0, prev)
+        else:
+            log_b = log_e0
+    x_grid = np.log(grid - 1.0)
+
+    def grid_eps(k: int) -> float:
+        with np.errstate(over="ignore"):
+            curve = np.exp(log_b - rate * k / grid)
+            values = rdp._dp_epsilons(grid, curve, delta, config.conversion)
+            i = int(np.argmin(values))
+            lo, hi = max(i - 1, 0), min(i + 1, grid.size - 1)
+            # Refine α between the neighbours of the best grid order, with
+            # ln B interpolated linearly in ln(α − 1) (B is smooth; the fast
+            # factor e^{−mηK/α} is exact): what the exact search's refinement
+            # finds, to well within one step of K.
+            x = np.linspace(x_grid[lo], x_grid[hi], 129)
+            a = 1.0 + np.exp(x)
+            fine = np.exp(np.interp(x, x_grid[lo : hi + 1], log_b[lo : hi + 1]) - rate * k / a)
+            return min(
+                float(values[i]),
+                float(np.min(rdp._dp_epsilons(a, fine, delta, config.conversion))),
+            )
+
+    try:
+        return _smallest_int(grid_eps, target, lo=0, name="steps")
+    except ValueError:
+        return 0
+
+
+def _smallest_int_from(
+    fn: Callable[[int], float], target: float, *, lo: int, guess: int, name: str
+) -> int:
+    """Smallest integer x ≥ lo with fn(x) ≤ target (fn non-increasing), searched
+    outwards from ``guess`` (any integer ≥ lo): a good guess costs two calls."""
+    guess = max(lo, int(guess))
+    if fn(guess) <= target:
+        if guess == lo:
+            return lo
+        step, hi = 1, guess
+        while True:  # gallop down to an unsafe point
+            x = max(lo, hi - step)
+            if fn(x) > target:
+                lo_bad = x
+                break
+            hi = x
+            if x == lo:
+                return lo
+            step *= 2
+        if hi - lo_bad <= 1:
+            return hi
+        return int(calibrate(fn, target, lo=lo_bad, hi=hi, increasing=False, integer=True))
+    return _smallest_int(fn, target, lo=guess + 1, name=name)
 
 
 def langevin_max_requests(
@@ -1593,13 +2093,47 @@ def langevin_max_requests(
     delta: float,
     limit: int = 64,
 ) -> int:
-    """Largest s such that requests 1..s (each ``removed`` points, ``steps`` steps)
-    all certify ``target_epsilon``; searched up to ``limit`` (the order doubling
-    makes the bound explode after a few dozen requests)."""
+    """Largest s ≤ ``limit`` such that requests 1..s (each ``removed`` points,
+    ``steps`` steps) all certify ``target_epsilon``.
+
+    For identical requests ε_s is non-decreasing in s (by induction on the
+    recursion: ε₀(2α) ≥ ε₀(α) and (α − ½)/(α − 1) ≥ 1), so this is the largest
+    s with ε_s ≤ target, found by doubling and bisection on s with ε_s in
+    O(1) per s (no state is built): ``limit`` may be as large as 2**53.
+    """
     _validate.positive(target_epsilon=target_epsilon)
-    _validate.positive_int(limit=limit)
-    reqs = _langevin_requests(removed, steps)
-    return _max_requests(reqs, config, delta, target_epsilon, limit)
+    limit = _guards.count("limit", limit)
+    removed = _guards.count("removed", removed)
+    _check_count("steps", steps)
+    _check_delta(delta)
+    target = float(target_epsilon)
+
+    def eps(count: int) -> float:
+        return _langevin_identical_epsilon(config, delta, removed, int(steps), count)
+
+    return _largest_count(eps, target, limit)
+
+
+def _largest_count(eps: Callable[[int], float], target: float, limit: int) -> int:
+    """Largest s in [0, limit] with eps(s') ≤ target for all s' ≤ s, eps non-decreasing."""
+    if eps(1) > target:
+        return 0
+    good, bad = 1, None
+    while bad is None:
+        nxt = min(limit, 2 * good)
+        if nxt == good:
+            return good
+        if eps(nxt) <= target:
+            good = nxt
+        else:
+            bad = nxt
+    while bad - good > 1:
+        mid = (good + bad) // 2
+        if eps(mid) <= target:
+            good = mid
+        else:
+            bad = mid
+    return good
 
 
 def langevin_min_sigma(
@@ -1614,18 +2148,28 @@ def langevin_min_sigma(
     """Smallest noise σ for which ``requests`` identical requests (``removed``
     points, ``steps`` steps each) all certify ``target_epsilon``.
 
-    ε is non-increasing in σ at every request; the search is the never-overshoot
-    :func:`calibrate` on σ (``config.sigma`` only seeds the bracket).
+    ε is non-increasing in σ at every request and non-decreasing in the
+    number of identical requests (see :func:`langevin_max_requests`), so the
+    worst request is the last one, evaluated in O(1); the search is the
+    never-overshoot :func:`calibrate` on σ (``config.sigma`` only seeds the
+    bracket).
 
     Raises:
       ValueError: If no σ reaches the target (below ln(1/δ)/(max_order − 1)).
     """
     _validate.positive(target_epsilon=target_epsilon)
-    _validate.positive_int(requests=requests, removed=removed)
+    requests = _guards.count("requests", requests)
+    removed = _guards.count("removed", removed)
+    _check_count("steps", steps)
     _check_delta(delta)
 
-    reqs = _langevin_requests(removed, steps)
-    return _min_sigma(reqs, config, delta, target_epsilon, requests)
+    def worst(sigma: float) -> float:
+        cfg = dataclasses.replace(config, sigma=sigma)
+        return _langevin_identical_epsilon(cfg, delta, removed, int(steps), requests)
+
+    return _reach_target(
+        _smallest_float, worst, target_epsilon, start=config.sigma, name="sigma"
+    )
 
 
 def langevin_report(
@@ -1646,15 +2190,27 @@ def langevin_report(
 
 
 def wsgd_contraction(strong_convexity: float, step_size: float) -> float:
-    """c = 1 − ηm, the per-step contraction of projected noisy (S)GD."""
+    """c = 1 − ηm, the per-step contraction of projected noisy (S)GD.
+
+    For ηm below 1e-16, c rounds to 1.0; the accountants below never use c
+    itself but ln c = log1p(−ηm), which keeps such tiny rates.
+    """
+    _wsgd_log_contraction(strong_convexity, step_size)  # validates 0 < ηm ≤ 1
+    return 1.0 - float(strong_convexity) * float(step_size)
+
+
+def _wsgd_log_contraction(strong_convexity: float, step_size: float) -> float:
+    """ln c = log1p(−ηm) after checking 0 < ηm ≤ 1 (−inf for ηm = 1)."""
     _validate.positive(strong_convexity=strong_convexity, step_size=step_size)
-    c = 1.0 - float(strong_convexity) * float(step_size)
-    if not 0.0 <= c < 1.0:
-        raise ValueError(
-            f"Expected 0 < strong_convexity*step_size <= 1, got "
-            f"{float(strong_convexity) * float(step_size)}."
-        )
-    return c
+    rate = float(strong_convexity) * float(step_size)
+    if not 0.0 < rate <= 1.0:
+        raise ValueError(f"Expected 0 < strong_convexity*step_size <= 1, got {rate}.")
+    return math.log1p(-rate) if rate < 1.0 else -math.inf
+
+
+def _pow_contraction(log_c: float, power: float) -> float:
+    """c^power from ln c, with c^0 = 1 also for c = 0."""
+    return 1.0 if power == 0.0 else math.exp(power * log_c)
 
 
 def wsgd_step_radius(
@@ -1675,11 +2231,16 @@ def wsgd_step_radius(
     radius R.
     """
     _validate.positive(gradient_clip=gradient_clip)
-    _validate.positive_int(n=n, batch_size=batch_size, removed=removed)
+    n = _guards.count("n", n)
+    batch_size = _guards.count("batch_size", batch_size)
+    removed = _guards.count("removed", removed)
     if batch_size > n:
         raise ValueError(f"Expected batch_size={batch_size} <= n={n}.")
-    c = wsgd_contraction(strong_convexity, step_size)
-    zb = 2.0 * step_size * gradient_clip / (batch_size * (1.0 - c ** (n / batch_size)))
+    log_c = _wsgd_log_contraction(strong_convexity, step_size)
+    # 1 − c^{n/b} = −expm1((n/b) ln c): no cancellation for tiny ηm. A radius
+    # beyond float64 is inf (a vacuous but honest bound).
+    one_minus = -math.expm1((n / batch_size) * log_c) if log_c > -math.inf else 1.0
+    zb = 2.0 * float(step_size) * float(gradient_clip) / (batch_size * one_minus)
     zb *= removed
     if projection_radius is not None:
         _validate.positive(projection_radius=projection_radius)
@@ -1732,6 +2293,10 @@ class WassersteinConfig:
     def contraction(self) -> float:
         return wsgd_contraction(self.strong_convexity, self.step_size)
 
+    @property
+    def _log_contraction(self) -> float:
+        return _wsgd_log_contraction(self.strong_convexity, self.step_size)
+
     def step_radius(self, removed: int) -> float:
         return wsgd_step_radius(
             strong_convexity=self.strong_convexity,
@@ -1745,7 +2310,7 @@ class WassersteinConfig:
 
     def decay(self, epochs: float) -> float:
         """c^{Kn/b}: the W∞ contraction of K epochs."""
-        return self.contraction ** (epochs * self.n / self.batch_size)
+        return _pow_contraction(self._log_contraction, epochs * self.n / self.batch_size)
 
 
 class WassersteinState(NamedTuple):
@@ -1775,7 +2340,7 @@ def wsgd_update(
     state: WassersteinState, config: WassersteinConfig, *, removed: int, epochs: int
 ) -> WassersteinState:
     """Z^{(s+1)} = c^{K_s n/b}·Z^{(s)} + Z_B (W∞ triangle inequality, linear)."""
-    _validate.positive_int(removed=removed)
+    _guards.count("removed", removed)
     _check_count("epochs", epochs)
     pre = wsgd_radius(state, config) + config.step_radius(removed)
     if config.projection_radius is not None:
@@ -1799,17 +2364,30 @@ def wsgd_rdp(
     Loose: αZ²c^{2T}/(2ησ²); tight: αZ²(1−c²)c^{2T}/((1−c^{2T})·2ησ²), T = Kn/b
     (Chien et al. 2024, Noisy-SGD unlearning, Thm 3.3 / ``main_sgd.py``).
     """
-    a = np.asarray(orders, dtype=np.float64)
-    if np.any(a <= 1.0):
-        raise ValueError("Expected every order > 1.")
+    a = _check_orders(orders)
+    if state.pre_radius == 0.0:
+        return np.zeros_like(a)
     t = state.epochs * config.n / config.batch_size
-    c = config.contraction
-    if config.bound == "loose" or t == 0:
-        g = c ** (2.0 * t)
-    else:
-        g = (1.0 - c * c) * c ** (2.0 * t) / (1.0 - c ** (2.0 * t))
-    coef = state.pre_radius**2 * g / (2.0 * config.step_size * config.sigma**2)
-    return a * coef
+    log_c = config._log_contraction
+    # In logs: Z², c^{2T} and σ² under- or overflow at the ends of float64.
+    if t == 0:
+        log_g = 0.0
+    elif log_c == -math.inf:  # c = 0: one step forgets everything
+        return np.zeros_like(a)
+    elif config.bound == "loose":
+        log_g = 2.0 * t * log_c
+    else:  # (1 − c²) c^{2T} / (1 − c^{2T})
+        log_g = (
+            math.log(-math.expm1(2.0 * log_c)) + 2.0 * t * log_c
+            - math.log(-math.expm1(2.0 * t * log_c))
+        )
+    log_coef = (
+        2.0 * math.log(state.pre_radius) + log_g - math.log(2.0)
+        - math.log(config.step_size) - 2.0 * math.log(config.sigma)
+    )
+    coef = math.exp(log_coef) if log_coef < 709.0 else math.inf
+    with np.errstate(over="ignore"):
+        return a * coef
 
 
 def wsgd_epsilon(
@@ -1840,13 +2418,34 @@ def wsgd_min_epochs(
     return _reach_target(_smallest_int, eps_at, target_epsilon, lo=0, name="epochs")
 
 
-def _wsgd_requests(removed: int, epochs: int) -> _Requests:
-    """Requests removing ``removed`` points with ``epochs`` epochs each."""
-    return _Requests(
-        wsgd_init,
-        functools.partial(wsgd_update, removed=removed, epochs=epochs),
-        wsgd_epsilon,
-    )
+def _wsgd_identical_state(
+    config: WassersteinConfig, removed: int, epochs: int, count: int
+) -> WassersteinState:
+    """The state after ``count`` identical requests, without iterating them all.
+
+    Up to 64 requests the recursion of :func:`wsgd_update` is run (the same
+    arithmetic, so the same floats); beyond, its closed form
+    Z_s = Z_B (1 − d^s)/(1 − d) with d = c^{Kn/b} (s·Z_B for d = 1), capped
+    at 2R: the capped recursion equals min(2R, uncapped) because the map
+    Z ↦ dZ + Z_B is increasing.
+    """
+    if count <= 64:
+        state = wsgd_init()
+        for _ in range(count):
+            state = wsgd_update(state, config, removed=removed, epochs=epochs)
+        return state
+    zb = config.step_radius(removed)
+    t = epochs * config.n / config.batch_size
+    log_d = t * config._log_contraction if t > 0 else 0.0
+    if log_d == 0.0:
+        z = count * zb
+    elif log_d == -math.inf:
+        z = zb
+    else:  # (1 − d^s)/(1 − d) = expm1(s ln d)/expm1(ln d), no cancellation
+        z = zb * math.expm1(count * log_d) / math.expm1(log_d)
+    if config.projection_radius is not None:
+        z = min(z, 2.0 * config.projection_radius)
+    return WassersteinState(z, int(epochs), count)
 
 
 def wsgd_max_requests(
@@ -1861,11 +2460,17 @@ def wsgd_max_requests(
     """Largest s with requests 1..s all certifying ``target_epsilon``.
 
     Returns ``inf`` when the fixed point Z* = Z_B/(1 − c^{Kn/b}) itself
-    certifies the target (the per-request ε saturates below it); otherwise the
-    first failing request is found by iterating the recursion (up to ``limit``).
+    certifies the target (the per-request ε saturates below it). Otherwise
+    Z_s, hence ε_s, is non-decreasing in s, and the first failing request is
+    found by doubling and bisection on s with Z_s in closed form
+    (:func:`_wsgd_identical_state`): O(log s) evaluations, ``limit`` up to
+    2**53.
     """
     _validate.positive(target_epsilon=target_epsilon)
-    _validate.positive_int(limit=limit)
+    limit = _guards.count("limit", limit)
+    removed = _guards.count("removed", removed)
+    _check_count("epochs", epochs)
+    _check_delta(delta)
     decay = config.decay(epochs)
     if decay < 1.0:
         z_star = config.step_radius(removed) / (1.0 - decay)
@@ -1874,8 +2479,11 @@ def wsgd_max_requests(
         fixed = WassersteinState(z_star, int(epochs), 1)
         if wsgd_epsilon(fixed, config, delta)[0] <= target_epsilon:
             return math.inf
-    reqs = _wsgd_requests(removed, epochs)
-    return float(_max_requests(reqs, config, delta, target_epsilon, limit))
+
+    def eps(count: int) -> float:
+        return wsgd_epsilon(_wsgd_identical_state(config, removed, epochs, count), config, delta)[0]
+
+    return float(_largest_count(eps, float(target_epsilon), limit))
 
 
 def wsgd_min_sigma(
@@ -1888,13 +2496,22 @@ def wsgd_min_sigma(
     requests: int = 1,
 ) -> float:
     """Smallest noise σ for which ``requests`` identical requests all certify
-    ``target_epsilon`` (never-overshoot :func:`calibrate` on σ)."""
+    ``target_epsilon`` (never-overshoot :func:`calibrate` on σ). Z_s is
+    non-decreasing in s, so the last request is the worst; it is evaluated
+    in O(1) (:func:`_wsgd_identical_state`)."""
     _validate.positive(target_epsilon=target_epsilon)
-    _validate.positive_int(requests=requests, removed=removed)
+    requests = _guards.count("requests", requests)
+    removed = _guards.count("removed", removed)
+    _check_count("epochs", epochs)
     _check_delta(delta)
+    state = _wsgd_identical_state(config, removed, epochs, requests)  # σ-free
 
-    reqs = _wsgd_requests(removed, epochs)
-    return _min_sigma(reqs, config, delta, target_epsilon, requests)
+    def worst(sigma: float) -> float:
+        return wsgd_epsilon(state, dataclasses.replace(config, sigma=sigma), delta)[0]
+
+    return _reach_target(
+        _smallest_float, worst, target_epsilon, start=config.sigma, name="sigma"
+    )
 
 
 def wsgd_report(
@@ -1934,6 +2551,9 @@ def extractor_head_epsilon(
     """
     _validate.positive(extractor_epsilon=extractor_epsilon, head_epsilon=head_epsilon)
     _validate.non_negative(head_delta=head_delta, extractor_delta=extractor_delta)
+    for name, value in (("extractor_delta", extractor_delta), ("head_delta", head_delta)):
+        if float(value) >= 1.0:
+            raise ValueError(f"Expected {name}={float(value)} in the interval [0, 1).")
     _check_count("num_removed", num_removed)
     if num_removed == 0:
         return float(head_epsilon), float(head_delta)
@@ -1955,9 +2575,10 @@ def extractor_max_removals(
     """Largest k with :func:`extractor_head_epsilon` ≤ (target ε, target δ).
 
     Uses the never-overshoot integer :func:`calibrate` on the monotone
-    violation max(ε/ε_target, δ/δ_target).
+    violation max(ε/ε_target, δ/δ_target). Searched up to 2**53 (returned
+    if even that many removals fit).
     """
-    _validate.positive(target_epsilon=target_epsilon)
+    _validate.positive(target_epsilon=target_epsilon, extractor_epsilon=extractor_epsilon)
     _check_delta(target_delta)
 
     def ratio(k: int) -> float:
@@ -1975,7 +2596,10 @@ def extractor_max_removals(
             f"Expected head_epsilon={head_epsilon} <= target_epsilon={target_epsilon}"
             f" and head_delta={head_delta} <= target_delta={target_delta}."
         )
-    hi = math.floor(target_epsilon / extractor_epsilon) + 1
+    # kε_DP ≤ ε_target bounds k; the ratio can overflow to inf (a float ≥ 2**53).
+    bound = float(target_epsilon) / float(extractor_epsilon)
+    hi = math.floor(bound) + 1 if bound < _guards.MAX_COUNT else _guards.MAX_COUNT
+    hi = min(hi, _guards.MAX_COUNT)
     return max(0, _largest_int(ratio, 1.0, lo=0, hi=hi))
 
 

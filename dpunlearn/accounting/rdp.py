@@ -44,6 +44,7 @@ from numpy.typing import ArrayLike
 from scipy import special
 
 from dpunlearn import _validate
+from dpunlearn.accounting import _guards
 
 __all__ = [
     "DEFAULT_ORDERS",
@@ -77,6 +78,13 @@ _FRAC_BLOCK = 64
 _FRAC_MAX_TERMS = 1 << 12
 _FRAC_LOG_RTOL = -36.0
 _FRAC_LOG_MARGIN = 16 * np.finfo(np.float64).eps
+# Subsampled Gaussian: past these the exact sums are replaced by the Gaussian
+# bound α/(2σ²) (see subsampled_gaussian_rdp): orders above _SG_MAX_ORDER
+# (the binomial sum has α terms), σ whose largest term α²/(2σ²) would leave
+# float64 (tiny σ), and σ above _SG_MAX_SIGMA (σ² ln(1/q − 1) overflows).
+_SG_MAX_ORDER = float(1 << 16)
+_SG_MAX_EXPONENT = 1e300
+_SG_MAX_SIGMA = 1e100
 
 
 def _orders_array(orders: ArrayLike) -> np.ndarray:
@@ -115,8 +123,11 @@ def gaussian_rdp(
     _validate.array_in_range("sensitivity", sensitivity, 0.0, math.inf)
     sigma = np.asarray(sigma, dtype=np.float64)
     sens = np.asarray(sensitivity, dtype=np.float64)
-    rho = sens**2 / (2.0 * sigma**2)
-    return rho[..., None] * alpha
+    # (Δ/σ)² rather than Δ²/σ²: σ² underflows to 0 for σ < 1e-162. A ratio
+    # beyond 1e154 gives inf, the honest value (the divergence exceeds float64).
+    with np.errstate(over="ignore"):
+        rho = 0.5 * (sens / sigma) ** 2
+        return rho[..., None] * alpha
 
 
 def _segment_logsumexp(terms: np.ndarray, starts: np.ndarray, lengths: np.ndarray):
@@ -140,8 +151,24 @@ def _log_a_integer(log_q, log_1mq, inv_2s2, alphas: np.ndarray) -> np.ndarray:
     Since the binomial weights sum to 1 and M_0 = M_1 = 1, A_α − 1 is the sum of
     the positive terms C(α,i) q^i (1−q)^{α−i} (M_i − 1) for i ≥ 2; summing
     those and returning log1p(A_α − 1) keeps full relative precision even when
-    the RDP is tiny (small q, large σ).
+    the RDP is tiny (small q, large σ). Orders are processed in groups of at
+    most ``_BLOCK_ENTRIES`` terms, so memory stays bounded for any grid.
     """
+    out = np.empty((log_q.shape[0], alphas.size))
+    group: list[int] = []
+    size = 0
+    for idx in range(alphas.size + 1):
+        n = int(alphas[idx]) - 1 if idx < alphas.size else 0
+        if group and (idx == alphas.size or size + n > _BLOCK_ENTRIES):
+            out[:, group] = _log_a_integer_group(log_q, log_1mq, inv_2s2, alphas[group])
+            group, size = [], 0
+        if idx < alphas.size:
+            group.append(idx)
+            size += n
+    return out
+
+
+def _log_a_integer_group(log_q, log_1mq, inv_2s2, alphas: np.ndarray) -> np.ndarray:
     a_int = alphas.astype(np.int64)
     lengths = a_int - 1  # i = 2, ..., α
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
@@ -177,10 +204,14 @@ def _log_a_fractional(q: np.ndarray, sigma: np.ndarray, alpha: np.ndarray) -> np
     whose two parts are both decreasing and below e^{-36} of the largest term
     seen, or at the term cap; the magnitude of that first omitted term is
     added (for an alternating series with decreasing terms the tail is bounded
-    by it), which keeps the result conservative.
+    by it), which keeps the result conservative. Rows that reach the term cap
+    before their terms alternate and decrease (never on the default grid) are
+    flagged in the second returned array: the tail bound does not apply to
+    them, and the caller replaces them.
     """
     n = q.size
     log_a = np.empty(n)
+    capped = np.zeros(n, dtype=bool)
     rows = np.arange(n)
     run_max = np.full(n, -np.inf)  # running log scale
     run_sum = np.zeros(n)  # Σ sign·exp(term − run_max)
@@ -217,6 +248,15 @@ def _log_a_fractional(q: np.ndarray, sigma: np.ndarray, alpha: np.ndarray) -> np
         )
         last_block = start + _FRAC_BLOCK >= _FRAC_MAX_TERMS
         if last_block:
+            # The first omitted term bounds the tail only once the series
+            # alternates (i > α) with decreasing terms; flag rows where it does not.
+            last = _FRAC_BLOCK - 1
+            settled = (
+                (log_s0[:, last] < prev0[:, last])
+                & (log_s1[:, last] < prev1[:, last])
+                & (i[0, last] > aa[:, 0] + 1.0)
+            )
+            capped[rows[~small.any(axis=1) & ~settled]] = True
             small[:, -1] = True
         has = small.any(axis=1)
         first = np.where(has, np.argmax(small, axis=1), _FRAC_BLOCK)
@@ -239,7 +279,7 @@ def _log_a_fractional(q: np.ndarray, sigma: np.ndarray, alpha: np.ndarray) -> np
             log_a[fin] = run_max[fin] + np.log(total) + _FRAC_LOG_MARGIN
         rows = rows[~has]
         start += _FRAC_BLOCK
-    return log_a
+    return log_a, capped
 
 
 def subsampled_gaussian_rdp(orders: ArrayLike, q: ArrayLike, sigma: ArrayLike) -> np.ndarray:
@@ -254,6 +294,19 @@ def subsampled_gaussian_rdp(orders: ArrayLike, q: ArrayLike, sigma: ArrayLike) -
     with an alternating-tail bound. ``q = 1`` gives the Gaussian α/(2σ²) and
     ``q = 0`` gives 0. Configurations are de-duplicated before computing, so a
     ledger with many repeats of few (q, σ) pairs is cheap.
+
+    Past the sizes where those sums are affordable or representable, the RDP
+    of the Gaussian without subsampling, α/(2σ²), is returned instead: it is
+    an upper bound (the subsampled output is a mixture, and Rényi divergence
+    is quasi-convex in its first argument, van Erven & Harremoës 2014,
+    Thm 13), and within |ln q|·2σ²/(α − 1) of the exact value where it is
+    used. That happens for orders α > 2**16 (the integer sum has α terms),
+    for σ with α²/(2σ²) > 1e300 at the largest order ≤ 2**16 (tiny σ: the
+    terms leave float64; the bound is then ``inf`` only if α/(2σ²) is), and
+    for σ > 1e100 (σ² ln(1/q − 1) overflows; the RDP is below 1e-200 there).
+    A fractional order whose series has not converged after 4096 terms (not
+    seen on practical grids) takes the exact integer value at ⌈α⌉, an upper
+    bound since Rényi divergence is non-decreasing in α.
 
     Args:
       orders: Orders α > 1, shape ``[k]``.
@@ -271,6 +324,8 @@ def subsampled_gaussian_rdp(orders: ArrayLike, q: ArrayLike, sigma: ArrayLike) -
       Exact at integer orders (float64 log-sum-exp of a finite sum).
       Fractional orders: a conservative evaluation of an exact series (see the
       module docstring); within rel 1e-4 of, and not above, dp_accounting.
+      Beyond the limits above: certified upper bound (Gaussian without
+      subsampling).
 
     References:
       Mironov, Talwar, Zhang 2019. https://arxiv.org/abs/1908.10530
@@ -286,33 +341,61 @@ def subsampled_gaussian_rdp(orders: ArrayLike, q: ArrayLike, sigma: ArrayLike) -
     uq, us = uniq[:, 0], uniq[:, 1]
     out = np.zeros((uniq.shape[0], alpha.size))
 
-    full = uq == 1.0
-    out[full] = alpha / (2.0 * us[full, None] ** 2)
+    # The Gaussian α/(2σ²), exact for q = 1 and an upper bound for q < 1.
+    with np.errstate(over="ignore"):
+        gauss = alpha * (0.5 * (1.0 / us[:, None]) ** 2)
+    out[uq == 1.0] = gauss[uq == 1.0]
+    small_orders = alpha <= _SG_MAX_ORDER
+    a_top = float(alpha[small_orders].max()) if small_orders.any() else 2.0
+    with np.errstate(over="ignore"):
+        exact_sigma = (us <= _SG_MAX_SIGMA) & ((a_top / us) ** 2 <= 2.0 * _SG_MAX_EXPONENT)
     mid = (uq > 0.0) & (uq < 1.0)
-    if mid.any():
-        qm, sm = uq[mid], us[mid]
-        is_int = alpha == np.floor(alpha)
-        log_a = np.empty((qm.size, alpha.size))
-        if is_int.any():
-            log_a[:, is_int] = _log_a_integer(
-                np.log(qm), np.log1p(-qm), 1.0 / (2.0 * sm * sm), alpha[is_int]
+    out[mid] = gauss[mid]  # replaced below wherever the exact sums run
+    run = mid & exact_sigma
+    if run.any() and small_orders.any():
+        qm, sm = uq[run], us[run]
+        am = alpha[small_orders]
+        out_run = out[run]
+        out_run[:, small_orders] = _subsampled_exact(qm, sm, am)
+        out[run] = out_run
+    return out[inverse].reshape(shape + (alpha.size,))
+
+
+def _subsampled_exact(qm: np.ndarray, sm: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """RDP of the subsampled Gaussian by the sums of Mironov-Talwar-Zhang 2019,
+    for 0 < q < 1, moderate σ and orders ≤ 2**16 (see the caller)."""
+    is_int = alpha == np.floor(alpha)
+    log_a = np.empty((qm.size, alpha.size))
+    if is_int.any():
+        log_a[:, is_int] = _log_a_integer(
+            np.log(qm), np.log1p(-qm), 1.0 / (2.0 * sm * sm), alpha[is_int]
+        )
+    if (~is_int).any():
+        fa = alpha[~is_int]
+        qq, ff = np.meshgrid(np.arange(qm.size), fa, indexing="ij")
+        rows_q, rows_s, rows_a = qm[qq.ravel()], sm[qq.ravel()], ff.ravel()
+        step = max(1, _BLOCK_ENTRIES // (_FRAC_BLOCK * 16))
+        blocks = [
+            _log_a_fractional(
+                rows_q[lo : lo + step], rows_s[lo : lo + step], rows_a[lo : lo + step]
             )
-        if (~is_int).any():
-            fa = alpha[~is_int]
-            qq, ff = np.meshgrid(np.arange(qm.size), fa, indexing="ij")
-            rows_q, rows_s, rows_a = qm[qq.ravel()], sm[qq.ravel()], ff.ravel()
-            step = max(1, _BLOCK_ENTRIES // (_FRAC_BLOCK * 16))
-            flat = np.concatenate(
+            for lo in range(0, rows_q.size, step)
+        ]
+        flat = np.concatenate([b[0] for b in blocks])
+        capped = np.concatenate([b[1] for b in blocks])
+        if capped.any():  # RDP(α) ≤ RDP(⌈α⌉): exact integer sum at ⌈α⌉
+            up = np.ceil(rows_a[capped])
+            log_up = np.array(
                 [
-                    _log_a_fractional(
-                        rows_q[lo : lo + step], rows_s[lo : lo + step], rows_a[lo : lo + step]
-                    )
-                    for lo in range(0, rows_q.size, step)
+                    _log_a_integer(
+                        np.log([qv]), np.log1p([-qv]), np.array([0.5 / sv**2]), np.array([a])
+                    )[0, 0]
+                    for qv, sv, a in zip(rows_q[capped], rows_s[capped], up)
                 ]
             )
-            log_a[:, ~is_int] = flat.reshape(qm.size, fa.size)
-        out[mid] = np.maximum(log_a, 0.0) / (alpha - 1.0)
-    return out[inverse].reshape(shape + (alpha.size,))
+            flat[capped] = (rows_a[capped] - 1.0) / (up - 1.0) * np.maximum(log_up, 0.0)
+        log_a[:, ~is_int] = flat.reshape(qm.size, fa.size)
+    return np.maximum(log_a, 0.0) / (alpha - 1.0)
 
 
 def laplace_rdp(
@@ -322,9 +405,16 @@ def laplace_rdp(
 
     Mironov 2017, Proposition 6 (Table II), with ε₀ = Δ/b::
 
-        ε(α) = 1/(α−1) · log( α/(2α−1) · e^{(α−1)ε₀} + (α−1)/(2α−1) · e^{−αε₀} ),
+        ε(α) = 1/(α−1) · log( α/(2α−1) · e^{(α−1)ε₀} + (α−1)/(2α−1) · e^{−αε₀} ).
 
-    evaluated with ``logaddexp``.
+    How it is computed: with λ = α/(2α−1), u = (α−1)ε₀ and w = αε₀, the
+    weights λ, 1 − λ and exponents u, −w have mean λu − (1 − λ)w = 0, so the
+    sum inside the log is 1 + y with y = λ·g(u) + (1 − λ)·g(−w) ≥ 0,
+    g(x) = e^x − 1 − x (a sum of non-negative terms, g by its Taylor series
+    near 0), and ε(α) = log1p(y)/(α − 1). The direct form cancels for small
+    ε₀ (it gave ~1e-16 instead of αε₀²/2 ≈ 1e-40 at b = 1e20, sometimes
+    negative). For u > 30 it is ε₀ + logaddexp(log λ, log(1 − λ) − (2α−1)ε₀)/(α−1),
+    which neither overflows for huge α or ε₀ nor cancels.
 
     Args:
       orders: Orders α > 1, shape ``[k]``.
@@ -332,7 +422,8 @@ def laplace_rdp(
       sensitivity: L1 sensitivity Δ > 0, broadcastable with ``scale``.
 
     Returns:
-      float64 array of shape ``broadcast(...) + [k]``.
+      float64 array of shape ``broadcast(...) + [k]`` (``inf`` only where
+      ε₀ = Δ/b itself exceeds float64).
 
     Raises:
       ValueError: On invalid orders or a non-positive/non-finite parameter.
@@ -343,13 +434,40 @@ def laplace_rdp(
     alpha = _orders_array(orders)
     _validate.array_in_range("scale", scale, 0.0, math.inf)
     _validate.array_in_range("sensitivity", sensitivity, 0.0, math.inf)
-    eps0 = (np.asarray(sensitivity, np.float64) / np.asarray(scale, np.float64))[..., None]
+    with np.errstate(over="ignore"):  # Δ/b > 1.8e308: ε₀ = inf, and so is ε(α)
+        eps0 = (np.asarray(sensitivity, np.float64) / np.asarray(scale, np.float64))[..., None]
     a = alpha
-    log_mix = np.logaddexp(
-        np.log(a / (2 * a - 1)) + (a - 1) * eps0,
-        np.log((a - 1) / (2 * a - 1)) - a * eps0,
-    )
-    return log_mix / (a - 1)
+    # λ and 1 − λ each from their own ratio: 1 − λ would cancel for α → 1.
+    lam, lam_c = a / (2.0 * a - 1.0), (a - 1.0) / (2.0 * a - 1.0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        u, w = (a - 1.0) * eps0, a * eps0
+        big = u > 30.0
+        us, ws = np.where(big, 0.0, u), np.where(big, 0.0, w)
+        y = lam * _expm1_minus_x(us) + lam_c * _expm1_minus_x(-ws)
+        small_form = np.log1p(y) / (a - 1.0)
+        large_form = eps0 + np.logaddexp(
+            np.log(lam), np.log(lam_c) - (2.0 * a - 1.0) * eps0
+        ) / (a - 1.0)
+    return np.where(big, large_form, small_form)
+
+
+def _expm1_minus_x(x: np.ndarray) -> np.ndarray:
+    """g(x) = e^x − 1 − x ≥ 0 without cancellation: Taylor series for |x| < 0.7.
+
+    Series Σ_{n≥2} x^n/n! to n = 20 (0.7^21/21! < 1e-22 of x²/2); beyond,
+    expm1(x) − x has no cancellation (|expm1(x)| and |x| differ by > 25%).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    near = np.abs(x) < 0.7
+    xs = np.where(near, x, 0.0)
+    term = 0.5 * xs * xs
+    total = term
+    for n in range(3, 21):
+        term = term * xs / n
+        total = total + term
+    with np.errstate(over="ignore"):
+        far = np.expm1(np.where(near, 0.0, x)) - np.where(near, 0.0, x)
+    return np.where(near, total, far)
 
 
 def randomized_response_rdp(
@@ -399,9 +517,7 @@ def randomized_response_rdp(
     """
     alpha = _orders_array(orders)
     _validate.array_in_range("noise_parameter", noise_parameter, 0.0, 1.0, hi_closed=True)
-    _validate.positive_int(num_buckets=num_buckets)
-    if num_buckets < 2:
-        raise ValueError(f"Expected num_buckets={num_buckets} >= 2.")
+    _guards.count("num_buckets", num_buckets, minimum=2)
     p = np.asarray(noise_parameter, np.float64)
     k = float(num_buckets)
     # ε₀ = log(a/b). For p ≥ ½, 1 − p is exact (Sterbenz) and log1p keeps
@@ -415,7 +531,9 @@ def randomized_response_rdp(
         np.log1p(k * (1.0 - p_hi) / p_hi),
         np.log1p(-p_lo * ((k - 1.0) / k)) - (np.log(p_lo) - math.log(k)),
     )
-    out = _rr_pair_rdp(alpha, eps0[..., None], num_buckets)
+    # D_α ≤ D_∞ = ε₀ (Rényi divergence is non-decreasing in α, Mironov 2017,
+    # Prop. 3): the cap only bites where αε₀ overflows to inf.
+    out = np.minimum(_rr_pair_rdp(alpha, eps0[..., None], num_buckets), eps0[..., None])
     # A Rényi divergence is non-decreasing in α; where the curve is
     # flat at ≈ ε₀ (large ε₀, large α) rounding can leave 1-ulp dips, so take
     # the running maximum over ascending orders (raises values by ≤ an ulp or so).
@@ -435,7 +553,9 @@ def _rr_pair_rdp(alpha: np.ndarray, eps: np.ndarray, num_buckets: int) -> np.nda
         log_den = _log_cosh(0.5 * eps)
     else:
         log_den = np.logaddexp(0.5 * eps, math.log(num_buckets - 1.0) - 0.5 * eps) - math.log(2.0)
-    with np.errstate(divide="ignore"):  # ε = 0: log sinh(0) = −inf, y = 0
+    # ε = 0: log sinh(0) = −inf, y = 0. αε beyond float64: inf, which the
+    # callers cap at ε (a Rényi divergence never exceeds D_∞ = ε).
+    with np.errstate(divide="ignore", over="ignore"):
         log_y = (
             math.log(2.0)
             + _log_sinh(0.5 * alpha * eps)
@@ -500,20 +620,22 @@ def compose_rdp(curves: ArrayLike, counts: ArrayLike | None = None) -> np.ndarra
     RDP composes additively at every order (Mironov 2017, Proposition 1), so a
     heterogeneous ledger is one weighted sum over its events, and a
     homogeneous one is ``count × curve``. A count of 0 contributes 0 even for
-    an infinite curve.
+    an infinite curve. A sum beyond float64 is ``inf`` (the honest value).
 
     Args:
       curves: Array of shape ``[..., n, k]``: ``n`` curves on the same ``k``
         orders (a list of 1-D curves works). ``inf`` entries are allowed.
-      counts: Optional non-negative integers broadcastable to
+      counts: Optional integers in [0, 2**53] broadcastable to
         ``curves.shape[:-1]`` (e.g. shape ``[n]``); ``None`` means 1 each.
 
     Returns:
       float64 array of shape ``[..., k]``.
 
     Raises:
-      ValueError: If ``curves`` has ndim < 2, holds NaN or negative values, or
-        ``counts`` holds anything but integers ≥ 0.
+      ValueError: If ``curves`` has ndim < 2, holds NaN or negative values,
+        ``counts`` holds anything but integers in [0, 2**53] (larger counts are
+        not exact in float64), or its shape does not broadcast to one count
+        per curve.
 
     Guarantees:
       Exact (up to float64 summation).
@@ -525,11 +647,46 @@ def compose_rdp(curves: ArrayLike, counts: ArrayLike | None = None) -> np.ndarra
         )
     _validate.array_in_range("curves", c, 0.0, math.inf, lo_closed=True, hi_closed=True)
     if counts is None:
-        return c.sum(axis=-2)
-    _validate.array_non_negative_int("counts", counts)
-    n = np.broadcast_to(np.asarray(counts, dtype=np.float64), c.shape[:-1])[..., None]
-    with np.errstate(invalid="ignore"):  # 0 × inf, replaced by 0 below
+        with np.errstate(over="ignore"):
+            return c.sum(axis=-2)
+    n = _counts_array(counts)
+    try:
+        n = np.broadcast_to(n, c.shape[:-1])[..., None]
+    except ValueError:
+        raise ValueError(
+            f"Expected counts to broadcast to shape {c.shape[:-1]} (one count per "
+            f"curve), got shape {n.shape}."
+        ) from None
+    with np.errstate(invalid="ignore", over="ignore"):  # 0 × inf, replaced by 0 below
         return np.where(n == 0, 0.0, n * c).sum(axis=-2)
+
+
+def _counts_array(counts: ArrayLike) -> np.ndarray:
+    """``counts`` as float64, after checking every entry is an integer in
+    [0, 2**53] (Python ints beyond int64 arrive as an object array)."""
+    arr = np.asarray(counts)
+    if arr.dtype == object:
+        for where, v in np.ndenumerate(arr):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise ValueError(
+                    f"Expected counts to hold integers >= 0; found {v!r} at index {where}."
+                )
+            if not 0 <= v <= _guards.MAX_COUNT:
+                raise ValueError(
+                    f"Expected counts to hold integers in [0, 2**53] (exact in float64); "
+                    f"found {v} at index {where}."
+                )
+        return arr.astype(np.float64)
+    _validate.array_non_negative_int("counts", arr)
+    # Compared in the input's own dtype: 2**53 + 1 rounds to 2**53 in float64.
+    too_big = arr > (_guards.MAX_COUNT if arr.dtype.kind in "iu" else float(_guards.MAX_COUNT))
+    if too_big.any():
+        where = tuple(int(i) for i in np.argwhere(too_big)[0])
+        raise ValueError(
+            f"Expected counts to hold integers in [0, 2**53] (exact in float64); "
+            f"found {arr[where]} at index {where}."
+        )
+    return arr.astype(np.float64)
 
 
 def _prep_curve(orders: ArrayLike, rdp: ArrayLike):
@@ -590,17 +747,22 @@ def rdp_to_dp(
     """
     alpha, r = _prep_curve(orders, rdp)
     _validate.open_interval(0.0, 1.0, delta=delta)
-    log_delta = math.log(float(delta))
-    with np.errstate(invalid="ignore"):
+    if method not in ("improved", "classic"):
+        raise ValueError(f"Expected method in ('improved', 'classic'), got {method!r}.")
+    return _pick(_dp_epsilons(alpha, r, float(delta), method), alpha, r.ndim == 1)
+
+
+def _dp_epsilons(alpha: np.ndarray, r: np.ndarray, delta: float, method: str) -> np.ndarray:
+    """ε at every order of :func:`rdp_to_dp`, for validated inputs (no checks:
+    the hot path of searches over many curves)."""
+    log_delta = math.log(delta)
+    with np.errstate(invalid="ignore", over="ignore"):
         if method == "classic":
             eps = r - log_delta / (alpha - 1.0)
-        elif method == "improved":
-            eps = r + np.log1p(-1.0 / alpha) - (log_delta + np.log(alpha)) / (alpha - 1.0)
-            eps = np.where(float(delta) ** 2 + np.expm1(-r) > 0.0, 0.0, eps)
         else:
-            raise ValueError(f"Expected method in ('improved', 'classic'), got {method!r}.")
-    eps = np.where(np.isinf(r), np.inf, np.maximum(eps, 0.0))
-    return _pick(eps, alpha, r.ndim == 1)
+            eps = r + np.log1p(-1.0 / alpha) - (log_delta + np.log(alpha)) / (alpha - 1.0)
+            eps = np.where(delta**2 + np.expm1(-r) > 0.0, 0.0, eps)
+    return np.where(np.isinf(r), np.inf, np.maximum(eps, 0.0))
 
 
 def rdp_delta(
@@ -637,7 +799,7 @@ def rdp_delta(
     alpha, r = _prep_curve(orders, rdp)
     _validate.positive(epsilon=epsilon)
     eps = float(epsilon)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         if method == "classic":
             log_d = (alpha - 1.0) * (r - eps)
         elif method == "improved":
