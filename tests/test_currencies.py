@@ -13,6 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dpunlearn.accounting import currencies as cur
+from dpunlearn.accounting.currencies import _common as cur_common
+from dpunlearn.accounting.currencies import langevin as cur_langevin
+from dpunlearn.accounting.currencies import noisy_sgd as cur_sgd
 from dpunlearn.accounting import mechanisms as mech
 
 HSET = settings(derandomize=True, max_examples=25, deadline=None)
@@ -758,7 +761,7 @@ def test_langevin_rdp_long_histories_match_the_recursion():
     want = np.array([_naive_langevin_rdp(s, cfg, a) for a in orders])
     assert np.all(got >= want * (1 - 1e-13))  # never below the recursion
     np.testing.assert_allclose(got, want, rtol=1e-12)
-    assert cur._langevin_view(s, cfg.strong_convexity * cfg.step_size).removed.size < 70
+    assert cur_langevin._langevin_view(s, cfg.strong_convexity * cfg.step_size).removed.size < 70
 
 
 def test_langevin_rdp_past_float64_is_finite_then_inf_without_warnings():
@@ -793,7 +796,7 @@ def test_langevin_sequential_search_reference_and_bounded_cost():
     # Cost per request does not grow with the number of requests: the exact
     # levels are bounded (J ≤ 54 + log2(mη·K_max)), the rest is a prefix sum.
     long = cur.LangevinState((100,) * 10_000, (5249,) * 10_000)
-    assert cur._langevin_view(long, m * eta).removed.size <= 54 + math.ceil(math.log2(m * eta * 5249)) + 1
+    assert cur_langevin._langevin_view(long, m * eta).removed.size <= 54 + math.ceil(math.log2(m * eta * 5249)) + 1
 
 
 def test_langevin_identical_requests_in_constant_time():
@@ -810,7 +813,7 @@ def test_langevin_identical_requests_in_constant_time():
     # the exact levels, rounding beyond).
     for count in (1, 3, 40, 80):
         s = cur.LangevinState((2,) * count, (700,) * count)
-        assert cur._langevin_identical_epsilon(cfg, 1e-4, 2, 700, count) == pytest.approx(
+        assert cur_langevin._langevin_identical_epsilon(cfg, 1e-4, 2, 700, count) == pytest.approx(
             cur.langevin_epsilon(s, cfg, 1e-4)[0], rel=1e-12
         )
     # min σ for 200 identical requests: certified for every one of them (the
@@ -822,7 +825,7 @@ def test_langevin_identical_requests_in_constant_time():
     tight = dataclasses_replace(cfg, sigma=sigma)
     assert cur.langevin_epsilon(state, tight, 1e-4)[0] <= 1.0 * (1 + 1e-12)
     loose = dataclasses_replace(cfg, sigma=sigma * (1 - 1e-9))
-    assert cur._langevin_identical_epsilon(loose, 1e-4, 1, 10**4, 200) > 1.0
+    assert cur_langevin._langevin_identical_epsilon(loose, 1e-4, 1, 10**4, 200) > 1.0
     # A billion requests: 2^s growth makes every σ fail, and it says so (fast).
     with pytest.raises(ValueError, match="target_epsilon=1.0 unreachable"):
         cur.langevin_min_sigma(cfg, removed=1, steps=10**6, target_epsilon=1.0, delta=1e-4, requests=10**9)
@@ -841,7 +844,7 @@ def test_wsgd_closed_form_state_and_huge_limits():
     s = cur.wsgd_init()
     for count in range(1, 101):
         s = cur.wsgd_update(s, cfg, removed=1, epochs=3)
-        fast = cur._wsgd_identical_state(cfg, 1, 3, count)
+        fast = cur_sgd._wsgd_identical_state(cfg, 1, 3, count)
         assert fast.pre_radius == pytest.approx(s.pre_radius, rel=1e-12)
     # Requests until the (non-saturating) ε crosses the target, found by
     # bisection on s: the same answer as iterating, for limit up to 2**53.
@@ -856,7 +859,7 @@ def test_wsgd_closed_form_state_and_huge_limits():
         cfg0, removed=1, epochs=0, target_epsilon=2.0, delta=1e-4, limit=2**53
     ) == want
     sigma = cur.wsgd_min_sigma(cfg, removed=1, epochs=0, target_epsilon=1.0, delta=1e-4, requests=10**9)
-    state = cur._wsgd_identical_state(cfg, 1, 0, 10**9)
+    state = cur_sgd._wsgd_identical_state(cfg, 1, 0, 10**9)
     assert state.pre_radius == pytest.approx(1e9 * cfg.step_radius(1), rel=1e-12)
     assert cur.wsgd_epsilon(state, wsgd_cfg(sigma=sigma), 1e-4)[0] <= 1.0
 
@@ -918,15 +921,15 @@ def test_d2d_huge_iterations():
 
 def test_gaussian_sigma_tiny_epsilon_and_delta():
     # κ = √(L + ε) − √L cancelled to 0 (ZeroDivisionError) for tiny ε.
-    s = cur._gaussian_sigma_zcdp(1e-300, 1e-5, 1.0)
+    s = cur_common._gaussian_sigma_zcdp(1e-300, 1e-5, 1.0)
     assert s == pytest.approx(math.sqrt(2 * math.log(1e5)) * 1e300, rel=1e-12)
     with pytest.raises(ValueError, match="sigma overflows"):
-        cur._gaussian_sigma_zcdp(5e-324, 1e-5, 1.0)
-    assert cur._gaussian_sigma_classic_closed(1.0, 5e-324, 1.0) == pytest.approx(
+        cur_common._gaussian_sigma_zcdp(5e-324, 1e-5, 1.0)
+    assert cur_common._gaussian_sigma_classic_closed(1.0, 5e-324, 1.0) == pytest.approx(
         math.sqrt(2 * (math.log(1.25) - math.log(5e-324))), rel=1e-14
     )
-    assert cur._gaussian_eps("zcdp", 1e-300, 1e-5, 1.0) == math.inf
-    assert cur._gaussian_eps("zcdp", 1e300, 1e-5, 1.0) > 0.0
+    assert cur_common._gaussian_eps("zcdp", 1e-300, 1e-5, 1.0) == math.inf
+    assert cur_common._gaussian_eps("zcdp", 1e300, 1e-5, 1.0) > 0.0
 
 
 def test_sekhari_extremes():

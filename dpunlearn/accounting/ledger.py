@@ -133,6 +133,7 @@ import numpy as np
 from dpunlearn import _validate
 from dpunlearn.accounting import _locking, rdp
 from dpunlearn.accounting import currencies as cur
+from dpunlearn.accounting.currencies._common import _check_delta
 from dpunlearn.accounting import events as ev
 from dpunlearn.accounting import mechanisms as mech
 from dpunlearn.errors import (  # re-exported: their historical import path
@@ -441,10 +442,10 @@ def make_config(
       The config dict (JSON-serialisable), with derived U budgets recorded
       under ``"budget"`` for the reader (replay recomputes them).
     """
-    cur._check_delta(target_delta)
+    _check_delta(target_delta)
     if dp_delta is None:
         dp_delta = float(target_delta)
-    cur._check_delta(dp_delta)
+    _check_delta(dp_delta)
     if dp_epsilon is not None:
         _validate.positive(dp_epsilon=dp_epsilon)
     _validate.positive(target_epsilon=target_epsilon)

@@ -1,0 +1,200 @@
+"""DP feature extractor + certified-removal head (Guo et al. 2020, §4.3): group privacy."""
+
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Literal, NamedTuple
+
+
+from dpunlearn import _validate
+from dpunlearn.accounting import _guards, mechanisms
+
+from dpunlearn.accounting.currencies._common import (
+    CertificateReport,
+    _check_count,
+    _check_delta,
+    _epsilon_report,
+    _largest_int,
+)
+from dpunlearn.accounting.currencies.certified_removal import (
+    CertifiedRemovalConfig,
+    CertifiedRemovalState,
+    cr_init,
+    cr_report,
+    cr_update,
+)
+
+__all__ = [
+    "extractor_head_epsilon",
+    "extractor_max_removals",
+    "ExtractorHeadConfig",
+    "ExtractorHeadState",
+    "extractor_init",
+    "extractor_update",
+    "extractor_reset",
+    "extractor_report",
+]
+
+# ---------------------------------------------------------------------------
+# (f) DP feature extractor + certified-removal head
+# ---------------------------------------------------------------------------
+
+
+def extractor_head_epsilon(
+    num_removed: int,
+    *,
+    extractor_epsilon: float,
+    extractor_delta: float,
+    head_epsilon: float,
+    head_delta: float,
+) -> tuple[float, float]:
+    """(ε, δ) for k removals from a DP extractor followed by a CR head.
+
+    (kε_DP + ε_CR, k·e^{(k−1)ε_DP}·δ_DP + δ_CR): group privacy on the
+    (ε_DP, δ_DP)-DP extractor (Dwork & Roth 2014, Thm 2.2) composed additively
+    with the head's certified removal (Guo et al. 2020, §4.3;
+    ``algorithms.md`` §1.6, §8). k = 0 gives the head alone.
+
+    Guarantees:
+      Certified (generic group privacy; not tight for Gaussian extractors).
+    """
+    _validate.positive(extractor_epsilon=extractor_epsilon, head_epsilon=head_epsilon)
+    _validate.non_negative(head_delta=head_delta, extractor_delta=extractor_delta)
+    for name, value in (("extractor_delta", extractor_delta), ("head_delta", head_delta)):
+        if float(value) >= 1.0:
+            raise ValueError(f"Expected {name}={float(value)} in the interval [0, 1).")
+    _check_count("num_removed", num_removed)
+    if num_removed == 0:
+        return float(head_epsilon), float(head_delta)
+    ke, kd = mechanisms.group_privacy(
+        extractor_epsilon, extractor_delta, int(num_removed)
+    )
+    return ke + float(head_epsilon), min(1.0, kd + float(head_delta))
+
+
+def extractor_max_removals(
+    *,
+    extractor_epsilon: float,
+    extractor_delta: float,
+    head_epsilon: float,
+    head_delta: float,
+    target_epsilon: float,
+    target_delta: float,
+) -> int:
+    """Largest k with :func:`extractor_head_epsilon` ≤ (target ε, target δ).
+
+    Uses the never-overshoot integer :func:`calibrate` on the monotone
+    violation max(ε/ε_target, δ/δ_target). Searched up to 2**53 (returned
+    if even that many removals fit).
+    """
+    _validate.positive(target_epsilon=target_epsilon, extractor_epsilon=extractor_epsilon)
+    _check_delta(target_delta)
+
+    def ratio(k: int) -> float:
+        e, d = extractor_head_epsilon(
+            int(k),
+            extractor_epsilon=extractor_epsilon,
+            extractor_delta=extractor_delta,
+            head_epsilon=head_epsilon,
+            head_delta=head_delta,
+        )
+        return max(e / target_epsilon, d / target_delta)
+
+    if ratio(0) > 1.0:
+        raise ValueError(
+            f"Expected head_epsilon={head_epsilon} <= target_epsilon={target_epsilon}"
+            f" and head_delta={head_delta} <= target_delta={target_delta}."
+        )
+    # kε_DP ≤ ε_target bounds k; the ratio can overflow to inf (a float ≥ 2**53).
+    bound = float(target_epsilon) / float(extractor_epsilon)
+    hi = math.floor(bound) + 1 if bound < _guards.MAX_COUNT else _guards.MAX_COUNT
+    hi = min(hi, _guards.MAX_COUNT)
+    return max(0, _largest_int(ratio, 1.0, lo=0, hi=hi))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ExtractorHeadConfig:
+    """A DP extractor in front of a Guo et al. CR head.
+
+    Attributes:
+      extractor_epsilon, extractor_delta: (ε_DP, δ_DP) of the extractor.
+      head: :class:`CertifiedRemovalConfig` of the head (its ε, δ are ε_CR, δ_CR).
+      target_epsilon, target_delta: Total (ε, δ) every release must certify.
+    """
+
+    extractor_epsilon: float
+    extractor_delta: float
+    head: CertifiedRemovalConfig
+    target_epsilon: float
+    target_delta: float
+
+    def __post_init__(self):
+        _validate.positive(
+            extractor_epsilon=self.extractor_epsilon, target_epsilon=self.target_epsilon
+        )
+        _validate.non_negative(extractor_delta=self.extractor_delta)
+        if self.extractor_delta >= 1.0:
+            raise ValueError(
+                f"Expected extractor_delta={self.extractor_delta} in [0, 1)."
+            )
+        _check_delta(self.target_delta)
+        if not isinstance(self.head, CertifiedRemovalConfig):
+            raise ValueError("Expected head to be a CertifiedRemovalConfig.")
+
+
+class ExtractorHeadState(NamedTuple):
+    """Removed points since the extractor was trained, and the head's CR state."""
+
+    num_removed: int = 0
+    head: CertifiedRemovalState = CertifiedRemovalState()
+
+
+def extractor_init() -> ExtractorHeadState:
+    """State after training extractor and head."""
+    return ExtractorHeadState()
+
+
+def extractor_update(
+    state: ExtractorHeadState, residual_bound: float, num_removed: int = 1
+) -> ExtractorHeadState:
+    """k ← k + removed; the head's β ← β + βᵢ."""
+    return ExtractorHeadState(
+        state.num_removed + int(num_removed),
+        cr_update(state.head, residual_bound, num_removed),
+    )
+
+
+def extractor_reset(
+    state: ExtractorHeadState, *, scope: Literal["full", "head"] = "full"
+) -> ExtractorHeadState:
+    """Retrain. ``"full"`` (extractor and head from scratch) resets everything;
+    ``"head"`` only resets β: the extractor still saw the removed points, so
+    the group size k is kept."""
+    if scope == "full":
+        return extractor_init()
+    if scope == "head":
+        return ExtractorHeadState(state.num_removed, cr_init())
+    raise ValueError(f"Expected scope in ('full', 'head'), got {scope!r}.")
+
+
+def extractor_report(
+    state: ExtractorHeadState, config: ExtractorHeadConfig
+) -> CertificateReport:
+    """(U) certificate: the head must be within β_max and the composed (ε, δ)
+    within the target. ``used``/``budget`` are in ε."""
+    head = cr_report(state.head, config.head)
+    eps, dlt = extractor_head_epsilon(
+        state.num_removed,
+        extractor_epsilon=config.extractor_epsilon,
+        extractor_delta=config.extractor_delta,
+        head_epsilon=config.head.epsilon,
+        head_delta=config.head.delta,
+    )
+    if not head.certified:
+        eps = math.inf
+    ok = head.certified and eps <= config.target_epsilon and dlt <= config.target_delta
+    return _epsilon_report(
+        "dp_extractor", eps, dlt, config.target_epsilon, certified=ok
+    )
