@@ -230,7 +230,7 @@ class _CountPublisher:
         self.ledger = L.Ledger.create(
             _fresh(os.path.join(out, DP_LEDGER)),
             currency="certified_removal",
-            params={"sigma": args.sigma, "method": args.budget_method},
+            params={"rule": "paper", "sigma": args.sigma, "method": args.budget_method},
             target_epsilon=args.epsilon,
             target_delta=args.delta,
             dp_epsilon=args.dp_epsilon,
@@ -351,7 +351,7 @@ def run(args: argparse.Namespace) -> dict:
     led = L.Ledger.create(
         _fresh(os.path.join(out, LEDGER)),
         currency="certified_removal",
-        params={"sigma": args.sigma, "method": args.budget_method},
+        params={"rule": "paper", "sigma": args.sigma, "method": args.budget_method},
         target_epsilon=args.epsilon,
         target_delta=args.delta,
         note="experiments/model_lifetime.py; model releases declare no DP "

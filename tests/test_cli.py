@@ -413,7 +413,7 @@ def _ledger(tmp_path):
     led = L.Ledger.create(
         tmp_path / "model.jsonl",
         currency="certified_removal",
-        params=dict(sigma=10.0),
+        params=dict(rule="paper", sigma=10.0, method="paper"),
         target_epsilon=1.0,
         target_delta=1e-4,
         dp_epsilon=5.0,
@@ -477,7 +477,7 @@ def _one_line_error(code, out, err, expected_code=1):
 def _hand_written(tmp_path, *lines, name="hand.jsonl", **budget):
     cfg = L.make_config(
         currency="certified_removal",
-        params=dict(sigma=10.0),
+        params=dict(rule="paper", sigma=10.0, method="paper"),
         target_epsilon=1.0,
         target_delta=1e-4,
         **budget,

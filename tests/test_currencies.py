@@ -50,11 +50,11 @@ def wsgd_cfg(n=10_000, lam=1e-6, sigma=0.03, batch_size=None, **kw):
 def test_cr_reference_values():
     # algorithms.md §1.5 / §9 and JSON `certified_removal_budget`.
     assert cur.cr_constant(1e-4) == pytest.approx(4.385, abs=5e-4)
-    assert cur.cr_budget(sigma=10, epsilon=1, delta=1e-4) == pytest.approx(
+    assert cur.cr_budget(sigma=10, epsilon=1, delta=1e-4, method="paper") == pytest.approx(
         2.280, abs=5e-4
     )
     assert cur.cr_constant(1e-5) == pytest.approx(4.882, abs=5e-4)
-    assert cur.cr_budget(sigma=10, epsilon=1, delta=1e-5) == pytest.approx(
+    assert cur.cr_budget(sigma=10, epsilon=1, delta=1e-5, method="paper") == pytest.approx(
         2.048218080181754, rel=1e-12
     )
     # algorithms.md §11.7: the analytic Gaussian allows 3.139 at delta=1e-4.
@@ -81,9 +81,9 @@ def test_cr_budgets_are_valid_and_analytic_never_overshoots(sigma, eps, logd):
 
 def test_cr_paper_method_refuses_large_epsilon():
     with pytest.raises(ValueError, match="epsilon"):
-        cur.cr_budget(sigma=10, epsilon=2.0, delta=1e-5)
+        cur.cr_budget(sigma=10, epsilon=2.0, delta=1e-5, method="paper")
     with pytest.raises(ValueError, match="epsilon"):
-        cur.CertifiedRemovalConfig(sigma=10, epsilon=2.0, delta=1e-5)
+        cur.CertifiedRemovalConfig(sigma=10, epsilon=2.0, delta=1e-5, method="paper")
     # analytic is fine there
     assert cur.cr_budget(sigma=10, epsilon=2.0, delta=1e-5, method="analytic") > 0
 
@@ -122,7 +122,7 @@ def test_supported_removals():
 
 
 def test_cr_state_accumulates_and_resets():
-    cfg = cur.CertifiedRemovalConfig(sigma=10, epsilon=1, delta=1e-4)
+    cfg = cur.CertifiedRemovalConfig(sigma=10, epsilon=1, delta=1e-4, method="paper")
     s = cur.cr_init()
     for _ in range(4):
         s = cur.cr_update(s, 0.5)
@@ -140,7 +140,7 @@ def test_cr_state_accumulates_and_resets():
 
 
 def test_cr_training_residual_starts_beta_and_set_mode_replaces_it():
-    cfg = cur.CertifiedRemovalConfig(sigma=10, epsilon=1, delta=1e-4)
+    cfg = cur.CertifiedRemovalConfig(sigma=10, epsilon=1, delta=1e-4, method="paper")
     assert cur.cr_init() == cur.cr_init(0.0) == cur.CertifiedRemovalState()
     s = cur.cr_init(0.25)  # a certified model's beta starts at its training residual
     assert s.residual == 0.25 and s.num_removed == 0
@@ -620,7 +620,7 @@ def test_extractor_head_composition_and_max_removals():
 
 
 def test_extractor_state_head_retrain_keeps_group():
-    head = cur.CertifiedRemovalConfig(sigma=10, epsilon=1.0, delta=1e-4)
+    head = cur.CertifiedRemovalConfig(sigma=10, epsilon=1.0, delta=1e-4, method="paper")
     cfg = cur.ExtractorHeadConfig(
         extractor_epsilon=0.1,
         extractor_delta=1e-5,

@@ -195,20 +195,10 @@ MAC = "hmac-sha256"
 #: Shortest MAC key accepted: RFC 2104 §3 discourages keys shorter than the
 #: hash output (32 bytes for SHA-256).
 MIN_KEY_BYTES = 32
-CURRENCIES = ("certified_removal", "sekhari", "d2d", "langevin", "wsgd", "dp_extractor")
+#: Every registered currency (:data:`dpunlearn.accounting.currencies.REGISTRY`).
+CURRENCIES = tuple(cur.REGISTRY)
 _KINDS = ("train", "request", "retrain")
 _COMMON_KEYS = {"kind", "seq", "time", "note", "dp", "prev", "mac"}
-_REQUEST_KEYS = {
-    "certified_removal": {"removed", "residual_bound", "residual_mode"},
-    "sekhari": {"removed"},
-    "d2d": {"removed"},
-    "langevin": {"removed", "steps"},
-    "wsgd": {"removed", "epochs"},
-    "dp_extractor": {"removed", "residual_bound"},
-}
-#: Extra keys of ``train`` / ``retrain`` entries, per currency.
-_TRAIN_KEYS = {"certified_removal": {"residual_bound"}}
-_RESIDUAL_MODES = ("add", "set")
 _MECHANISM_KEYS = {
     "gaussian": {"noise_multiplier"},
     "subsampled_gaussian": {"sampling_rate", "noise_multiplier"},
@@ -347,36 +337,7 @@ def _fields(cls) -> set[str]:
 def _currency_config(
     currency: str, params: Mapping[str, Any], eps: float, delta: float
 ):
-    p = dict(params)
-    if currency == "certified_removal":
-        allowed = {"sigma", "method"}
-        _check_keys("params", p, allowed)
-        return cur.CertifiedRemovalConfig(epsilon=eps, delta=delta, **p)
-    if currency == "sekhari":
-        allowed = {"capacity"}
-        _check_keys("params", p, allowed)
-        return cur.SekhariConfig(epsilon=eps, delta=delta, **p)
-    if currency == "d2d":
-        allowed = _fields(cur.D2DConfig) - {"epsilon", "delta"}
-        _check_keys("params", p, allowed)
-        return cur.D2DConfig(epsilon=eps, delta=delta, **p)
-    if currency == "langevin":
-        _check_keys("params", p, _fields(cur.LangevinConfig))
-        return cur.LangevinConfig(**p)
-    if currency == "wsgd":
-        _check_keys("params", p, _fields(cur.WassersteinConfig))
-        return cur.WassersteinConfig(**p)
-    if currency == "dp_extractor":
-        _check_keys("params", p, {"extractor_epsilon", "extractor_delta", "head"})
-        head = dict(p.pop("head", {}) or {})
-        _check_keys("params.head", head, {"sigma", "epsilon", "delta", "method"})
-        return cur.ExtractorHeadConfig(
-            head=cur.CertifiedRemovalConfig(**head),
-            target_epsilon=eps,
-            target_delta=delta,
-            **p,
-        )
-    raise ValueError(f"Expected currency in {CURRENCIES}, got {currency!r}.")
+    return cur.get(currency).config(dict(params), eps, delta)
 
 
 def _check_keys(where: str, d: Mapping[str, Any], allowed: set[str]) -> None:
@@ -389,13 +350,7 @@ def _check_keys(where: str, d: Mapping[str, Any], allowed: set[str]) -> None:
 
 
 def _u_budget(setup_currency: str, config) -> dict:
-    if setup_currency == "certified_removal":
-        return {"residual_budget": config.budget}
-    if setup_currency == "dp_extractor":
-        return {"head_residual_budget": config.head.budget}
-    if setup_currency == "sekhari":
-        return {"capacity": config.capacity}
-    return {}
+    return cur.get(setup_currency).budget(config)
 
 
 def _plain(v: Any) -> Any:
@@ -450,6 +405,9 @@ def make_config(
         _validate.positive(dp_epsilon=dp_epsilon)
     _validate.positive(target_epsilon=target_epsilon)
     params = _plain(dict(params))
+    prepare = cur.get(currency).prepare
+    if prepare is not None:
+        params = prepare(params)
     config = _currency_config(
         currency, params, float(target_epsilon), float(target_delta)
     )
@@ -729,104 +687,27 @@ def _dp_report(
 # ---------------------------------------------------------------------------
 
 
-def _init_state(currency: str):
-    return {
-        "certified_removal": cur.cr_init,
-        "sekhari": cur.sekhari_init,
-        "d2d": cur.d2d_init,
-        "langevin": cur.langevin_init,
-        "wsgd": cur.wsgd_init,
-        "dp_extractor": cur.extractor_init,
-    }[currency]()
-
-
-def _residual_bound(entry: Mapping[str, Any], default: float | None) -> float:
-    """The entry's ``residual_bound`` as a finite float >= 0 (``default`` if
-    absent; required when ``default`` is None)."""
-    if "residual_bound" not in entry:
-        if default is None:
-            raise ValueError("Expected residual_bound in the entry.")
-        return default
-    try:
-        value = float(entry["residual_bound"])
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"Expected residual_bound to be a number, got {entry['residual_bound']!r}."
-        ) from None
-    _validate.non_negative(residual_bound=value)
-    return value
-
-
-def _residual_mode(entry: Mapping[str, Any]) -> str:
-    mode = entry.get("residual_mode", "add")
-    if mode not in _RESIDUAL_MODES:
-        raise ValueError(
-            f"Expected residual_mode in {_RESIDUAL_MODES} ('add': beta += bound, "
-            f"Algorithm 2; 'set': beta = bound, residual-correcting step), "
-            f"got {mode!r}."
-        )
-    return mode
+def _init_state(setup: LedgerSetup):
+    return cur.get(setup.currency).initial(setup.config)
 
 
 def _train_state(setup: LedgerSetup, entry: Mapping[str, Any]):
     """Currency state of a freshly trained model (a ``train`` entry)."""
-    if setup.currency == "certified_removal":
-        return cur.cr_init(_residual_bound(entry, 0.0))
-    return _init_state(setup.currency)
+    return cur.get(setup.currency).train(setup.config, entry)
 
 
 def _report(setup: LedgerSetup, state) -> cur.CertificateReport:
-    c, cfg = setup.currency, setup.config
-    if c == "certified_removal":
-        return cur.cr_report(state, cfg)
-    if c == "sekhari":
-        return cur.sekhari_report(state, cfg)
-    if c == "d2d":
-        return cur.d2d_report(state, cfg)
-    if c in ("langevin", "wsgd"):
-        report = cur.langevin_report if c == "langevin" else cur.wsgd_report
-        return report(
-            state, cfg, target_epsilon=setup.target_epsilon, delta=setup.target_delta
-        )
-    return cur.extractor_report(state, cfg)
+    return cur.get(setup.currency).report(
+        setup.config, state, setup.target_epsilon, setup.target_delta
+    )
 
 
 def _request(setup: LedgerSetup, state, entry: Mapping[str, Any]):
-    c, cfg = setup.currency, setup.config
-    removed = entry.get("removed", 1)
-    _validate.positive_int(removed=removed)
-    if c in ("certified_removal", "dp_extractor"):
-        if "residual_bound" not in entry:
-            raise ValueError(f"Expected residual_bound in a {c} request.")
-        bound = _residual_bound(entry, None)
-        if c == "certified_removal":
-            return cur.cr_update(state, bound, removed, mode=_residual_mode(entry))
-        return cur.extractor_update(state, bound, removed)
-    if c == "sekhari":
-        return cur.sekhari_update(state, removed)
-    if c == "d2d":
-        return cur.d2d_update(state, removed)
-    if c == "langevin":
-        if "steps" not in entry:
-            raise ValueError("Expected steps in a langevin request.")
-        return cur.langevin_update(state, removed=removed, steps=entry["steps"])
-    if "epochs" not in entry:
-        raise ValueError("Expected epochs in a wsgd request.")
-    return cur.wsgd_update(state, cfg, removed=removed, epochs=entry["epochs"])
+    return cur.get(setup.currency).request(setup.config, state, entry)
 
 
 def _retrain(setup: LedgerSetup, state, entry: Mapping[str, Any]):
-    c = setup.currency
-    if c == "dp_extractor":
-        return cur.extractor_reset(state, scope=entry.get("scope", "full"))
-    if c == "certified_removal":
-        return cur.cr_reset(state, _residual_bound(entry, 0.0))
-    return {
-        "sekhari": cur.sekhari_reset,
-        "d2d": cur.d2d_reset,
-        "langevin": cur.langevin_reset,
-        "wsgd": cur.wsgd_reset,
-    }[c](state)
+    return cur.get(setup.currency).retrain(setup.config, state, entry)
 
 
 def initial_summary(setup: LedgerSetup) -> LedgerSummary:
@@ -844,12 +725,8 @@ def _validate_entry(setup: LedgerSetup, entry: Any, seq: int, num_releases: int)
     if kind not in _KINDS:
         raise ValueError(f"Expected {where}.kind in {_KINDS}, got {kind!r}.")
     allowed = set(_COMMON_KEYS)
-    if kind == "request":
-        allowed |= _REQUEST_KEYS[setup.currency]
-    if kind == "retrain" and setup.currency == "dp_extractor":
-        allowed |= {"scope"}
-    if kind in ("train", "retrain"):
-        allowed |= _TRAIN_KEYS.get(setup.currency, set())
+    currency = cur.get(setup.currency)
+    allowed |= currency.request_keys if kind == "request" else currency.train_keys
     _check_keys(where, entry, allowed)
     if entry.get("seq", seq) != seq:
         raise LedgerCorruptError(
@@ -893,7 +770,7 @@ class _Fold:
         f = cls()
         f.num_entries = f.num_releases = f.num_retrains = f.num_requests = 0
         f.requests_since_retrain = f.total_removed = 0
-        f.state = _init_state(setup.currency)
+        f.state = _init_state(setup)
         f.rdp = np.zeros(_ORDERS.size)
         f.precision = 0.0
         f.non_gaussian = 0
@@ -1000,7 +877,8 @@ def replay(entries: Iterable[Mapping[str, Any]]) -> LedgerSummary:
     the conversions done once at the end instead of after every entry).
 
     Example:
-      >>> cfg = make_config(currency="certified_removal", params={"sigma": 10.0},
+      >>> cfg = make_config(currency="certified_removal",
+      ...                   params={"rule": "paper", "sigma": 10.0, "method": "paper"},
       ...                   target_epsilon=1.0, target_delta=1e-4)
       >>> s = replay([cfg, {"kind": "train", "dp": [gaussian_release(4.0)]},
       ...             {"kind": "request", "residual_bound": 0.5, "dp": None}])
@@ -1020,29 +898,17 @@ def replay(entries: Iterable[Mapping[str, Any]]) -> LedgerSummary:
 
 
 def _min_k_hint(setup: LedgerSetup, state, entry: Mapping[str, Any]) -> str:
-    """For a refused langevin / wsgd request: the steps (epochs) it would need
-    from ``state``, or that none would do; ``""`` for the other currencies."""
-    if setup.currency not in _MIN_K:
+    """For a refused request of a recursive currency: what it would need from
+    ``state`` (steps, epochs), or that nothing would do; ``""`` otherwise."""
+    need = cur.get(setup.currency).next_need
+    if need is None:
         return ""
-    min_k, unit = _MIN_K[setup.currency]
     try:
-        k = min_k(
-            state,
-            setup.config,
-            removed=int(entry.get("removed", 1)),
-            target_epsilon=setup.target_epsilon,
-            delta=setup.target_delta,
+        return "; this request needs " + need(
+            setup.config, state, entry, setup.target_epsilon, setup.target_delta
         )
     except ValueError:
-        return f"; no number of {unit} certifies it without a retrain"
-    return f"; this request needs {unit} >= {k}"
-
-
-#: Fewest fine-tuning steps (epochs) of the next request, per recursive currency.
-_MIN_K = {
-    "langevin": (cur.langevin_min_steps, "steps"),
-    "wsgd": (cur.wsgd_min_epochs, "epochs"),
-}
+        return "; nothing certifies it without a retrain"
 
 
 def _refusal(

@@ -51,8 +51,12 @@ from dpunlearn.accounting.currencies.d2d import *  # noqa: F401,F403
 from dpunlearn.accounting.currencies.langevin import *  # noqa: F401,F403
 from dpunlearn.accounting.currencies.noisy_sgd import *  # noqa: F401,F403
 from dpunlearn.accounting.currencies.dp_extractor import *  # noqa: F401,F403
+from dpunlearn.accounting.currencies.registry import REGISTRY, Currency, get  # noqa: F401
 
 __all__ = [
+    "REGISTRY",
+    "Currency",
+    "get",
     "CertificateReport",
     "DEFAULT_MAX_ORDER",
     "minimise_over_orders",

@@ -1,4 +1,20 @@
-"""Guo et al. certified removal: the residual-norm currency (Algorithm 2) and the retrain-schedule currency."""
+"""Guo et al. certified removal: two currencies of one ledger name.
+
+* ``rule="schedule"`` (the default of a new ledger; sound): a model is
+  released only while the shadow models of
+  :mod:`dpunlearn.retrain_schedule`, which never look at the secret
+  perturbation, certify it; entries carry how many shadows are marked, and the
+  ledger recomputes the Clopper–Pearson bound and refuses past ``δ′``.
+* ``rule="paper"`` (Algorithm 2 of Guo et al., ICML 2020; **not certified**,
+  kept for reproductions and for ledgers written before the schedule): β, the
+  sum of residual bounds, against the budget of a Gaussian mechanism. It
+  decides on β(b), which depends on the secret b (``docs/certified_removal.md``).
+
+A ledger configuration without ``rule`` is a legacy paper-rule ledger and
+replays exactly as written (its budget method then defaults to ``"paper"``,
+the default of that time); everywhere else the budget method defaults to the
+analytic Gaussian one.
+"""
 
 
 from __future__ import annotations
@@ -31,6 +47,9 @@ __all__ = [
     "cr_update",
     "cr_reset",
     "cr_report",
+    "RetrainScheduleConfig",
+    "RetrainScheduleState",
+    "schedule_report",
 ]
 
 # ---------------------------------------------------------------------------
@@ -51,7 +70,8 @@ def cr_constant(delta: float) -> float:
       c > 0.
     """
     _check_delta(delta)
-    return math.sqrt(2.0 * math.log(1.5 / float(delta)))
+    # log(1.5/δ) without forming 1.5/δ, which overflows for subnormal δ.
+    return math.sqrt(2.0 * (math.log(1.5) - math.log(float(delta))))
 
 
 def cr_budget(
@@ -59,13 +79,16 @@ def cr_budget(
     sigma: float,
     epsilon: float,
     delta: float,
-    method: Literal["paper", "analytic"] = "paper",
+    method: Literal["paper", "analytic"] = "analytic",
 ) -> float:
-    """Total gradient-residual budget β_max of a Guo et al. certified-removal model.
+    """Total gradient-residual budget β_max of Guo et al.'s Algorithm 2.
 
-    While the accumulated (sum-form) residual-norm bound β stays ≤ β_max the
-    released model is (ε, δ)-certified-removal (Guo et al. 2020, Algorithm 2;
-    ``algorithms.md`` §1.5):
+    Guo et al. (2020, Theorem 3, Algorithm 2) call a model whose accumulated
+    (sum-form) residual bound β is ≤ β_max (ε, δ)-certified-removal. That is a
+    Gaussian-mechanism argument for a *fixed* shift; the residual depends on
+    the secret b, so β ≤ β_max alone is not a certificate (see
+    :func:`dpunlearn.certified.removal_epsilon`). The package-wide default is
+    the analytic budget:
 
     * ``method="paper"``: β_max = σε/c with c = √(2 ln(1.5/δ)). Valid only for
       ε ≤ 1 (``algorithms.md`` §11.7); larger ε raises.
@@ -86,13 +109,13 @@ def cr_budget(
       ValueError: On out-of-range arguments, naming the argument.
 
     Guarantees:
-      Certified: a model whose residual bound is ≤ the returned β_max is
-      (ε, δ)-CR. ``"analytic"`` never returns a β whose exact δ exceeds δ.
+      A Gaussian mechanism with sensitivity ≤ the returned β_max and noise σ is
+      (ε, δ)-DP; ``"analytic"`` never returns a β whose exact δ exceeds δ.
 
     Example:
-      >>> round(cr_budget(sigma=10.0, epsilon=1.0, delta=1e-4), 3)
+      >>> round(cr_budget(sigma=10.0, epsilon=1.0, delta=1e-4, method="paper"), 3)
       2.28
-      >>> round(cr_budget(sigma=10.0, epsilon=1.0, delta=1e-4, method="analytic"), 3)
+      >>> round(cr_budget(sigma=10.0, epsilon=1.0, delta=1e-4), 3)
       3.139
     """
     _validate.positive(sigma=sigma, epsilon=epsilon)
@@ -215,7 +238,7 @@ class CertifiedRemovalConfig:
     sigma: float
     epsilon: float
     delta: float
-    method: Literal["paper", "analytic"] = "paper"
+    method: Literal["paper", "analytic"] = "analytic"
 
     def __post_init__(self):
         _validate.positive(sigma=self.sigma, epsilon=self.epsilon)
@@ -349,3 +372,244 @@ def cr_report(
     )
 
 
+
+
+# ---------------------------------------------------------------------------
+# The sound currency: the retrain schedule's shadow counts.
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RetrainScheduleConfig:
+    """Constants of the shadow-model retrain schedule (:mod:`dpunlearn.retrain_schedule`).
+
+    Attributes:
+      epsilon: ε every released model carries.
+      delta: The total δ = ``delta_noise + delta_schedule + confidence``.
+      num_shadows: ``M``, the shadow models.
+      delta_noise: δ_E of the pointwise bound's noise event.
+      delta_schedule: δ′, the allowed probability that a shadow is marked.
+      confidence: η, the failure probability of the Clopper–Pearson bound.
+    """
+
+    epsilon: float
+    delta: float
+    num_shadows: int
+    delta_noise: float
+    delta_schedule: float
+    confidence: float
+
+    def __post_init__(self):
+        _validate.positive(epsilon=self.epsilon)
+        _validate.positive_int(num_shadows=self.num_shadows)
+        for name in ("delta", "delta_noise", "delta_schedule", "confidence"):
+            _check_delta(getattr(self, name))
+        parts = self.delta_noise + self.delta_schedule + self.confidence
+        if parts > self.delta * (1 + 1e-9):
+            raise ValueError(
+                f"Expected delta_noise + delta_schedule + confidence = {parts:.6g} <= "
+                f"delta = {self.delta:.6g}."
+            )
+
+    @classmethod
+    def from_target(cls, target) -> "RetrainScheduleConfig":
+        """From a :class:`dpunlearn.retrain_schedule.ScheduleTarget`."""
+        return cls(
+            epsilon=target.epsilon,
+            delta=target.delta,
+            num_shadows=target.num_shadows,
+            delta_noise=target.delta_noise,
+            delta_schedule=target.delta_schedule,
+            confidence=target.confidence,
+        )
+
+
+class RetrainScheduleState(NamedTuple):
+    """Shadows marked since the last (re)training, and rows removed since."""
+
+    num_exceeded: int = 0
+    num_removed: int = 0
+
+
+def _exceeded(entry, config: RetrainScheduleConfig, at_least: int = 0) -> int:
+    value = entry.get("shadows_exceeded")
+    if value is None:
+        raise ValueError("Expected shadows_exceeded in the entry (the schedule's count).")
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"Expected shadows_exceeded to be an integer, got {value!r}.")
+    if not at_least <= value <= config.num_shadows:
+        raise ValueError(
+            f"Expected shadows_exceeded in [{at_least}, {config.num_shadows}] (marks "
+            f"never disappear before a retrain), got {value}."
+        )
+    return int(value)
+
+
+def schedule_report(
+    state: RetrainScheduleState, config: RetrainScheduleConfig
+) -> CertificateReport:
+    """(U): certified iff the Clopper–Pearson bound on the marked fraction is ≤ δ′."""
+    from dpunlearn import stats
+
+    upper = stats.clopper_pearson_upper(
+        state.num_exceeded, config.num_shadows, config.confidence
+    )
+    ok = upper <= config.delta_schedule
+    return CertificateReport(
+        "certified_removal",
+        ok,
+        config.epsilon if ok else math.inf,
+        config.delta,
+        upper,
+        config.delta_schedule,
+        config.delta_schedule - upper,
+        "exceed_probability",
+    )
+
+
+def _cr_config(params, eps: float, delta: float):
+    from dpunlearn.accounting.currencies.registry import check_keys
+
+    p = dict(params)
+    rule = p.pop("rule", None)
+    if rule == "schedule":
+        check_keys(
+            "params", p, {"num_shadows", "delta_noise", "delta_schedule", "confidence"}
+        )
+        return RetrainScheduleConfig(epsilon=eps, delta=delta, **p)
+    if rule not in (None, "paper"):
+        raise ValueError(f"Expected params.rule in ('schedule', 'paper'), got {rule!r}.")
+    check_keys("params", p, {"sigma", "method"})
+    if rule is None:  # a ledger written before the schedule: as it was written
+        p.setdefault("method", "paper")
+    return CertifiedRemovalConfig(epsilon=eps, delta=delta, **p)
+
+
+def _residual_bound(entry, default):
+    if "residual_bound" not in entry:
+        if default is None:
+            raise ValueError("Expected residual_bound in a certified_removal request.")
+        return default
+    try:
+        value = float(entry["residual_bound"])
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"Expected residual_bound to be a number, got {entry['residual_bound']!r}."
+        ) from None
+    _validate.non_negative(residual_bound=value)
+    return value
+
+
+_RESIDUAL_MODES = ("add", "set")
+
+
+def _residual_mode(entry) -> str:
+    mode = entry.get("residual_mode", "add")
+    if mode not in _RESIDUAL_MODES:
+        raise ValueError(
+            f"Expected residual_mode in {_RESIDUAL_MODES} ('add': beta += bound, "
+            f"Algorithm 2; 'set': beta = bound, residual-correcting step), "
+            f"got {mode!r}."
+        )
+    return mode
+
+
+def _cr_initial(config):
+    if isinstance(config, RetrainScheduleConfig):
+        return RetrainScheduleState()
+    return cr_init()
+
+
+def _cr_train(config, entry):
+    if isinstance(config, RetrainScheduleConfig):
+        return RetrainScheduleState(_exceeded(entry, config), 0)
+    return cr_init(_residual_bound(entry, 0.0))
+
+
+def _cr_request(config, state, entry):
+    from dpunlearn.accounting.currencies.registry import removed_count
+
+    removed = removed_count(entry)
+    if isinstance(config, RetrainScheduleConfig):
+        return RetrainScheduleState(
+            _exceeded(entry, config, state.num_exceeded), state.num_removed + removed
+        )
+    return cr_update(state, _residual_bound(entry, None), removed, mode=_residual_mode(entry))
+
+
+def _cr_retrain(config, state, entry):
+    if isinstance(config, RetrainScheduleConfig):
+        # A retrain trains new shadows; a refusal's "what would a retrain
+        # give" asks with no count, and a fresh model with no mark is the
+        # best case.
+        count = _exceeded(entry, config) if "shadows_exceeded" in entry else 0
+        return RetrainScheduleState(count, 0)
+    return cr_reset(state, _residual_bound(entry, 0.0))
+
+
+def _cr_report(config, state, eps, delta):
+    if isinstance(config, RetrainScheduleConfig):
+        return schedule_report(state, config)
+    return cr_report(state, config)
+
+
+def _cr_budget(config) -> dict:
+    if isinstance(config, RetrainScheduleConfig):
+        return {"delta_schedule": config.delta_schedule}
+    return {"residual_budget": config.budget}
+
+
+def _cr_prepare(params: dict) -> dict:
+    """New ledgers: the rule and the budget method are written explicitly."""
+    p = dict(params)
+    if "rule" not in p:
+        if "sigma" in p:
+            raise ValueError(
+                "A certified_removal ledger with a residual budget (params.sigma) is "
+                "Guo et al.'s Algorithm 2, whose retrain decision looks at the secret "
+                "perturbation and is not certified: pass params.rule='paper' to keep "
+                "it anyway, or the retrain schedule's params (rule='schedule', "
+                "num_shadows, delta_noise, delta_schedule, confidence; see "
+                "RetrainScheduleConfig.from_target)."
+            )
+        p["rule"] = "schedule"
+    if p["rule"] == "paper":
+        p.setdefault("method", "analytic")
+    return p
+
+
+def _cr_from_charge(charge) -> dict:
+    """Entry fields from a :class:`dpunlearn.methods.certified_removal` charge."""
+    fields = {"removed": int(charge.num_removed)} if int(charge.num_removed) else {}
+    if int(charge.num_shadows) > 0:
+        fields["shadows_exceeded"] = int(charge.num_exceeded)
+    else:
+        fields["residual_bound"] = float(charge.residual_bound)
+        fields["residual_mode"] = "set"
+    return fields
+
+
+def _register():
+    from dpunlearn.accounting.currencies.registry import Currency, register
+
+    register(
+        Currency(
+            name="certified_removal",
+            config=_cr_config,
+            request_keys=frozenset(
+                {"removed", "residual_bound", "residual_mode", "shadows_exceeded"}
+            ),
+            train_keys=frozenset({"residual_bound", "shadows_exceeded"}),
+            initial=_cr_initial,
+            train=_cr_train,
+            request=_cr_request,
+            retrain=_cr_retrain,
+            report=_cr_report,
+            budget=_cr_budget,
+            from_charge=_cr_from_charge,
+            prepare=_cr_prepare,
+        )
+    )
+
+
+_register()

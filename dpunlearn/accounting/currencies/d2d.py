@@ -505,3 +505,37 @@ def d2d_report(state: D2DState, config: D2DConfig) -> CertificateReport:
     return _epsilon_report("d2d", eps, config.delta, config.epsilon)
 
 
+
+
+def _register():
+    from dpunlearn.accounting.currencies.registry import (
+        Currency,
+        check_keys,
+        register,
+        removed_count,
+    )
+
+    def config(params, eps, delta):
+        check_keys(
+            "params", params, {f.name for f in dataclasses.fields(D2DConfig)} - {"epsilon", "delta"}
+        )
+        return D2DConfig(epsilon=eps, delta=delta, **params)
+
+    register(
+        Currency(
+            name="d2d",
+            config=config,
+            request_keys=frozenset({"removed"}),
+            train_keys=frozenset(),
+            initial=lambda cfg: d2d_init(),
+            train=lambda cfg, entry: d2d_init(),
+            request=lambda cfg, state, entry: d2d_update(state, removed_count(entry)),
+            retrain=lambda cfg, state, entry: d2d_reset(state),
+            report=lambda cfg, state, eps, delta: d2d_report(state, cfg),
+            budget=lambda cfg: {},
+            from_charge=lambda charge: {"removed": int(charge.num_removed)},
+        )
+    )
+
+
+_register()

@@ -198,3 +198,59 @@ def extractor_report(
     return _epsilon_report(
         "dp_extractor", eps, dlt, config.target_epsilon, certified=ok
     )
+
+
+def _prepare(params: dict) -> dict:
+    p = dict(params)
+    p["head"] = {"method": "analytic", **dict(p.get("head") or {})}
+    return p
+
+
+def _register():
+    from dpunlearn.accounting.currencies.certified_removal import _residual_bound
+    from dpunlearn.accounting.currencies.registry import (
+        Currency,
+        check_keys,
+        register,
+        removed_count,
+    )
+
+    def config(params, eps, delta):
+        p = dict(params)
+        check_keys("params", p, {"extractor_epsilon", "extractor_delta", "head"})
+        head = dict(p.pop("head", {}) or {})
+        check_keys("params.head", head, {"sigma", "epsilon", "delta", "method"})
+        head.setdefault("method", "paper")  # ledgers written before the default changed
+        return ExtractorHeadConfig(
+            head=CertifiedRemovalConfig(**head),
+            target_epsilon=eps,
+            target_delta=delta,
+            **p,
+        )
+
+    register(
+        Currency(
+            name="dp_extractor",
+            config=config,
+            request_keys=frozenset({"removed", "residual_bound"}),
+            train_keys=frozenset({"scope"}),
+            initial=lambda cfg: extractor_init(),
+            train=lambda cfg, entry: extractor_init(),
+            request=lambda cfg, state, entry: extractor_update(
+                state, _residual_bound(entry, None), removed_count(entry)
+            ),
+            retrain=lambda cfg, state, entry: extractor_reset(
+                state, scope=entry.get("scope", "full")
+            ),
+            report=lambda cfg, state, eps, delta: extractor_report(state, cfg),
+            budget=lambda cfg: {"head_residual_budget": cfg.head.budget},
+            from_charge=lambda charge: {
+                "removed": int(charge.num_removed),
+                "residual_bound": float(charge.residual_bound),
+            },
+            prepare=_prepare,
+        )
+    )
+
+
+_register()

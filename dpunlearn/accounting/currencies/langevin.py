@@ -681,3 +681,52 @@ def langevin_report(
     return _epsilon_report("langevin", eps, float(delta), float(target_epsilon))
 
 
+
+
+def _register():
+    from dpunlearn.accounting.currencies.registry import (
+        Currency,
+        check_keys,
+        register,
+        removed_count,
+    )
+
+    def config(params, eps, delta):
+        check_keys("params", params, {f.name for f in dataclasses.fields(LangevinConfig)})
+        return LangevinConfig(**params)
+
+    def request(cfg, state, entry):
+        if "steps" not in entry:
+            raise ValueError("Expected steps in a langevin request.")
+        return langevin_update(state, removed=removed_count(entry), steps=entry["steps"])
+
+    def next_need(cfg, state, entry, eps, delta):
+        k = langevin_min_steps(
+            state, cfg, removed=removed_count(entry), target_epsilon=eps, delta=delta
+        )
+        return f"steps >= {k}"
+
+    register(
+        Currency(
+            name="langevin",
+            config=config,
+            request_keys=frozenset({"removed", "steps"}),
+            train_keys=frozenset(),
+            initial=lambda cfg: langevin_init(),
+            train=lambda cfg, entry: langevin_init(),
+            request=request,
+            retrain=lambda cfg, state, entry: langevin_reset(state),
+            report=lambda cfg, state, eps, delta: langevin_report(
+                state, cfg, target_epsilon=eps, delta=delta
+            ),
+            budget=lambda cfg: {},
+            from_charge=lambda charge: {
+                "removed": int(charge.num_removed),
+                "steps": int(charge.steps),
+            },
+            next_need=next_need,
+        )
+    )
+
+
+_register()

@@ -391,3 +391,52 @@ def wsgd_report(
     return _epsilon_report("wsgd", eps, float(delta), float(target_epsilon))
 
 
+
+
+def _register():
+    from dpunlearn.accounting.currencies.registry import (
+        Currency,
+        check_keys,
+        register,
+        removed_count,
+    )
+
+    def config(params, eps, delta):
+        check_keys("params", params, {f.name for f in dataclasses.fields(WassersteinConfig)})
+        return WassersteinConfig(**params)
+
+    def request(cfg, state, entry):
+        if "epochs" not in entry:
+            raise ValueError("Expected epochs in a wsgd request.")
+        return wsgd_update(state, cfg, removed=removed_count(entry), epochs=entry["epochs"])
+
+    def next_need(cfg, state, entry, eps, delta):
+        k = wsgd_min_epochs(
+            state, cfg, removed=removed_count(entry), target_epsilon=eps, delta=delta
+        )
+        return f"epochs >= {k}"
+
+    register(
+        Currency(
+            name="wsgd",
+            config=config,
+            request_keys=frozenset({"removed", "epochs"}),
+            train_keys=frozenset(),
+            initial=lambda cfg: wsgd_init(),
+            train=lambda cfg, entry: wsgd_init(),
+            request=request,
+            retrain=lambda cfg, state, entry: wsgd_reset(state),
+            report=lambda cfg, state, eps, delta: wsgd_report(
+                state, cfg, target_epsilon=eps, delta=delta
+            ),
+            budget=lambda cfg: {},
+            from_charge=lambda charge: {
+                "removed": int(charge.num_removed),
+                "epochs": int(charge.epochs),
+            },
+            next_need=next_need,
+        )
+    )
+
+
+_register()

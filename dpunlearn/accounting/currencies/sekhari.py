@@ -293,3 +293,35 @@ def sekhari_report(state: SekhariState, config: SekhariConfig) -> CertificateRep
     )
 
 
+
+
+def _register():
+    from dpunlearn.accounting.currencies.registry import (
+        Currency,
+        check_keys,
+        register,
+        removed_count,
+    )
+
+    def config(params, eps, delta):
+        check_keys("params", params, {"capacity"})
+        return SekhariConfig(epsilon=eps, delta=delta, **params)
+
+    register(
+        Currency(
+            name="sekhari",
+            config=config,
+            request_keys=frozenset({"removed"}),
+            train_keys=frozenset(),
+            initial=lambda cfg: sekhari_init(),
+            train=lambda cfg, entry: sekhari_init(),
+            request=lambda cfg, state, entry: sekhari_update(state, removed_count(entry)),
+            retrain=lambda cfg, state, entry: sekhari_reset(state),
+            report=lambda cfg, state, eps, delta: sekhari_report(state, cfg),
+            budget=lambda cfg: {"capacity": cfg.capacity},
+            from_charge=lambda charge: {"removed": int(charge.num_removed)},
+        )
+    )
+
+
+_register()
