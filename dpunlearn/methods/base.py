@@ -20,13 +20,15 @@ Conventions every method follows:
 
 * **State never holds the data.** ``data`` is passed to every call; a state
   holds parameters, secrets (noise, un-noised iterates), the row mask and
-  counters. Every state has a ``params`` field: what is released.
+  counters. Every state has a ``params`` field (what is released) and a
+  ``mask`` field (``bool[n]``, the rows it was trained on minus those removed).
 * **Nothing fixed at training is passed again.** Hyperparameters, the loss,
   the noise calibration live in the factory's closure.
 * **Keys are explicit.** ``train`` and ``unlearn`` take a key and never reuse
   it (methods that need no randomness to unlearn ignore theirs).
-* **A charge** is a ``NamedTuple`` of arrays in the currency's units (jittable);
-  the ledger turns it into an entry on the host.
+* **A charge** is a ``NamedTuple`` of arrays in the currency's units (jittable),
+  with at least ``num_removed``; the currency's ``from_charge`` turns it into
+  the fields of a ledger entry on the host.
 * **Bad input**: structure errors raise ``ValueError``; value errors raise
   eagerly (:func:`check_request`) and, under ``jit``, poison the charge (its
   certificate fields become ``+inf``) and leave the model unchanged.

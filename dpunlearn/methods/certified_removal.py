@@ -40,11 +40,16 @@ class CertifiedRemovalMethodState(NamedTuple):
     def params(self) -> Array:
         return self.model.params
 
+    @property
+    def mask(self) -> Array:
+        return self.model.mask
+
 
 class CertifiedRemovalCharge(NamedTuple):
     """What one (re)training or request costs.
 
     Attributes:
+      num_removed: Rows removed by this request (0 for a training).
       num_exceeded: Shadows whose ``ε̄`` passed ``ε`` (the sound currency).
       num_shadows: ``M``.
       residual_bound: ``β`` of the live model (Algorithm 2's currency; secret-
@@ -55,6 +60,7 @@ class CertifiedRemovalCharge(NamedTuple):
       valid: The request was valid (else the model is unchanged, bounds ``inf``).
     """
 
+    num_removed: Array
     num_exceeded: Array
     num_shadows: Array
     residual_bound: Array
@@ -92,7 +98,7 @@ def certified_removal(
     currency = "certified_removal" if target else "certified_removal_paper"
     delta_noise = target.delta_noise if target else delta / 2
 
-    def charge(state, valid):
+    def charge(state, valid, num_removed=0):
         model = state.model
         event = removal_certificate.noise_event(
             delta_noise, num_rows=model.mask.shape[0], num_heads=config.num_heads
@@ -113,6 +119,7 @@ def certified_removal(
             exceeded = jnp.sum(state.schedule.exceeded).astype(jnp.int32)
             rounding = jnp.max(state.schedule.shadows.rounding_failure)
         return CertifiedRemovalCharge(
+            num_removed=jnp.asarray(num_removed, jnp.int32),
             num_exceeded=exceeded,
             num_shadows=jnp.asarray(num_shadows, jnp.int32),
             residual_bound=model.grad_residual_bound,
@@ -146,7 +153,7 @@ def certified_removal(
                 schedule, jnp.atleast_1d(jnp.asarray(request)), data.x, data.y
             )
         new = CertifiedRemovalMethodState(model, schedule)
-        return new, charge(new, info.valid), info
+        return new, charge(new, info.valid, jnp.size(request)), info
 
     def predict(params, inputs):
         scores = jnp.matmul(inputs, params.T if params.ndim == 2 else params,

@@ -1,0 +1,115 @@
+"""Serving deletion requests: apply, record, and retrain when the ledger refuses.
+
+:func:`serve` is the host-side loop a deployed model runs for every request,
+for any method of :mod:`dpunlearn.methods`:
+
+1. the method unlearns the request (``method.unlearn``);
+2. the charge is recorded in the ledger (the currency's ``from_charge`` gives
+   the entry's fields); the ledger recomputes the certificate and refuses a
+   release past its budget, leaving the file unchanged;
+3. on a refusal the model is retrained from scratch on the remaining rows
+   with a fresh key (``method.train``), the retrain is recorded, and that
+   model, which already excludes the request, is released.
+
+Keys: ``key`` is consumed (split into the unlearning and the retraining keys);
+pass a new one per request, e.g. ``jax.random.fold_in(key, request_number)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dpunlearn.accounting import currencies
+from dpunlearn.accounting.ledger import BudgetExceededError, Ledger, LedgerSummary
+from dpunlearn.methods.base import Data, Method, check_request
+from dpunlearn.types import PRNGKey
+
+__all__ = ["ServeResult", "record_training", "serve"]
+
+
+class ServeResult(NamedTuple):
+    """What serving one request did.
+
+    Attributes:
+      state: The released model's state.
+      charge: The charge recorded (of the retrain, if there was one).
+      info: The method's info of the unlearning step (``None`` if refused
+        before unlearning).
+      retrained: Whether the ledger refused the update and the model was
+        retrained.
+      summary: The ledger summary after recording (``None`` without a ledger).
+      refusal: The refusal's message, if any.
+    """
+
+    state: Any
+    charge: Any
+    info: Any
+    retrained: bool
+    summary: LedgerSummary | None
+    refusal: str | None
+
+
+def _fields(ledger: Ledger, charge, kind: str) -> dict:
+    currency = currencies.get(ledger.setup.currency)
+    fields = currency.from_charge(jax.device_get(charge))
+    allowed = currency.request_keys if kind == "request" else currency.train_keys
+    return {k: v for k, v in fields.items() if k in allowed}
+
+
+def record_training(ledger: Ledger, charge, *, dp=None, kind: str = "train") -> LedgerSummary:
+    """Records a (re)training's charge (``kind`` ``"train"`` or ``"retrain"``)."""
+    fields = _fields(ledger, charge, kind)
+    if kind == "train":
+        return ledger.train(dp=dp, **fields)
+    return ledger.retrain(dp=dp, **fields)
+
+
+def serve(
+    method: Method,
+    state,
+    request,
+    data: Data,
+    *,
+    key: PRNGKey,
+    ledger: Ledger | None = None,
+    dp=None,
+) -> ServeResult:
+    """Serves one deletion request (see the module docstring).
+
+    Args:
+      method: The method that trained ``state``.
+      state: The live model's state.
+      request: Row indices to delete (1-D integers).
+      data: The training data.
+      key: Fresh randomness for this request (split here; never reused).
+      ledger: Where to record; ``None`` applies the request without checks.
+      dp: The (D) mechanisms this release declares (see the ledger).
+
+    Returns:
+      A :class:`ServeResult`. The released model is ``result.state``.
+
+    Raises:
+      ValueError: an invalid request (nothing is recorded).
+      BudgetExceededError: a refusal that even a retrain cannot resolve (the
+        (D) budget, which retraining never restores).
+    """
+    request = check_request(request, state.mask)
+    k_unlearn, k_retrain = jax.random.split(key)
+    new, charge, info = method.unlearn(k_unlearn, state, request, data)
+    if ledger is None:
+        return ServeResult(new, charge, info, False, None, None)
+    try:
+        summary = ledger.request(dp=dp, **_fields(ledger, charge, "request"))
+        return ServeResult(new, charge, info, False, summary, None)
+    except BudgetExceededError as refusal:
+        if refusal.ledger != "U":
+            raise
+        mask = np.asarray(state.mask).copy()
+        mask[np.asarray(request)] = False
+        retrained, charge = method.train(k_retrain, data, jnp.asarray(mask))
+        summary = record_training(ledger, charge, dp=dp, kind="retrain")
+        return ServeResult(retrained, charge, info, True, summary, str(refusal))
