@@ -19,7 +19,9 @@ def words(text: str) -> list[str]:
     return text.split()
 
 
-CR_ARGV = words("budget certified-removal --sigma 10 --epsilon 1 --delta 1e-4")
+CR_ARGV = words(
+    "budget certified-removal --rule paper --sigma 10 --epsilon 1 --delta 1e-4"
+)
 LANGEVIN_ARGV = words(
     "budget langevin --n 10000 --lam 1e-6 --sigma 0.03 --steps 1000 --requests 3"
     " --delta 1e-4"
@@ -144,7 +146,8 @@ def test_certified_removal_json_and_bounds(capsys):
     assert d["budget"]["paper"] == pytest.approx(2.2803009464393384, rel=1e-12)
     assert d["supported_removals"] == {"paper": 4, "analytic": 6}
     d = run_json(
-        capsys, *words("budget certified-removal --sigma 10 --epsilon 2 --delta 1e-4")
+        capsys,
+        *words("budget certified-removal --rule paper --sigma 10 --epsilon 2 --delta 1e-4"),
     )
     assert "paper" not in d["budget"] and d["budget"]["analytic"] > 0
 
@@ -793,3 +796,20 @@ def test_cli_hostile_values_never_crash(template, a, b, c):
         assert out == "" and err.startswith("dpunlearn: error:") and err.count("\n") == 1, err
     else:
         assert err == ""
+
+
+def test_certified_removal_defaults_to_the_shadow_schedule(capsys):
+    d = run_json(
+        capsys, *words("budget certified-removal --epsilon 1 --delta 1e-4 --marked 0,0,1,3")
+    )
+    # δ = 1e-4 split 50/40/10 %: δ' = 4e-5, η = 1e-5, so M >= ln(1e5)/4e-5.
+    assert d["min_shadows"] == d["shadows"] == 287818
+    assert d["delta_schedule"] == pytest.approx(4e-5)
+    # One marked shadow already lifts the Clopper–Pearson bound past δ'.
+    assert d["certified_requests"] == 2
+    code, _, err = run(capsys, *words("budget certified-removal --epsilon 1 --delta 1e-4 --sigma 10"))
+    assert code == 2 and "--rule paper" in err
+    code, _, err = run(capsys, *words("budget certified-removal --epsilon 1 --delta 1e-4 --shadows 100"))
+    assert code == 2 and "--shadows" in err
+    code, _, err = run(capsys, *words("budget certified-removal --epsilon 1 --delta 1e-4 --marked 3,1"))
+    assert code == 2 and "non-decreasing" in err
