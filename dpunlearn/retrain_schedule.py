@@ -64,6 +64,11 @@ __all__ = [
 ]
 
 
+#: Shadows vmapped together (the rest of the M are mapped over in chunks of
+#: this size): bounds the memory of the Newton temporaries.
+SHADOW_BATCH = 1024
+
+
 @jax.tree_util.register_static
 @dataclasses.dataclass(frozen=True)
 class ScheduleTarget:
@@ -234,11 +239,15 @@ def init_shadows(
     keys = jax.random.split(key, target.num_shadows)
     X = jnp.asarray(X)
     yl = certified._labels(like, y)
-    shadows = jax.vmap(
+    # lax.map in vmapped chunks: a vmap over 3·10⁵ shadows would hold every
+    # shadow's n × d Newton temporaries at once.
+    shadows = jax.lax.map(
         lambda k: certified._train_impl(
             k, X, yl, like.mask, like.lam, like.sigma, config=like.config
-        )[0]
-    )(keys)
+        )[0],
+        keys,
+        batch_size=SHADOW_BATCH,
+    )
     exceeded = _epsilons(shadows, _event(like, target), _dim(like)) > target.epsilon
     return RetrainSchedule(shadows=shadows, exceeded=exceeded, target=target)
 
@@ -250,9 +259,11 @@ def advance(schedule: RetrainSchedule, idx, X, y) -> tuple[RetrainSchedule, Arra
     X = jnp.asarray(X)
     yl = certified._labels(first, y)
     cg_tol = certified._cg_tol(first, X)
-    shadows, infos = jax.vmap(
-        lambda s: certified._remove_impl(s, jnp.atleast_1d(idx), X, yl, cg_tol)
-    )(schedule.shadows)
+    shadows, infos = jax.lax.map(
+        lambda s: certified._remove_impl(s, jnp.atleast_1d(idx), X, yl, cg_tol),
+        schedule.shadows,
+        batch_size=SHADOW_BATCH,
+    )
     eps = _epsilons(shadows, _event(first, schedule.target), _dim(first))
     exceeded = schedule.exceeded | (eps > schedule.target.epsilon) | ~infos.valid
     new = RetrainSchedule(shadows=shadows, exceeded=exceeded, target=schedule.target)
@@ -355,9 +366,11 @@ def plan(
     yl = certified._labels(first, y)
     reqs = jnp.asarray(requests)
     cg_tol = certified._cg_tol(first, X)
-    _, infos = jax.vmap(
-        lambda s: certified._remove_sequence_impl(s, reqs, X, yl, cg_tol)
-    )(schedule.shadows)
+    _, infos = jax.lax.map(
+        lambda s: certified._remove_sequence_impl(s, reqs, X, yl, cg_tol),
+        schedule.shadows,
+        batch_size=SHADOW_BATCH,
+    )
     event = _event(first, target)
     dim = _dim(first)
     sigma = schedule.shadows.sigma[:, None]

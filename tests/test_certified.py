@@ -718,3 +718,37 @@ def test_low_precision_products_break_the_norm_bound_highest_keeps_it(monkeypatc
     monkeypatch.setattr(solvers, "PRECISION", jax.lax.Precision.DEFAULT)
     assert undershoots() >= 3  # default precision on such a device: not certified
     jax.clear_caches()
+
+
+def test_one_budget_value_from_every_entry_point(tmp_path):
+    # σ = 10, ε = 1, δ = 1e-4: the analytic budget 3.139 is the one default.
+    from dpunlearn import cli
+    from dpunlearn.accounting import currencies
+    from dpunlearn.accounting import ledger as L
+
+    kw = dict(sigma=10.0, epsilon=1.0, delta=1e-4)
+    values = {
+        "certified.residual_budget": certified.residual_budget(**kw),
+        "currencies.cr_budget": currencies.cr_budget(**kw),
+        "CertifiedRemovalConfig": currencies.CertifiedRemovalConfig(**kw).budget,
+        "ledger": L.Ledger.create(
+            tmp_path / "l.jsonl",
+            currency="certified_removal",
+            params={"rule": "paper", "sigma": 10.0},
+            target_epsilon=1.0,
+            target_delta=1e-4,
+        ).setup.config.budget,
+    }
+    import contextlib
+    import io
+    import json as _json
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = cli.main(
+            "budget certified-removal --rule paper --sigma 10 --epsilon 1 --delta 1e-4 --json".split()
+        )
+    assert code == 0
+    values["cli --rule paper"] = _json.loads(buf.getvalue())["budget"]["analytic"]
+    for name, value in values.items():
+        assert value == pytest.approx(3.1390245831182946, rel=1e-12), name
