@@ -908,7 +908,7 @@ def epsilon_pld(
 
     Guarantees:
       An upper bound up to dp_accounting's discretisation and truncation
-      (about 1e-4 in ε for the default grid; see accountants.md §3). Not our
+      (about 1e-4 in ε for the default grid; ``docs/accounting.md`` §6). Not our
       code: estimated-vs-certified status is dp_accounting's.
     """
     _validate.non_negative(delta=delta)

@@ -4,7 +4,7 @@ Every release of a model (the first training, each deletion request, each
 retrain) is one JSON line in a file. The first line records the configuration
 (currency, its constants, the target (ε, δ), and an optional DP budget), so a
 ledger can be replayed from the file alone. At any point the ledger reports
-two different things (``accountants.md`` §5.1, §8):
+two different things (``docs/accounting.md`` §1):
 
 * **(U) the unlearning certificate** of the current model for the deleted
   records, in the currency of the unlearning method

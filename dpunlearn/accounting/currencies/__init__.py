@@ -3,7 +3,7 @@
 Every method certifies the same kind of statement, **(U)**: the model released
 after a deletion request is (ε, δ)-indistinguishable from retraining without
 the deleted records. What differs is the quantity that accumulates across
-requests (``accountants.md`` §5.7):
+requests (``docs/accounting.md`` §1):
 
 =====================  ==========================  =============================
 currency               state (a NamedTuple)         reset by a full retrain?

@@ -307,7 +307,7 @@ def _rdp_epsilon(
 def _gaussian_sigma_zcdp(epsilon: float, delta: float, sensitivity: float) -> float:
     """σ = Δ/(√2·κ), κ = √(ln(1/δ)+ε) − √(ln(1/δ)): the Gaussian via zCDP (G2).
 
-    Bun & Steinke 2016, Prop. 1.3 solved for σ (``algorithms.md`` §12.0, G2);
+    Bun & Steinke 2016, Prop. 1.3 solved for σ (``docs/accounting.md`` §2, G2);
     valid for every ε > 0. Not in :mod:`mechanisms` (which has the ε direction,
     :func:`~dpunlearn.accounting.mechanisms.zcdp_to_dp`), so it lives here.
     κ is formed as ε/(√(L + ε) + √L), L = −ln δ: the difference cancels to 0

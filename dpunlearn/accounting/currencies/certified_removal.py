@@ -91,7 +91,7 @@ def cr_budget(
     the analytic budget:
 
     * ``method="paper"``: β_max = σε/c with c = √(2 ln(1.5/δ)). Valid only for
-      ε ≤ 1 (``algorithms.md`` §11.7); larger ε raises.
+      ε ≤ 1 (Dwork & Roth 2014, Thm A.1: the classic calibration understates ε above 1); larger ε raises.
     * ``method="analytic"``: the largest β with the exact Gaussian δ
       (Balle & Wang 2018, Thm 8) of sensitivity β and noise σ at most δ; it is
       found by never-overshoot bisection and holds for any ε > 0.
@@ -103,7 +103,7 @@ def cr_budget(
       method: ``"paper"`` or ``"analytic"``.
 
     Returns:
-      β_max > 0, in sum-form gradient-norm units (``algorithms.md`` §11.1).
+      β_max > 0, in sum-form gradient-norm units (the objective Σℓ + (λn/2)‖w‖² + bᵀw of Guo et al., eq. 1; a mean-form bound is n′ times smaller).
 
     Raises:
       ValueError: On out-of-range arguments, naming the argument.
@@ -229,7 +229,7 @@ class CertifiedRemovalConfig:
     """Constants of a Guo et al. certified-removal model.
 
     Attributes:
-      sigma: Loss-perturbation std σ > 0 (sum form, ``algorithms.md`` §11).
+      sigma: Loss-perturbation std σ > 0 (sum form).
       epsilon: Certified ε > 0.
       delta: Certified δ in (0, 1).
       method: ``"paper"`` (β_max = σε/c) or ``"analytic"``.
@@ -307,7 +307,7 @@ def cr_update(
 
     * ``mode="add"`` (default; Guo et al., Algorithm 2): β ← β + βᵢ, where βᵢ
       is the step's bound *increment*: the sum-form data-dependent bound of the
-      Newton step plus any solver residual (``algorithms.md`` §1.5, §11.5;
+      Newton step plus any solver residual (Guo et al. 2020, Algorithm 2;
       ``RemovalInfo.bound_increment``). The residual left by training and the
       earlier steps is carried over, so the bounds add up.
     * ``mode="set"``: β ← βᵢ, where βᵢ bounds the *whole* residual of the
@@ -336,7 +336,7 @@ def cr_reset(
     state: CertifiedRemovalState, training_residual: float = 0.0
 ) -> CertifiedRemovalState:
     """Full retrain with a fresh b: β ← the new model's training residual
-    (0 by default, for an exact minimiser; ``accountants.md`` §5.7)."""
+    (0 by default, for an exact minimiser)."""
     del state
     return cr_init(training_residual)
 

@@ -97,7 +97,7 @@ def d2d_sensitivity(
 ) -> float:
     """Δ = 4Lγ^I/(mn(1 − γ^I)): distance between the published iterate and retraining.
 
-    ``algorithms.md`` §12.2, steps 1–5 (steady state E = 2Lγ^I/(mn(1−γ^I)),
+    Neel et al. 2021, derived in ``docs/accounting.md`` §4, steps 1–5 (steady state E = 2Lγ^I/(mn(1−γ^I)),
     Δ = 2E). n is the size of the smallest dataset from which a point is
     deleted during the sequence. Exactly 0 when β = m (γ = 0: one step lands
     on the optimum).
@@ -146,7 +146,7 @@ def d2d_sigma(
 
     * ``paper``: σ = 4√2·Lγ^I/(mn(1−γ^I)κ), κ = √(ln(1/δ)+ε) − √(ln(1/δ))
       (Neel et al. 2021, Thm 3.1 as implemented by both public codes).
-    * ``tight``: half of that (G2 on Δ, ``algorithms.md`` §12.2).
+    * ``tight``: half of that (G2 on Δ, ``docs/accounting.md`` §4).
     * ``analytic``: exact Gaussian (G3) on Δ.
 
     Raises:
@@ -234,7 +234,7 @@ def d2d_initial_iterations(
     """Training iterations T ≥ I + ⌈ln(D·m·n·(1−γ^I)/(2L))/ln(1/γ)⌉ (or I).
 
     Makes the retrained reference land within the steady-state distance E
-    (``algorithms.md`` §12.2, step 4; derived). Computed in logs (D·m·n
+    (``docs/accounting.md`` §4, step 4; derived). Computed in logs (D·m·n
     overflowed for D = 1e300).
 
     Raises:
@@ -321,7 +321,7 @@ def d2d_strong_min_iterations(
     """Strong-variant I ≥ ⌈ln(√(2d)/((1−γ)κ₁))/ln(1/γ)⌉ (Neel et al. 2021).
 
     κ₁ = √(2 ln(2/δ)+ε) − √(2 ln(2/δ)). Constants as in Graph-COM
-    ``baseline.py::sequential2`` (``algorithms.md`` §12.2; structure verified,
+    ``baseline.py::sequential2`` (``docs/accounting.md`` §4; structure verified,
     constants not re-derived). In logs; 1 when β = m (γ = 0).
 
     Raises:
@@ -380,8 +380,8 @@ def d2d_strong_sigma(
     """Strong-variant σ = 8Lγ^I/(mn(1−γ^I)κ_s), κ_s = √(2ln(2/δ)+3ε) − √(2ln(2/δ)+2ε).
 
     Pass ``iterations`` = Iᵢ from :func:`d2d_strong_iterations`. This is G2 at
-    level (ε/2, (δ/2)e^{−ε}) on the shift 8Lγ^I/(mn(1−γ^I)) (``algorithms.md``
-    §12.2).
+    level (ε/2, (δ/2)e^{−ε}) on the shift 8Lγ^I/(mn(1−γ^I)) (``docs/accounting.md``
+    §4).
 
     Raises:
       ValueError: On invalid arguments or when σ leaves float64 (named).
@@ -475,7 +475,7 @@ def d2d_init() -> D2DState:
 def d2d_update(state: D2DState, num_deleted: int = 1) -> D2DState:
     """Records one more deletion (the k-th is from a set of n₀ − k + 1 points).
 
-    D2D's sensitivity bound (``algorithms.md`` §12.2, step 1) is for one point
+    D2D's sensitivity bound (``docs/accounting.md`` §4, step 1) is for one point
     per update; a batch of k points moves the optimum up to k times further,
     so batches must be split into single-point updates (each one a release).
     """

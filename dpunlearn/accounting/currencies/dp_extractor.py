@@ -55,7 +55,7 @@ def extractor_head_epsilon(
     (kε_DP + ε_CR, k·e^{(k−1)ε_DP}·δ_DP + δ_CR): group privacy on the
     (ε_DP, δ_DP)-DP extractor (Dwork & Roth 2014, Thm 2.2) composed additively
     with the head's certified removal (Guo et al. 2020, §4.3;
-    ``algorithms.md`` §1.6, §8). k = 0 gives the head alone.
+    ``docs/accounting.md`` §1). k = 0 gives the head alone.
 
     Guarantees:
       Certified (generic group privacy; not tight for Gaussian extractors).

@@ -311,7 +311,7 @@ def langevin_rdp(
         ε_s(α) = e^{−mηK_s/α} · ((α − ½)/(α − 1)) · (ε₀(2α) + ε_{s−1}(2α)).
 
     (Chien et al. 2024, Langevin Unlearning, Thm 3.2 and Cor. 3.4;
-    ``accountants.md`` §5.4.) Evaluating ε_s at α needs the orders α·2^j,
+    ``docs/accounting.md`` §5.) Evaluating ε_s at α needs the orders α·2^j,
     j < s. It is unrolled and summed in log space (no overflow at 2^s α, no
     Python loop over requests); requests more than ~54 + log2(mη·max K)
     levels back, whose factors e^{−mηK/(2^j α)} are within 2^-53 of 1, are

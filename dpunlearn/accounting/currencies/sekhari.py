@@ -47,7 +47,7 @@ def sekhari_gamma(
 ) -> float:
     """Sensitivity γ of the Newton-corrected model (Sekhari et al. 2021, Thm 3).
 
-    γ = 2Mm²L²/(λ³n²) (``algorithms.md`` §12.1; the λ³ is confirmed by a
+    γ = 2Mm²L²/(λ³n²) (``docs/accounting.md`` §3; the λ³ is confirmed by a
     derivation and units). ``tight=True`` gives Mm²L²/(2λ³(n−m)²), valid for
     any m < n and ≤ γ when m ≤ n/2.
 
@@ -116,7 +116,7 @@ def sekhari_sigma(
 
     Sekhari et al. (2021), Algorithm 2: σ = (γ/ε)·√(2 ln(1.25/δ)) (``classic``,
     the paper's; needs ε ≤ 1). ``zcdp`` (G2) and ``analytic`` (G3, Balle & Wang)
-    hold for any ε (``algorithms.md`` §12.0, §12.1).
+    hold for any ε (``docs/accounting.md`` §2, §3).
 
     Guarantees:
       Certified: every release w̄ + N(0, σ²I) computed from the stored ŵ and
@@ -151,7 +151,7 @@ def sekhari_capacity(
     """Deletion capacity m_max for a target excess population risk ``a``.
 
     m_max = ⌊min(n/2, n·√(aελ³/(2ML³))·(2d·ln(1.25/δ))^(−1/4))⌋: the noise
-    adds ≤ L·σ·√d to the excess risk (``algorithms.md`` §12.1, derived; it has
+    adds ≤ L·σ·√d to the excess risk (``docs/accounting.md`` §3, derived; it has
     the n√ε/(d ln(1/δ))^{1/4} scaling of Sekhari et al., Thm 4, whose own
     constant is unverified).
 
