@@ -87,6 +87,7 @@ __all__ = [
     "predict",
     "remove",
     "remove_sequence",
+    "pointwise_epsilon",
     "removal_epsilon",
     "residual_budget",
     "retrain",
@@ -294,7 +295,7 @@ def _check_features(X, *, values: bool = True) -> None:
 
 def _check_labels(y, n: int, loss: MarginLoss, num_classes: int | None) -> None:
     if isinstance(y, (str, bytes)):
-        raise ValueError(f"Expected y to be a 1-D array of labels, got a string.")
+        raise ValueError("Expected y to be a 1-D array of labels, got a string.")
     if not hasattr(y, "shape"):
         try:
             y = np.asarray(y)
@@ -1283,6 +1284,23 @@ def accuracy(state: CertifiedState, X: ArrayLike, y: ArrayLike) -> float:
 # ---------------------------------------------------------------------------
 
 
+def pointwise_epsilon(state: CertifiedState, event) -> Array:
+    """``ε̄`` of one state on a :class:`removal_certificate.NoiseEvent`. Jittable.
+
+    ``ε̄ = [σ z r P + σ(√(Kd) + t) Q + β²/2]/σ² + J`` (see :func:`removal_epsilon`).
+    """
+    return removal_certificate.pointwise_epsilon(
+        sigma=state.sigma,
+        beta=state.grad_residual_bound,
+        remainder_mass=state.remainder_mass,
+        unstructured=jnp.sqrt(jnp.sum(state.unstructured_bounds**2)),
+        logdet=state.logdet_bound,
+        row_norm=state.row_norm_bound,
+        dim=int(np.prod(state.params.shape)),
+        event=event,
+    )
+
+
 def removal_epsilon(state: CertifiedState, *, delta: float) -> float:
     """The ``ε`` this released model has against retraining, at noise-event ``δ``.
 
@@ -1297,18 +1315,7 @@ def removal_epsilon(state: CertifiedState, *, delta: float) -> float:
     event = removal_certificate.noise_event(
         delta, num_rows=state.mask.shape[0], num_heads=state.config.num_heads
     )
-    return float(
-        removal_certificate.pointwise_epsilon(
-            sigma=state.sigma,
-            beta=state.grad_residual_bound,
-            remainder_mass=state.remainder_mass,
-            unstructured=jnp.sqrt(jnp.sum(state.unstructured_bounds**2)),
-            logdet=state.logdet_bound,
-            row_norm=state.row_norm_bound,
-            dim=int(np.prod(state.params.shape)),
-            event=event,
-        )
-    )
+    return float(pointwise_epsilon(state, event))
 
 
 def residual_budget(

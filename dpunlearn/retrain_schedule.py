@@ -187,21 +187,9 @@ def _event(state_like: CertifiedState, target: ScheduleTarget):
 
 
 def _epsilons(shadows: CertifiedState, event, dim: int) -> Array:
-    """``ε̄`` of every shadow (vectorised :func:`certified.removal_epsilon`)."""
-
-    def one(s):
-        return removal_certificate.pointwise_epsilon(
-            sigma=s.sigma,
-            beta=s.grad_residual_bound,
-            remainder_mass=s.remainder_mass,
-            unstructured=jnp.sqrt(jnp.sum(s.unstructured_bounds**2)),
-            logdet=s.logdet_bound,
-            row_norm=s.row_norm_bound,
-            dim=dim,
-            event=event,
-        )
-
-    return jax.vmap(one)(shadows)
+    """``ε̄`` of every shadow (vectorised :func:`certified.pointwise_epsilon`)."""
+    del dim  # each state knows its own dimension
+    return jax.vmap(lambda s: certified.pointwise_epsilon(s, event))(shadows)
 
 
 def _verdict(schedule: RetrainSchedule) -> ScheduleVerdict:

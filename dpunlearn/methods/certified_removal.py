@@ -21,7 +21,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from dpunlearn import certified, removal_certificate, retrain_schedule
 from dpunlearn.methods.base import Data, Method, check_data, check_mask
@@ -103,16 +102,7 @@ def certified_removal(
         event = removal_certificate.noise_event(
             delta_noise, num_rows=model.mask.shape[0], num_heads=config.num_heads
         )
-        eps = removal_certificate.pointwise_epsilon(
-            sigma=model.sigma,
-            beta=model.grad_residual_bound,
-            remainder_mass=model.remainder_mass,
-            unstructured=jnp.sqrt(jnp.sum(model.unstructured_bounds**2)),
-            logdet=model.logdet_bound,
-            row_norm=model.row_norm_bound,
-            dim=int(np.prod(model.params.shape)),
-            event=event,
-        )
+        eps = certified.pointwise_epsilon(model, event)
         if state.schedule is None:
             exceeded, rounding = jnp.zeros((), jnp.int32), model.rounding_failure
         else:
