@@ -6,6 +6,7 @@ fail (an unlearner whose noise is about ten times too small).
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import jax
@@ -17,8 +18,10 @@ from jax.flatten_util import ravel_pytree
 
 from dpunlearn import models
 from dpunlearn.accounting import currencies
-from dpunlearn.methods import descent_to_delete as dd
 from dpunlearn.methods.base import Data
+
+# The module (``dpunlearn.methods.descent_to_delete`` is the factory re-exported by the package).
+dd = importlib.import_module("dpunlearn.methods.descent_to_delete")
 
 
 @pytest.fixture

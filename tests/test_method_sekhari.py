@@ -7,6 +7,7 @@ is caught.
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import jax
@@ -18,8 +19,10 @@ from jax.flatten_util import ravel_pytree
 
 from dpunlearn import models
 from dpunlearn.accounting import currencies
-from dpunlearn.methods import sekhari as sk
 from dpunlearn.methods.base import Data
+
+# The module (``dpunlearn.methods.sekhari`` is the factory re-exported by the package).
+sk = importlib.import_module("dpunlearn.methods.sekhari")
 
 M_LOGISTIC = 1.0 / (
     6.0 * math.sqrt(3.0)

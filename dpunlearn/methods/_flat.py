@@ -105,6 +105,18 @@ def check_vector(name: str, value: Array, shape: tuple[int, ...]) -> None:
         raise ValueError(f"Expected {name} of shape {shape}, got {np.shape(value)}.")
 
 
+def check_request_shape(request) -> None:
+    """Structural checks that hold under ``jit`` too: a non-empty integer vector."""
+    if np.ndim(request) != 1 or np.shape(request)[0] < 1:
+        raise ValueError(
+            f"Expected a non-empty 1-D request, got shape {np.shape(request)}."
+        )
+    if not jnp.issubdtype(jnp.result_type(request), jnp.integer):
+        raise ValueError(
+            f"Expected the request to hold integers, got dtype {jnp.result_type(request)}."
+        )
+
+
 def all_finite(data: Data) -> Array:
     """On-device: every floating entry of ``data`` is finite."""
     ok = jnp.asarray(True)

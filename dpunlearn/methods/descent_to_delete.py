@@ -528,6 +528,7 @@ def descent_to_delete(
         data = check_data(data)
         check_state(state, data.num_rows)
         request = check_request(request, state.mask)
+        _flat.check_request_shape(request)
         if _flat.is_concrete(state.valid) and not bool(state.valid):
             raise ValueError(
                 "This state's training charge was poisoned (an assumption failed at "

@@ -708,6 +708,7 @@ def sekhari(
         data = check_data(data)
         check_state(state, data.num_rows)
         request = check_request(request, state.mask)
+        _flat.check_request_shape(request)
         k = int(np.shape(request)[0])
         if _flat.is_concrete(state.num_removed, state.valid):
             if not bool(state.valid):
