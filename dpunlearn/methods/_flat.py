@@ -57,7 +57,9 @@ def flatten_model(model: models.Model, lam: float) -> FlatModel:
     half_lam = 0.5 * float(lam)
 
     def loss(w, x, y):
-        return jnp.reshape(model.loss(unravel(w), x, y), ()) + half_lam * jnp.vdot(w, w)
+        return jnp.reshape(model.loss(unravel(w), x, y), ()) + half_lam * jnp.vdot(
+            w, w, precision=jax.lax.Precision.HIGHEST
+        )
 
     return FlatModel(flat0, unravel, loss, int(flat0.shape[0]))
 
