@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dpunlearn import methods
+from dpunlearn import methods, models
 from dpunlearn.accounting import ledger
 
 
@@ -28,7 +28,16 @@ BUILDERS = {
     "certified_removal": lambda: methods.certified_removal(
         lam=0.1, sigma=1.0, epsilon=1.0, delta=0.05, num_shadows=300
     ),
-}
+    # Logistic loss, ‖x‖ <= 1/2: M = 1/(6√3) bounds the Hessian-Lipschitz constant.
+    "sekhari": lambda: methods.sekhari(
+        models.linear(4), lam=0.1, epsilon=1.0, delta=1e-5, capacity=4,
+        hessian_lipschitz=0.0963, gradient_bound=1.0,
+    ),
+    "descent_to_delete": lambda: methods.descent_to_delete(
+        models.linear(4), lam=0.1, epsilon=1.0, delta=1e-5, iterations=2,
+        radius=2.0, smoothness=0.35, gradient_bound=0.7,
+    ),
+}  # fmt: skip
 
 
 def test_every_registered_method_has_a_builder():

@@ -4,6 +4,8 @@
 factory                   method                                       currency
 ========================  ==========================================  ==================
 ``certified_removal``     Guo et al. 2020: loss perturbation + Newton  ``certified_removal``
+``sekhari``               Sekhari et al. 2021: Newton + output noise   ``sekhari``
+``descent_to_delete``     Neel et al. 2021: projected GD + noise       ``d2d``
 ========================  ==========================================  ==================
 
 Add a method: write a module with a factory returning
@@ -15,9 +17,20 @@ drives every registered method through the same contract.
 
 from dpunlearn.methods.base import Data, Method
 from dpunlearn.methods.certified_removal import certified_removal
+from dpunlearn.methods.descent_to_delete import descent_to_delete
+from dpunlearn.methods.sekhari import sekhari
 
 FACTORIES = {
     "certified_removal": certified_removal,
+    "descent_to_delete": descent_to_delete,
+    "sekhari": sekhari,
 }
 
-__all__ = ["FACTORIES", "Data", "Method", "certified_removal"]
+__all__ = [
+    "FACTORIES",
+    "Data",
+    "Method",
+    "certified_removal",
+    "descent_to_delete",
+    "sekhari",
+]
