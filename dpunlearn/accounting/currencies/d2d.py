@@ -473,19 +473,16 @@ def d2d_init() -> D2DState:
 
 
 def d2d_update(state: D2DState, num_deleted: int = 1) -> D2DState:
-    """Records one more deletion (the k-th is from a set of n₀ − k + 1 points).
+    """Records ``num_deleted`` more deletions (the k-th from n₀ − k + 1 points).
 
     D2D's sensitivity bound (``docs/accounting.md`` §4, step 1) is for one point
-    per update; a batch of k points moves the optimum up to k times further,
-    so batches must be split into single-point updates (each one a release).
+    per update; a batch of k points moves the optimum up to k times further.
+    A request of k rows must therefore be served as k single-point updates
+    (:func:`dpunlearn.methods.descent_to_delete` does, releasing the last);
+    the report then uses the smallest data set of the sequence.
     """
     _guards.count("num_deleted", num_deleted)
-    if num_deleted != 1:
-        raise ValueError(
-            f"Expected num_deleted=1 per Descent-to-Delete update, got {num_deleted}; "
-            "split a batch into single-point updates."
-        )
-    return D2DState(state.num_deleted + 1)
+    return D2DState(state.num_deleted + int(num_deleted))
 
 
 def d2d_reset(state: D2DState) -> D2DState:
