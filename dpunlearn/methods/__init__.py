@@ -4,6 +4,10 @@
 factory                   method                                       currency
 ========================  ==========================================  ==================
 ``certified_removal``     Guo et al. 2020: loss perturbation + Newton  ``certified_removal``
+``langevin``              Chien et al. 2024: projected noisy GD,       ``langevin``
+                          unlearning by more noisy GD (Rényi)
+``noisy_sgd``             Chien et al. 2024: cyclic projected noisy    ``wsgd``
+                          SGD, unlearning by more epochs (W∞)
 ========================  ==========================================  ==================
 
 Add a method: write a module with a factory returning
@@ -14,10 +18,24 @@ drives every registered method through the same contract.
 """
 
 from dpunlearn.methods.base import Data, Method
+from dpunlearn.methods._noisy import LossConstants, linear_constants
 from dpunlearn.methods.certified_removal import certified_removal
+from dpunlearn.methods.langevin import langevin
+from dpunlearn.methods.noisy_sgd import noisy_sgd
 
 FACTORIES = {
     "certified_removal": certified_removal,
+    "langevin": langevin,
+    "noisy_sgd": noisy_sgd,
 }
 
-__all__ = ["FACTORIES", "Data", "Method", "certified_removal"]
+__all__ = [
+    "FACTORIES",
+    "Data",
+    "LossConstants",
+    "Method",
+    "certified_removal",
+    "langevin",
+    "linear_constants",
+    "noisy_sgd",
+]
