@@ -93,25 +93,26 @@ def linear_constants(model: Model, *, row_norm: float = 1.0) -> LossConstants:
             "Pass loss_constants=LossConstants(smoothness, gradient_bound) (a "
             "declaration you are responsible for), or allow_nonconvex=True."
         )
-    rng = np.random.default_rng(0)
-    shape = np.shape(params)
-    dim = shape[-1]
-    ok = True
-    for _ in range(3):
-        p = jnp.asarray(rng.normal(size=shape), jnp.float32)
-        x = jnp.asarray(rng.normal(size=dim), jnp.float32)
-        out = np.asarray(model.apply(p, x), np.float64)
-        ref = np.asarray(p, np.float64) @ np.asarray(x, np.float64)
-        ok &= out.shape == np.shape(ref) and np.allclose(out, ref, rtol=1e-4, atol=1e-4)
-        if ndim == 1:
-            y = 1.0 if rng.random() < 0.5 else -1.0
-            loss = float(model.loss(p, x, jnp.asarray(y, jnp.float32)))
-            want = float(np.logaddexp(0.0, -y * float(ref)))
-        else:
-            y = int(rng.integers(shape[0]))
-            loss = float(model.loss(p, x, jnp.asarray(y, jnp.int32)))
-            want = float(np.logaddexp.reduce(ref) - ref[y])
-        ok &= math.isclose(loss, want, rel_tol=1e-4, abs_tol=1e-4)
+    with jax.ensure_compile_time_eval():  # concrete even if built inside a trace
+        rng = np.random.default_rng(0)
+        shape = np.shape(params)
+        dim = shape[-1]
+        ok = True
+        for _ in range(3):
+            p = jnp.asarray(rng.normal(size=shape), jnp.float32)
+            x = jnp.asarray(rng.normal(size=dim), jnp.float32)
+            out = np.asarray(model.apply(p, x), np.float64)
+            ref = np.asarray(p, np.float64) @ np.asarray(x, np.float64)
+            ok &= out.shape == np.shape(ref) and np.allclose(out, ref, rtol=1e-4, atol=1e-4)
+            if ndim == 1:
+                y = 1.0 if rng.random() < 0.5 else -1.0
+                loss = float(model.loss(p, x, jnp.asarray(y, jnp.float32)))
+                want = float(np.logaddexp(0.0, -y * float(ref)))
+            else:
+                y = int(rng.integers(shape[0]))
+                loss = float(model.loss(p, x, jnp.asarray(y, jnp.int32)))
+                want = float(np.logaddexp.reduce(ref) - ref[y])
+            ok &= math.isclose(loss, want, rel_tol=1e-4, abs_tol=1e-4)
     if not ok:
         raise ValueError(
             "Cannot derive loss constants: the model does not compute the linear "
@@ -305,7 +306,9 @@ def check_row_norms(data, row_norm: float | None) -> None:
     """Eager: rows of norm ``<= row_norm`` (the data contract of derived constants)."""
     if row_norm is None or not _validate.is_concrete(data.x):
         return
-    r = float(max_row_norm(data))
+    leaves = [np.asarray(a, np.float64) for a in jax.tree.leaves(data.x)]
+    n = leaves[0].shape[0]
+    r = float(np.sqrt(np.max(sum(np.sum(a.reshape(n, -1) ** 2, axis=1) for a in leaves))))
     if not r <= row_norm * (1 + 1e-5):
         raise ValueError(
             f"Expected every row of data.x to have norm <= {row_norm} (the constants "
@@ -386,7 +389,9 @@ class Probe:
         """Runs and raises now if the data are concrete; True if it ran."""
         if not self.active or not _validate.is_concrete(data):
             return False
-        lo, hi = self._run(data)
+        with jax.ensure_compile_time_eval():  # concrete even inside an outer trace
+            lo, hi = self._run(data)
+        lo, hi = float(lo), float(hi)
         if not bool(probe_verdict(lo, hi, self.setup.lam, self.setup.smoothness)):
             raise_probe(lo, hi, self.setup.lam, self.setup.smoothness)
         return True
@@ -402,14 +407,20 @@ class Probe:
 def probe_verdict(lo, hi, lam: float, smoothness: float) -> Array:
     """True when the probe found nothing against ``m = lam``, ``L = smoothness``."""
     tol = 1e-3 * smoothness + 1e-6
+    if isinstance(lo, float) and isinstance(hi, float):
+        return lo >= lam * (1 - 1e-3) - tol and hi <= smoothness * (1 + 1e-3) + tol
     return (lo >= lam * (1 - 1e-3) - tol) & (hi <= smoothness * (1 + 1e-3) + tol)
 
 
 def raise_probe(lo, hi, lam: float, smoothness: float) -> None:
+    found = []
+    if not lo >= lam * (1 - 1e-3) - (1e-3 * smoothness + 1e-6):
+        found.append(f"a Hessian eigenvalue {float(lo):.4g} < m = lam = {lam:.4g}")
+    if not hi <= smoothness * (1 + 1e-3) + (1e-3 * smoothness + 1e-6):
+        found.append(f"a Hessian eigenvalue {float(hi):.4g} > L = {smoothness:.4g}")
     raise ValueError(
-        "The loss is not strongly convex / smooth as declared: the curvature probe "
-        f"found a Hessian eigenvalue {float(lo):.4g} < m = lam = {lam:.4g} or "
-        f"{float(hi):.4g} > L = {smoothness:.4g}. The certificate does not apply. "
-        "Check loss_constants, or pass allow_nonconvex=True for a non-convex model "
+        "The objective is not strongly convex / smooth as declared: the curvature "
+        f"probe found {' and '.join(found)}. The certificate does not apply. Check "
+        "loss_constants, or pass allow_nonconvex=True for a non-convex model "
         "(uncertified; see the factory's docstring)."
     )
