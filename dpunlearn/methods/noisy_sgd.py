@@ -170,10 +170,11 @@ class NoisySGDCalibration(NamedTuple):
       noise_std: Per-coordinate std of one step's noise, ``√(2η)·σ``.
       step_radius: ``Z_B`` for ``request_size`` rows.
       epochs: ``K_s``, one per position; with ``unlimited`` the last entry
-        also serves every later position.
-      epsilons: ``ε`` after request ``s`` (the last entry: the fixed-point
-        bound when ``unlimited``).
-      radii: ``Z^{(s)}`` before request ``s``'s unlearning (last: the fixed point).
+        serves every position from ``len(epochs)`` on (a constant ``K``).
+      epsilons: ``ε`` after request ``s`` (with ``unlimited``, the last entry
+        bounds every later position: the radius never exceeds
+        ``max(Z^{(s)}, Z_B/(1 − c^{Kn/b}))`` under a constant ``K``).
+      radii: ``Z^{(s)}`` before request ``s``'s unlearning (last: the bound).
       radii_after: ``Z^{(s)}·c^{K_s n/b}``.
       unlimited: Requests beyond the table reuse its last entry.
       request_size, target_epsilon, delta: As given.
@@ -288,6 +289,13 @@ def noisy_sgd_calibration(
     state = cur.wsgd_init()
     epochs, eps, radii, after = [], [], [], []
     unlimited = False
+
+    def record(st, k):
+        epochs.append(int(k))
+        eps.append(float(cur.wsgd_epsilon(st, cfg, delta)[0]))
+        radii.append(float(st.pre_radius))
+        after.append(float(cur.wsgd_radius(st, cfg)))
+
     for s in range(count):
         if overrides is None:
             try:
@@ -301,25 +309,25 @@ def noisy_sgd_calibration(
                 ) from None
         else:
             k = int(overrides[s])
-        state = cur.wsgd_update(state, cfg, removed=request_size, epochs=int(k))
+        nxt = cur.wsgd_update(state, cfg, removed=request_size, epochs=int(k))
         if max_requests is None:
-            # Switch to a constant tail as soon as it costs no more epochs than
-            # the most expensive request so far.
-            k_tail, (z_t, e_t) = k, tail_bound(state.pre_radius, k)
+            # Switch to a constant K from this position on as soon as that costs
+            # no more epochs than the dearest request so far; the table then
+            # ends with one entry bounding every later position.
+            k_tail, (z_t, e_t) = k, tail_bound(nxt.pre_radius, k)
             while overrides is None and e_t > epsilon and k_tail <= max(epochs + [k]):
                 k_tail += 1
-                z_t, e_t = tail_bound(state.pre_radius, k_tail)
+                z_t, e_t = tail_bound(nxt.pre_radius, k_tail)
             if overrides is not None or (e_t <= epsilon and k_tail <= max(epochs + [k])):
+                record(cur.wsgd_update(state, cfg, removed=request_size, epochs=k_tail), k_tail)
                 epochs.append(int(k_tail))
-                eps.append(e_t)
-                radii.append(z_t)
-                after.append(z_t * cfg.decay(k_tail))
+                eps.append(max(e_t, eps[-1]))
+                radii.append(max(z_t, radii[-1]))
+                after.append(max(z_t * cfg.decay(k_tail), after[-1]))
                 unlimited = True
                 break
-        epochs.append(int(k))
-        eps.append(float(cur.wsgd_epsilon(state, cfg, delta)[0]))
-        radii.append(float(state.pre_radius))
-        after.append(float(cur.wsgd_radius(state, cfg)))
+        state = nxt
+        record(state, k)
     if max_requests is None and not unlimited:
         raise ValueError(
             f"The W∞ radius does not reach a certifying fixed point within "
