@@ -20,7 +20,7 @@ import scipy.stats
 from dpunlearn import models, transforms
 from dpunlearn.accounting import currencies as cur
 from dpunlearn.methods import Data, LossConstants, langevin
-from dpunlearn.methods.langevin import LangevinState, langevin_calibration
+from dpunlearn.methods.langevin import LangevinState, langevin_calibration, langevin_plan
 
 ALPHA = 1e-3  # false-failure rate of every statistical test in this file
 
@@ -125,6 +125,21 @@ def test_unreachable_target_names_how_many_requests_fit():
     # Below ln(1/δ)/(max_order − 1) no number of steps suffices.
     with pytest.raises(ValueError, match="only 0 can"):
         mnist_calibration(request_size=10, epsilon=5e-4)
+
+
+@pytest.mark.parametrize("size, k_min", [(10, 778), (100, 1997), (1000, 3136)])
+def test_factory_plan_derives_the_constants_and_the_reference_schedule(size, k_min):
+    """The factory's own resolution for models.linear on MNIST (d = 784)."""
+    plan = langevin_plan(
+        models.linear(784), num_rows=N_MNIST, lam=M_MNIST, sigma=0.03, radius=100.0,
+        epsilon=1.0, delta=1 / N_MNIST, train_steps=10_000, request_size=size,
+    )
+    assert plan.constants.smoothness == pytest.approx(L_MNIST, rel=1e-12)
+    assert plan.constants.step_size == pytest.approx(1 / L_MNIST, rel=1e-12)
+    assert plan.constants.clip_norm == 1.0 and not plan.constants.assumed
+    assert plan.calibration.steps == (k_min,)
+    assert plan.calibration.noise_std == pytest.approx(math.sqrt(2 / L_MNIST) * 0.03)
+    assert plan.stationarity_gap == pytest.approx(200 * (1 - M_MNIST / L_MNIST) ** 10_000)
 
 
 def test_method_charges_carry_the_reference_calibration():
@@ -534,6 +549,20 @@ def test_remove_adjacency_refuses_when_too_few_rows_remain():
         m.unlearn(jax.random.key(2), state, np.array([2]), data)
     new, charge, _ = jax.jit(m.unlearn)(jax.random.key(2), state, jnp.array([2]), data)
     assert_poisoned_and_unchanged(state, new, charge)
+
+
+def test_float64_parameters_stay_float64():
+    with jax.enable_x64(True):
+        m = langevin(
+            models.linear(2, dtype=jnp.float64), num_rows=8, lam=0.5, sigma=0.1, radius=5.0,
+            epsilon=1.0, delta=1e-3, train_steps=5, unlearn_steps=3,
+        )
+        data = tiny_data()
+        data = Data(data.x.astype(jnp.float64), data.y.astype(jnp.float64))
+        state, _ = m.train(jax.random.key(0), data)
+        new, charge, _ = jax.jit(m.unlearn)(jax.random.key(1), state, jnp.array([1]), data)
+        assert state.params.dtype == new.params.dtype == jnp.float64
+        assert bool(charge.valid)
 
 
 def test_state_is_a_pytree_without_the_data(small):

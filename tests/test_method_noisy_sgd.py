@@ -17,7 +17,12 @@ import scipy.stats
 from dpunlearn import models
 from dpunlearn.accounting import currencies as cur
 from dpunlearn.methods import Data, LossConstants, noisy_sgd
-from dpunlearn.methods.noisy_sgd import NoisySGDState, cyclic_batches, noisy_sgd_calibration
+from dpunlearn.methods.noisy_sgd import (
+    NoisySGDState,
+    cyclic_batches,
+    noisy_sgd_calibration,
+    noisy_sgd_plan,
+)
 
 ALPHA = 1e-3  # false-failure rate of every statistical test in this file
 
@@ -81,6 +86,19 @@ def test_step_radius_and_epochs_match_reference_and_closed_form(batch_size, z_b,
     B = math.log(N_MNIST)
     assert cal.epsilons[0] == pytest.approx(A + 2 * math.sqrt(A * B), rel=1e-6)
     assert cal.noise_std == pytest.approx(math.sqrt(2 * eta) * 0.03, rel=1e-12)
+
+
+@pytest.mark.parametrize("batch_size, z_b", [(128, 0.0604), (512, 0.0224), (N_MNIST, 0.01393)])
+def test_factory_plan_derives_the_constants_and_the_reference_radius(batch_size, z_b):
+    """The factory's own resolution for models.linear on MNIST (d = 784)."""
+    plan = noisy_sgd_plan(
+        models.linear(784), num_rows=N_MNIST, lam=M_MNIST, sigma=0.03, radius=100.0,
+        epsilon=1.0, delta=1 / N_MNIST, batch_size=batch_size, train_epochs=100,
+    )
+    assert plan.constants.step_size == pytest.approx(1 / L_MNIST, rel=1e-12)
+    assert plan.calibration.step_radius == pytest.approx(z_b, rel=2e-3)
+    assert plan.calibration.radii[0] == pytest.approx(plan.calibration.step_radius)
+    assert plan.calibration.unlimited and max(plan.calibration.epsilons) <= 1.0
 
 
 def test_sequential_radius_is_the_linear_w_infinity_recursion():

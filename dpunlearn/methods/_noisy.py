@@ -49,7 +49,7 @@ from dpunlearn import _validate
 from dpunlearn.models import Model
 from dpunlearn.types import Array, PyTree
 
-__all__ = ["LossConstants", "linear_constants"]
+__all__ = ["LossConstants", "ObjectiveConstants", "linear_constants"]
 
 ADJACENCIES = ("replace", "remove")
 
@@ -127,8 +127,8 @@ def linear_constants(model: Model, *, row_norm: float = 1.0) -> LossConstants:
 
 
 @dataclasses.dataclass(frozen=True)
-class Setup:
-    """Resolved static constants of a noisy method.
+class ObjectiveConstants:
+    """Resolved static constants of a noisy method (what :func:`resolve` returns).
 
     Attributes:
       lam: ``λ``, the L2 strength; the objective's strong convexity ``m``.
@@ -168,7 +168,7 @@ def resolve(
     allow_nonconvex: bool,
     adjacency: str,
     probe_iters: int,
-) -> Setup:
+) -> ObjectiveConstants:
     """Validates the static configuration of a noisy method (see module doc)."""
     if not isinstance(model, Model):
         raise ValueError(
@@ -234,7 +234,7 @@ def resolve(
         )
     if learning_rate * lam > 1.0:
         raise ValueError(f"Expected learning_rate*lam={learning_rate * lam} <= 1.")
-    return Setup(
+    return ObjectiveConstants(
         lam=lam,
         smoothness=smoothness,
         step_size=learning_rate,
@@ -340,10 +340,10 @@ def curvature_probe(loss, params, data, lam: float, smoothness: float, iters: in
     from jax.flatten_util import ravel_pytree
 
     flat0, unravel = ravel_pytree(params)
-    flat0 = flat0.astype(jnp.float32)
+    dtype = flat0.dtype
 
     def objective(flat):
-        p = unravel(flat.astype(flat0.dtype))
+        p = unravel(flat)
         per = jax.vmap(loss, in_axes=(None, 0, 0))(p, data.x, data.y)
         return jnp.mean(per) + 0.5 * lam * jnp.sum(flat**2)
 
@@ -360,11 +360,11 @@ def curvature_probe(loss, params, data, lam: float, smoothness: float, iters: in
 
     key = jax.random.key(0)  # fixed: the probe is not part of the mechanism
     k1, k2, k3 = jax.random.split(key, 3)
-    far = jax.random.normal(k1, flat0.shape)
+    far = jax.random.normal(k1, flat0.shape, dtype)
     far = far / jnp.linalg.norm(far) * 0.5 * radius
     lo, hi = jnp.inf, -jnp.inf
     for point, kv in ((flat0, k2), (far, k3)):
-        v0 = jax.random.normal(kv, flat0.shape)
+        v0 = jax.random.normal(kv, flat0.shape, dtype)
         top = power(lambda v: hvp(point, v), v0)
         shift = jnp.maximum(top, smoothness) * 1.05 + 1e-6
         bottom = shift - power(lambda v: shift * v - hvp(point, v), v0)
@@ -376,7 +376,7 @@ class Probe:
     """The curvature probe of one method: eager when the data are concrete
     (raises), in-graph otherwise (the caller poisons its charge)."""
 
-    def __init__(self, loss, setup: Setup, params0, radius: float):
+    def __init__(self, loss, setup: ObjectiveConstants, params0, radius: float):
         self.setup = setup
         self.active = bool(setup.probe_iters)
         self._run = jax.jit(

@@ -14,7 +14,8 @@ accountant certifies. Every step is
 ``lax.fori_loop``.
 
 **Certificate** (the paper's Theorem 3.2 with Corollary 3.4, strongly convex
-case; ``accountants.md``-style summary in :mod:`dpunlearn.accounting.currencies`):
+case, numbered as in arXiv:2401.10371 and as :mod:`dpunlearn.accounting.currencies`
+cites them):
 with ``m = λ`` the strong convexity of the objective, ``L = β + λ`` its
 smoothness and ``η <= 1/L``, the Rényi divergence of order ``α`` between the
 law after ``K`` unlearning steps and the law of retraining on the remaining
@@ -26,8 +27,8 @@ rows is at most
 is the RDP between the stationary laws of data sets that differ in ``S``
 rows, each changing ``g_D`` by at most ``2M/n``), converted to ``(ε, δ)`` by
 ``min_α ε_K(α) + ln(1/δ)/(α − 1)`` (Mironov 2017, Prop. 3). Sequential
-requests use the weak triangle inequality (Mironov 2017, Prop. 11; the paper's
-Theorem 3.3), ``ε_s(α) = e^{−mηK_s/α}·((α−½)/(α−1))·(ε₀(2α) + ε_{s−1}(2α))``.
+requests use the weak triangle inequality for Rényi divergences (Mironov 2017,
+Prop. 11), ``ε_s(α) = e^{−mηK_s/α}·((α−½)/(α−1))·(ε₀(2α) + ε_{s−1}(2α))``.
 All of this is :func:`dpunlearn.accounting.currencies.langevin_min_steps` /
 ``langevin_update`` / ``langevin_epsilon``; this module only decides which
 constants go in.
@@ -118,10 +119,12 @@ __all__ = [
     "LangevinCalibration",
     "LangevinCharge",
     "LangevinInfo",
+    "LangevinPlan",
     "LangevinState",
     "LossConstants",
     "langevin",
     "langevin_calibration",
+    "langevin_plan",
     "linear_constants",
 ]
 
@@ -323,6 +326,83 @@ def _overrides(name, value, count):
     return [int(v) for v in value]
 
 
+class LangevinPlan(NamedTuple):
+    """The static plan of a Langevin method (see :func:`langevin_plan`).
+
+    Attributes:
+      constants: ``m = λ``, ``L``, ``η``, the clip ``M``, the row-norm contract,
+        whether the constants are assumed (``allow_nonconvex``).
+      calibration: The step schedule and the accountant's config.
+      stationarity_gap: ``2R(1 − ηm)^T``.
+    """
+
+    constants: _noisy.ObjectiveConstants
+    calibration: LangevinCalibration
+    stationarity_gap: float
+
+
+def langevin_plan(
+    model: Model,
+    *,
+    num_rows: int,
+    lam: float,
+    sigma: float,
+    radius: float,
+    epsilon: float,
+    delta: float,
+    train_steps: int,
+    learning_rate: float | None = None,
+    loss_constants: LossConstants | None = None,
+    clip_norm: float | None = None,
+    adjacency: Literal["replace", "remove"] = "replace",
+    request_size: int = 1,
+    max_requests: int = 1,
+    unlearn_steps: int | Sequence[int] | None = None,
+    allow_nonconvex: bool = False,
+    probe_iters: int = 32,
+    conversion: cur.Conversion = "classic",
+    max_order: float = cur.DEFAULT_MAX_ORDER,
+) -> LangevinPlan:
+    """What :func:`langevin` resolves before it builds its functions.
+
+    Same arguments as :func:`langevin`. Use it to read the constants the
+    factory derives (``η = 1/L`` …), the step schedule and the accountant's
+    config (``dataclasses.asdict(plan.calibration.config)`` is the ledger's
+    ``params`` for the ``"langevin"`` currency) without building the method.
+    """
+    setup = _noisy.resolve(
+        model,
+        lam=lam,
+        sigma=sigma,
+        radius=radius,
+        epsilon=epsilon,
+        delta=delta,
+        learning_rate=learning_rate,
+        loss_constants=loss_constants,
+        clip_norm=clip_norm,
+        allow_nonconvex=allow_nonconvex,
+        adjacency=adjacency,
+        probe_iters=probe_iters,
+    )
+    _validate.positive_int(num_rows=num_rows, train_steps=train_steps)
+    cal = langevin_calibration(
+        num_rows=num_rows,
+        strong_convexity=setup.lam,
+        step_size=setup.step_size,
+        sigma=sigma,
+        clip_norm=setup.clip_norm,
+        epsilon=epsilon,
+        delta=delta,
+        request_size=request_size,
+        max_requests=max_requests,
+        adjacency=adjacency,
+        unlearn_steps=unlearn_steps,
+        conversion=conversion,
+        max_order=max_order,
+    )
+    return LangevinPlan(setup, cal, 2.0 * float(radius) * setup.contraction ** int(train_steps))
+
+
 def langevin(
     model: Model,
     *,
@@ -388,42 +468,34 @@ def langevin(
         a curvature probe that contradicts the constants (under ``jit``: the
         charge is poisoned instead).
     """
-    setup = _noisy.resolve(
+    plan = langevin_plan(
         model,
+        num_rows=num_rows,
         lam=lam,
         sigma=sigma,
         radius=radius,
         epsilon=epsilon,
         delta=delta,
+        train_steps=train_steps,
         learning_rate=learning_rate,
         loss_constants=loss_constants,
         clip_norm=clip_norm,
-        allow_nonconvex=allow_nonconvex,
         adjacency=adjacency,
-        probe_iters=probe_iters,
-    )
-    _validate.positive_int(num_rows=num_rows, train_steps=train_steps)
-    cal = langevin_calibration(
-        num_rows=num_rows,
-        strong_convexity=setup.lam,
-        step_size=setup.step_size,
-        sigma=sigma,
-        clip_norm=setup.clip_norm,
-        epsilon=epsilon,
-        delta=delta,
         request_size=request_size,
         max_requests=max_requests,
-        adjacency=adjacency,
         unlearn_steps=unlearn_steps,
+        allow_nonconvex=allow_nonconvex,
+        probe_iters=probe_iters,
         conversion=conversion,
         max_order=max_order,
     )
+    setup, cal = plan.constants, plan.calibration
     n, eta, R = int(num_rows), setup.step_size, float(radius)
     schedule = np.asarray(cal.steps, np.int32)
     schedule_eps = np.asarray(cal.epsilons, np.float32)
     schedule_ok = np.asarray([e <= float(epsilon) for e in cal.epsilons], bool)
     n_cert = cal.config.n
-    gap = 2.0 * R * setup.contraction ** int(train_steps)
+    gap = plan.stationarity_gap
     reference = model.params
 
     def run(key, params, mask, data, num_steps):
@@ -443,7 +515,7 @@ def langevin(
             params, opt, gmax = carry
             grads, norms = _noisy.per_example_grads(model.loss, params, data.x, data.y, mask)
             updates, opt = tx.update(grads, opt, params)
-            return optax.apply_updates(params, updates), opt, jnp.maximum(gmax, jnp.max(norms))
+            return optax.apply_updates(params, updates), opt, jnp.maximum(gmax, jnp.max(norms).astype(jnp.float32))
 
         init = (params, tx.init(params), jnp.zeros((), jnp.float32))
         params, _, gmax = jax.lax.fori_loop(0, num_steps, body, init)

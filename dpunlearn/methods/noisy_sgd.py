@@ -17,8 +17,8 @@ normaliser ``b``) and continues the same cyclic PNSGD from the current
 weights for the smallest number of epochs ``K`` the W∞ accountant certifies.
 Every step is :func:`dpunlearn.transforms.noisy_clipped_step`.
 
-**Certificate** (the paper's Theorems 3.1–3.3 and its sequential
-Corollary; :mod:`dpunlearn.accounting.currencies`, ``wsgd_*``): with
+**Certificate** (W∞ tracking, the paper's Theorem 3.3 as
+:mod:`dpunlearn.accounting.currencies` cites it, ``wsgd_*``): with
 ``c = 1 − ηm`` (``m = λ``, ``η <= 1/L``) the processes on two data sets that
 differ in ``S`` rows, started together and coupled through the same noise and
 batches, stay within ∞-Wasserstein distance
@@ -28,7 +28,7 @@ batches, stay within ∞-Wasserstein distance
 (one visit of each differing row per epoch moves the iterates apart by at most
 ``2ηM/b``; the projection caps it at ``2R``). ``K`` more epochs of the same
 kernel turn a W∞ radius ``Z`` into the Rényi bound (privacy amplification by
-iteration, the paper's Lemma 2.6)
+iteration, Feldman, Mironov, Talwar, Thakurta 2018, in the paper's form)
 
     ε(α) = α·Z²·c^{2Kn/b} / (2ησ²)     (``bound="loose"``, the authors' default)
 
@@ -99,10 +99,12 @@ __all__ = [
     "NoisySGDCalibration",
     "NoisySGDCharge",
     "NoisySGDInfo",
+    "NoisySGDPlan",
     "NoisySGDState",
     "cyclic_batches",
     "noisy_sgd",
     "noisy_sgd_calibration",
+    "noisy_sgd_plan",
 ]
 
 
@@ -360,6 +362,92 @@ def cyclic_batches(perm: Array, batch_size: int) -> Array:
     return idx.reshape(num_batches, batch_size)
 
 
+class NoisySGDPlan(NamedTuple):
+    """The static plan of a noisy-SGD method (see :func:`noisy_sgd_plan`).
+
+    Attributes:
+      constants: ``m = λ``, ``L``, ``η``, ``M``, the row-norm contract, whether
+        the constants are assumed.
+      calibration: The epoch schedule, the W∞ radii and the accountant's config.
+    """
+
+    constants: _noisy.ObjectiveConstants
+    calibration: NoisySGDCalibration
+
+
+def noisy_sgd_plan(
+    model: Model,
+    *,
+    num_rows: int,
+    lam: float,
+    sigma: float,
+    radius: float,
+    epsilon: float,
+    delta: float,
+    batch_size: int,
+    train_epochs: int,
+    learning_rate: float | None = None,
+    loss_constants: LossConstants | None = None,
+    clip_norm: float | None = None,
+    adjacency: Literal["replace"] = "replace",
+    request_size: int = 1,
+    max_requests: int | None = None,
+    unlearn_epochs: int | Sequence[int] | None = None,
+    bound: Literal["loose", "tight"] = "loose",
+    allow_nonconvex: bool = False,
+    probe_iters: int = 32,
+    conversion: cur.Conversion = "classic",
+    max_order: float = cur.DEFAULT_MAX_ORDER,
+) -> NoisySGDPlan:
+    """What :func:`noisy_sgd` resolves before it builds its functions.
+
+    Same arguments as :func:`noisy_sgd`; ``dataclasses.asdict(plan.calibration.config)``
+    is the ledger's ``params`` for the ``"wsgd"`` currency.
+    """
+    if adjacency != "replace":
+        raise ValueError(
+            f"noisy_sgd supports adjacency='replace' only (got {adjacency!r}): a "
+            "removed row becomes a null row in its batch slot. Removal with "
+            "renormalised batches would change every later batch and is not covered "
+            "by the W∞ coupling."
+        )
+    setup = _noisy.resolve(
+        model,
+        lam=lam,
+        sigma=sigma,
+        radius=radius,
+        epsilon=epsilon,
+        delta=delta,
+        learning_rate=learning_rate,
+        loss_constants=loss_constants,
+        clip_norm=clip_norm,
+        allow_nonconvex=allow_nonconvex,
+        adjacency=adjacency,
+        probe_iters=probe_iters,
+    )
+    _validate.positive_int(num_rows=num_rows, batch_size=batch_size, train_epochs=train_epochs)
+    if batch_size > num_rows:
+        raise ValueError(f"Expected batch_size={batch_size} <= num_rows={num_rows}.")
+    cal = noisy_sgd_calibration(
+        num_rows=num_rows,
+        strong_convexity=setup.lam,
+        step_size=setup.step_size,
+        sigma=sigma,
+        clip_norm=setup.clip_norm,
+        batch_size=batch_size,
+        epsilon=epsilon,
+        delta=delta,
+        radius=radius,
+        request_size=request_size,
+        max_requests=max_requests,
+        unlearn_epochs=unlearn_epochs,
+        bound=bound,
+        conversion=conversion,
+        max_order=max_order,
+    )
+    return NoisySGDPlan(setup, cal)
+
+
 def noisy_sgd(
     model: Model,
     *,
@@ -409,47 +497,30 @@ def noisy_sgd(
     Returns:
       A :class:`~dpunlearn.methods.base.Method` with currency ``"wsgd"``.
     """
-    if adjacency != "replace":
-        raise ValueError(
-            f"noisy_sgd supports adjacency='replace' only (got {adjacency!r}): a "
-            "removed row becomes a null row in its batch slot. Removal with "
-            "renormalised batches would change every later batch and is not covered "
-            "by the W∞ coupling."
-        )
-    setup = _noisy.resolve(
+    plan = noisy_sgd_plan(
         model,
+        num_rows=num_rows,
         lam=lam,
         sigma=sigma,
         radius=radius,
         epsilon=epsilon,
         delta=delta,
+        batch_size=batch_size,
+        train_epochs=train_epochs,
         learning_rate=learning_rate,
         loss_constants=loss_constants,
         clip_norm=clip_norm,
-        allow_nonconvex=allow_nonconvex,
         adjacency=adjacency,
-        probe_iters=probe_iters,
-    )
-    _validate.positive_int(num_rows=num_rows, batch_size=batch_size, train_epochs=train_epochs)
-    if batch_size > num_rows:
-        raise ValueError(f"Expected batch_size={batch_size} <= num_rows={num_rows}.")
-    cal = noisy_sgd_calibration(
-        num_rows=num_rows,
-        strong_convexity=setup.lam,
-        step_size=setup.step_size,
-        sigma=sigma,
-        clip_norm=setup.clip_norm,
-        batch_size=batch_size,
-        epsilon=epsilon,
-        delta=delta,
-        radius=radius,
         request_size=request_size,
         max_requests=max_requests,
         unlearn_epochs=unlearn_epochs,
         bound=bound,
+        allow_nonconvex=allow_nonconvex,
+        probe_iters=probe_iters,
         conversion=conversion,
         max_order=max_order,
     )
+    setup, cal = plan.constants, plan.calibration
     n, b, eta, R = int(num_rows), int(batch_size), setup.step_size, float(radius)
     table = len(cal.epochs)
     sched_k = np.asarray(cal.epochs, np.int32)
@@ -483,7 +554,7 @@ def noisy_sgd(
             xb = jax.tree.map(lambda a: a[safe], data.x)
             grads, norms = _noisy.per_example_grads(model.loss, params, xb, data.y[safe], keep)
             updates, opt = tx.update(grads, opt, params)
-            return (optax.apply_updates(params, updates), opt, jnp.maximum(gmax, jnp.max(norms))), None
+            return (optax.apply_updates(params, updates), opt, jnp.maximum(gmax, jnp.max(norms).astype(jnp.float32))), None
 
         def epoch(_, carry):
             return jax.lax.scan(step, carry, batches)[0]
