@@ -48,7 +48,9 @@ def tree_norm(tree) -> jax.Array:
     return optax.tree.norm(tree)
 
 
-def clip_per_example(clip_norm: float, *, normalizer=None) -> optax.GradientTransformation:
+def clip_per_example(
+    clip_norm: float, *, normalizer=None
+) -> optax.GradientTransformation:
     """Clips every example's gradient to ``clip_norm``, then averages over examples.
 
     Expects updates with a leading example axis on every leaf (as returned
@@ -76,10 +78,8 @@ def clip_per_example(clip_norm: float, *, normalizer=None) -> optax.GradientTran
         leaves, treedef = jax.tree.flatten(updates)
         batch = leaves[0].shape[0] if normalizer is None else normalizer
         clipped, _ = optax.transforms.per_example_global_norm_clip(leaves, clip_norm)
-        return (
-            jax.tree.unflatten(treedef, [c / jnp.asarray(batch, c.dtype) for c in clipped]),
-            state,
-        )
+        scaled = [c / jnp.asarray(batch, c.dtype) for c in clipped]
+        return jax.tree.unflatten(treedef, scaled), state
 
     return optax.GradientTransformation(init, update)
 
@@ -194,9 +194,9 @@ def _mean_over_examples(normalizer=None) -> optax.GradientTransformation:
         del params
         if normalizer is None:
             return jax.tree.map(lambda u: jnp.mean(u, axis=0), updates), state
-        return (
-            jax.tree.map(lambda u: jnp.sum(u, axis=0) / jnp.asarray(normalizer, u.dtype), updates),
-            state,
+        total = jax.tree.map(lambda u: jnp.sum(u, axis=0), updates)
+        return jax.tree.map(lambda u: u / jnp.asarray(normalizer, u.dtype), total), (
+            state
         )
 
     return optax.GradientTransformation(init, update)

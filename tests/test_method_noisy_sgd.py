@@ -42,10 +42,18 @@ def tiny_data(n=8, d=2, seed=0, labels="pm"):
 
 
 def small_method(**kw):
-    args = dict(
-        num_rows=8, lam=0.5, sigma=0.1, radius=5.0, epsilon=1.0, delta=1e-3,
-        batch_size=2, train_epochs=10, request_size=1, max_requests=2,
-    )
+    args = {
+        "num_rows": 8,
+        "lam": 0.5,
+        "sigma": 0.1,
+        "radius": 5.0,
+        "epsilon": 1.0,
+        "delta": 1e-3,
+        "batch_size": 2,
+        "train_epochs": 10,
+        "request_size": 1,
+        "max_requests": 2,
+    }
     args.update(kw)
     return noisy_sgd(models.linear(2), **args)
 
@@ -61,18 +69,27 @@ def small():
 
 
 def mnist_calibration(batch_size, **kw):
-    args = dict(
-        num_rows=N_MNIST, strong_convexity=M_MNIST, step_size=1 / L_MNIST, sigma=0.03,
-        clip_norm=1.0, batch_size=batch_size, epsilon=1.0, delta=1 / N_MNIST,
-    )
+    args = {
+        "num_rows": N_MNIST,
+        "strong_convexity": M_MNIST,
+        "step_size": 1 / L_MNIST,
+        "sigma": 0.03,
+        "clip_norm": 1.0,
+        "batch_size": batch_size,
+        "epsilon": 1.0,
+        "delta": 1 / N_MNIST,
+    }
     args.update(kw)
     return noisy_sgd_calibration(**args)
 
 
 @pytest.mark.parametrize(
-    "batch_size, z_b, epochs", [(128, 0.0604, 1), (512, 0.0224, 1), (N_MNIST, 0.01393, 2)]
+    "batch_size, z_b, epochs",
+    [(128, 0.0604, 1), (512, 0.0224, 1), (N_MNIST, 0.01393, 2)],
 )
-def test_step_radius_and_epochs_match_reference_and_closed_form(batch_size, z_b, epochs):
+def test_step_radius_and_epochs_match_reference_and_closed_form(
+    batch_size, z_b, epochs
+):
     cal = mnist_calibration(batch_size, max_requests=1)
     assert cal.step_radius == pytest.approx(z_b, rel=2e-3)
     eta = 1 / L_MNIST
@@ -88,12 +105,21 @@ def test_step_radius_and_epochs_match_reference_and_closed_form(batch_size, z_b,
     assert cal.noise_std == pytest.approx(math.sqrt(2 * eta) * 0.03, rel=1e-12)
 
 
-@pytest.mark.parametrize("batch_size, z_b", [(128, 0.0604), (512, 0.0224), (N_MNIST, 0.01393)])
+@pytest.mark.parametrize(
+    "batch_size, z_b", [(128, 0.0604), (512, 0.0224), (N_MNIST, 0.01393)]
+)
 def test_factory_plan_derives_the_constants_and_the_reference_radius(batch_size, z_b):
     """The factory's own resolution for models.linear on MNIST (d = 784)."""
     plan = noisy_sgd_plan(
-        models.linear(784), num_rows=N_MNIST, lam=M_MNIST, sigma=0.03, radius=100.0,
-        epsilon=1.0, delta=1 / N_MNIST, batch_size=batch_size, train_epochs=100,
+        models.linear(784),
+        num_rows=N_MNIST,
+        lam=M_MNIST,
+        sigma=0.03,
+        radius=100.0,
+        epsilon=1.0,
+        delta=1 / N_MNIST,
+        batch_size=batch_size,
+        train_epochs=100,
     )
     assert plan.constants.step_size == pytest.approx(1 / L_MNIST, rel=1e-12)
     assert plan.calibration.step_radius == pytest.approx(z_b, rel=2e-3)
@@ -142,9 +168,17 @@ def test_method_charges_carry_the_reference_calibration():
     data = Data(jnp.asarray(X, jnp.float32), jnp.asarray(np.sign(X[:, 0]), jnp.float32))
     for batch_size, z_b, epochs in ((128, 0.0604, 1),):  # b = 512, n: calibration only
         m = noisy_sgd(
-            models.linear(2), num_rows=N_MNIST, lam=M_MNIST, sigma=0.03, radius=100.0,
-            epsilon=1.0, delta=1 / N_MNIST, batch_size=batch_size, train_epochs=1,
-            max_requests=1, probe_iters=0,
+            models.linear(2),
+            num_rows=N_MNIST,
+            lam=M_MNIST,
+            sigma=0.03,
+            radius=100.0,
+            epsilon=1.0,
+            delta=1 / N_MNIST,
+            batch_size=batch_size,
+            train_epochs=1,
+            max_requests=1,
+            probe_iters=0,
         )
         state, _ = m.train(jax.random.key(0), data)
         new, charge, info = m.unlearn(jax.random.key(1), state, jnp.array([7]), data)
@@ -170,7 +204,9 @@ def test_cyclic_batches_visit_every_row_once_per_epoch(n, b):
     assert sorted(flat[flat >= 0].tolist()) == list(range(n))
 
 
-def reference_trajectory(X, y, perm, keep_by_epoch, *, lam, eta, b, radius, fixed_batch=False):
+def reference_trajectory(
+    X, y, perm, keep_by_epoch, *, lam, eta, b, radius, fixed_batch=False
+):
     """Float64 NumPy PNSGD (noise-free): cyclic batches over ``perm``."""
     theta = np.zeros(X.shape[1])
     n = X.shape[0]
@@ -195,15 +231,24 @@ def test_training_and_unlearning_follow_the_fixed_cyclic_order():
     n, d, b = 10, 3, 4
     data = tiny_data(n=n, d=d, seed=3)
     m = noisy_sgd(
-        models.linear(d), num_rows=n, lam=0.2, sigma=1e-9, radius=0.3, epsilon=1.0,
-        delta=1e-3, batch_size=b, train_epochs=3, unlearn_epochs=2, max_requests=1,
+        models.linear(d),
+        num_rows=n,
+        lam=0.2,
+        sigma=1e-9,
+        radius=0.3,
+        epsilon=1.0,
+        delta=1e-3,
+        batch_size=b,
+        train_epochs=3,
+        unlearn_epochs=2,
+        max_requests=1,
     )
     state, _ = m.train(jax.random.key(7), data)
     perm = np.asarray(state.perm)
     assert sorted(perm.tolist()) == list(range(n))
     X, y = np.asarray(data.x, np.float64), np.asarray(data.y, np.float64)
     eta = 1 / (0.25 + 0.2)  # η = 1/L derived for models.linear (rows of norm <= 1)
-    kw = dict(lam=0.2, eta=eta, b=b, radius=0.3)
+    kw = {"lam": 0.2, "eta": eta, "b": b, "radius": 0.3}
     full = np.ones(n, bool)
     want = reference_trajectory(X, y, perm, [full] * 3, **kw)
     np.testing.assert_allclose(state.params, want, rtol=1e-4, atol=1e-6)
@@ -243,10 +288,21 @@ def test_noise_of_every_step_matches_the_closed_form():
     θ = (1 − ηλ)ξ₁ + ξ₂ with ξ ~ N(0, 2ησ²): variance 2ησ²(1 + (1 − ηλ)²)."""
     data = Data(jnp.zeros((4, 3), jnp.float32), jnp.asarray([1.0, -1.0, 1.0, -1.0]))
     m = noisy_sgd(
-        models.linear(3), num_rows=4, lam=0.5, sigma=0.2, radius=1e3, epsilon=1.0,
-        delta=1e-3, batch_size=2, train_epochs=1, unlearn_epochs=0, max_requests=1,
+        models.linear(3),
+        num_rows=4,
+        lam=0.5,
+        sigma=0.2,
+        radius=1e3,
+        epsilon=1.0,
+        delta=1e-3,
+        batch_size=2,
+        train_epochs=1,
+        unlearn_epochs=0,
+        max_requests=1,
     )
-    states, _ = jax.vmap(lambda k: m.train(k, data))(jax.random.split(jax.random.key(2), 5000))
+    states, _ = jax.vmap(lambda k: m.train(k, data))(
+        jax.random.split(jax.random.key(2), 5000)
+    )
     eta = 1 / 0.75
     var = 2 * eta * 0.2**2 * (1 + (1 - eta * 0.5) ** 2)
     z = np.asarray(states.params, np.float64).ravel() / math.sqrt(var)
@@ -284,10 +340,16 @@ def ks_along(a, b, directions) -> float:
 
 
 def ts_build(**kw):
-    args = dict(
-        num_rows=4, lam=0.5, sigma=TS_SIGMA, radius=5.0, epsilon=TS_EPS, delta=TS_DELTA,
-        batch_size=2, train_epochs=30,
-    )
+    args = {
+        "num_rows": 4,
+        "lam": 0.5,
+        "sigma": TS_SIGMA,
+        "radius": 5.0,
+        "epsilon": TS_EPS,
+        "delta": TS_DELTA,
+        "batch_size": 2,
+        "train_epochs": 30,
+    }
     args.update(kw)
     return noisy_sgd(models.linear(2), **args)
 
@@ -303,7 +365,14 @@ def two_sample():
     u = TS_X[3] / np.linalg.norm(TS_X[3])
     directions = [u, np.array([-u[1], u[0]])]
     a = math.sqrt(math.log(8 / ALPHA) / (2 * TS_N))
-    return method, data, keys, reference, directions, certified_tv(TS_EPS, TS_DELTA) + 2 * a
+    return (
+        method,
+        data,
+        keys,
+        reference,
+        directions,
+        certified_tv(TS_EPS, TS_DELTA) + 2 * a,
+    )
 
 
 def ts_unlearned(method, data, keys):
@@ -334,8 +403,15 @@ def test_two_sample_no_unlearning_epochs_is_caught(two_sample):
 def test_two_sample_noise_scaled_down_is_caught(two_sample):
     _, data, keys, reference, directions, threshold = two_sample
     k = noisy_sgd_calibration(
-        num_rows=4, strong_convexity=0.5, step_size=1 / 0.75, sigma=TS_SIGMA, clip_norm=1.0,
-        batch_size=2, epsilon=TS_EPS, delta=TS_DELTA, radius=5.0,
+        num_rows=4,
+        strong_convexity=0.5,
+        step_size=1 / 0.75,
+        sigma=TS_SIGMA,
+        clip_norm=1.0,
+        batch_size=2,
+        epsilon=TS_EPS,
+        delta=TS_DELTA,
+        radius=5.0,
     ).epochs[0]
     params, _ = ts_unlearned(ts_build(sigma=TS_SIGMA / 4, unlearn_epochs=k), data, keys)
     assert ks_along(params, reference, directions) > threshold
@@ -345,11 +421,21 @@ def test_two_sample_noise_scaled_down_is_caught(two_sample):
 # flax nnx and linen MLPs under jit and vmap
 # ---------------------------------------------------------------------------
 
-MLP_ARGS = dict(
-    num_rows=8, lam=0.1, sigma=0.01, radius=20.0, epsilon=1.0, delta=1e-3, batch_size=4,
-    train_epochs=5, learning_rate=0.1, clip_norm=1.0, allow_nonconvex=True,
-    unlearn_epochs=2, max_requests=2,
-)
+MLP_ARGS = {
+    "num_rows": 8,
+    "lam": 0.1,
+    "sigma": 0.01,
+    "radius": 20.0,
+    "epsilon": 1.0,
+    "delta": 1e-3,
+    "batch_size": 4,
+    "train_epochs": 5,
+    "learning_rate": 0.1,
+    "clip_norm": 1.0,
+    "allow_nonconvex": True,
+    "unlearn_epochs": 2,
+    "max_requests": 2,
+}
 
 
 @pytest.fixture(scope="module")
@@ -360,7 +446,10 @@ def mlps():
         jax.tree.structure(variables["params"]), jax.tree.leaves(nnx_model.params)
     )
     linen_model = models.from_linen(module, {"params": params})
-    return {"nnx": noisy_sgd(nnx_model, **MLP_ARGS), "linen": noisy_sgd(linen_model, **MLP_ARGS)}
+    return {
+        "nnx": noisy_sgd(nnx_model, **MLP_ARGS),
+        "linen": noisy_sgd(linen_model, **MLP_ARGS),
+    }
 
 
 def test_nnx_and_linen_mlps_under_jit_and_vmap(mlps):
@@ -369,14 +458,18 @@ def test_nnx_and_linen_mlps_under_jit_and_vmap(mlps):
     masks = jnp.ones((3, 8), bool).at[jnp.arange(3), jnp.arange(3)].set(False)
     out = {}
     for name, m in mlps.items():
-        states, charges = jax.jit(jax.vmap(m.train, in_axes=(0, None, 0)))(keys, data, masks)
+        states, charges = jax.jit(jax.vmap(m.train, in_axes=(0, None, 0)))(
+            keys, data, masks
+        )
         assert all(leaf.shape[0] == 3 for leaf in jax.tree.leaves(states.params))
         assert bool(jnp.all(charges.valid)) and not bool(jnp.any(charges.certified))
         new, charges, info = jax.jit(jax.vmap(m.unlearn, in_axes=(0, 0, None, None)))(
             keys, states, jnp.array([6]), data
         )
         assert bool(jnp.all(info.valid)) and np.all(np.asarray(charges.epochs) == 2)
-        assert not bool(jnp.any(new.mask[:, 6])) and not bool(jnp.any(charges.certified))
+        assert not bool(jnp.any(new.mask[:, 6])) and not bool(
+            jnp.any(charges.certified)
+        )
         assert m.predict(jax.tree.map(lambda x: x[0], new.params), data.x).shape == (8,)
         out[name] = jax.tree.leaves(states.params) + jax.tree.leaves(new.params)
     for a, b in zip(out["nnx"], out["linen"]):
@@ -404,13 +497,17 @@ def test_request_for_a_removed_row_and_past_the_schedule(small):
     assert bool(charge.certified) and int(charge.position) == 1
     with pytest.raises(ValueError, match="already removed"):
         small.unlearn(jax.random.key(2), state, np.array([4]), data)
-    new, charge, _ = jax.jit(small.unlearn)(jax.random.key(2), state, jnp.array([4]), data)
+    new, charge, _ = jax.jit(small.unlearn)(
+        jax.random.key(2), state, jnp.array([4]), data
+    )
     assert_poisoned_and_unchanged(state, new, charge)
     state, charge, _ = small.unlearn(jax.random.key(3), state, np.array([5]), data)
     assert int(charge.position) == 2
     with pytest.raises(ValueError, match="retrain"):
         small.unlearn(jax.random.key(4), state, np.array([6]), data)
-    new, charge, _ = jax.jit(small.unlearn)(jax.random.key(4), state, jnp.array([6]), data)
+    new, charge, _ = jax.jit(small.unlearn)(
+        jax.random.key(4), state, jnp.array([6]), data
+    )
     assert_poisoned_and_unchanged(state, new, charge)
 
 
@@ -420,13 +517,19 @@ def test_nan_data_and_mismatched_pytrees(small):
     bad = Data(data.x.at[2, 0].set(jnp.inf), data.y)
     with pytest.raises(ValueError, match="finite"):
         small.unlearn(jax.random.key(1), state, np.array([0]), bad)
-    new, charge, _ = jax.jit(small.unlearn)(jax.random.key(1), state, jnp.array([0]), bad)
+    new, charge, _ = jax.jit(small.unlearn)(
+        jax.random.key(1), state, jnp.array([0]), bad
+    )
     assert_poisoned_and_unchanged(state, new, charge)
     for params in (jnp.zeros(3), [jnp.zeros(2)]):
         with pytest.raises(ValueError, match="Mismatched parameter pytree"):
-            small.unlearn(jax.random.key(1), state._replace(params=params), np.array([0]), data)
+            small.unlearn(
+                jax.random.key(1), state._replace(params=params), np.array([0]), data
+            )
     with pytest.raises(ValueError, match="perm"):
-        small.unlearn(jax.random.key(1), state._replace(perm=state.perm[:4]), np.array([0]), data)
+        small.unlearn(
+            jax.random.key(1), state._replace(perm=state.perm[:4]), np.array([0]), data
+        )
 
 
 def test_refusals_at_construction():
@@ -438,16 +541,29 @@ def test_refusals_at_construction():
         small_method(batch_size=9)
     model, _ = models.from_nnx(models.init_nnx_mlp(jax.random.key(0), (2, 4, 2)))
     with pytest.raises(ValueError, match="Cannot derive"):
-        noisy_sgd(model, **{k: v for k, v in MLP_ARGS.items() if k != "allow_nonconvex"})
+        noisy_sgd(
+            model, **{k: v for k, v in MLP_ARGS.items() if k != "allow_nonconvex"}
+        )
 
 
 def test_declared_constants_contradicted_by_the_data():
     lin = models.linear(2)
-    concave = models.Model(lin.params, lin.apply, lambda p, x, y: -jnp.dot(p, x) ** 2, lin.predict)
+    concave = models.Model(
+        lin.params, lin.apply, lambda p, x, y: -(jnp.dot(p, x) ** 2), lin.predict
+    )
     m = noisy_sgd(
-        concave, num_rows=8, lam=0.1, sigma=0.1, radius=5.0, epsilon=1.0, delta=1e-3,
-        batch_size=2, train_epochs=2, loss_constants=LossConstants(1.0, 1.0),
-        unlearn_epochs=1, max_requests=1,
+        concave,
+        num_rows=8,
+        lam=0.1,
+        sigma=0.1,
+        radius=5.0,
+        epsilon=1.0,
+        delta=1e-3,
+        batch_size=2,
+        train_epochs=2,
+        loss_constants=LossConstants(1.0, 1.0),
+        unlearn_epochs=1,
+        max_requests=1,
     )
     with pytest.raises(ValueError, match="Hessian eigenvalue"):
         m.train(jax.random.key(0), tiny_data())

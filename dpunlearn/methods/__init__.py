@@ -17,8 +17,8 @@ Add a method: write a module with a factory returning
 drives every registered method through the same contract.
 """
 
-from dpunlearn.methods.base import Data, Method
 from dpunlearn.methods._noisy import LossConstants, linear_constants
+from dpunlearn.methods.base import Data, Method
 from dpunlearn.methods.certified_removal import certified_removal
 from dpunlearn.methods.langevin import langevin
 from dpunlearn.methods.noisy_sgd import noisy_sgd

@@ -89,7 +89,8 @@ def linear_constants(model: Model, *, row_norm: float = 1.0) -> LossConstants:
     if ndim not in (1, 2):
         raise ValueError(
             "Cannot derive loss constants: the model's parameters are not a single "
-            "1-D (logistic) or 2-D (softmax) array, so it is not dpunlearn.models.linear. "
+            "1-D (logistic) or 2-D (softmax) array, so it is not "
+            "dpunlearn.models.linear. "
             "Pass loss_constants=LossConstants(smoothness, gradient_bound) (a "
             "declaration you are responsible for), or allow_nonconvex=True."
         )
@@ -103,7 +104,9 @@ def linear_constants(model: Model, *, row_norm: float = 1.0) -> LossConstants:
             x = jnp.asarray(rng.normal(size=dim), jnp.float32)
             out = np.asarray(model.apply(p, x), np.float64)
             ref = np.asarray(p, np.float64) @ np.asarray(x, np.float64)
-            ok &= out.shape == np.shape(ref) and np.allclose(out, ref, rtol=1e-4, atol=1e-4)
+            ok &= out.shape == np.shape(ref) and np.allclose(
+                out, ref, rtol=1e-4, atol=1e-4
+            )
             if ndim == 1:
                 y = 1.0 if rng.random() < 0.5 else -1.0
                 loss = float(model.loss(p, x, jnp.asarray(y, jnp.float32)))
@@ -172,14 +175,21 @@ def resolve(
     """Validates the static configuration of a noisy method (see module doc)."""
     if not isinstance(model, Model):
         raise ValueError(
-            f"Expected model to be a dpunlearn.models.Model, got {type(model).__name__}."
+            "Expected model to be a dpunlearn.models.Model, got "
+            f"{type(model).__name__}."
         )
     if adjacency not in ADJACENCIES:
         raise ValueError(f"Expected adjacency in {ADJACENCIES}, got {adjacency!r}.")
     _validate.positive(sigma=sigma, radius=radius, epsilon=epsilon)
     _validate.open_interval(0.0, 1.0, delta=delta)
-    if isinstance(probe_iters, bool) or not isinstance(probe_iters, int) or probe_iters < 0:
-        raise ValueError(f"Expected probe_iters to be an integer >= 0, got {probe_iters!r}.")
+    if (
+        isinstance(probe_iters, bool)
+        or not isinstance(probe_iters, int)
+        or probe_iters < 0
+    ):
+        raise ValueError(
+            f"Expected probe_iters to be an integer >= 0, got {probe_iters!r}."
+        )
     v = _validate._as_float("lam", lam)
     if v is None or not (v > 0 and math.isfinite(v)):
         raise ValueError(
@@ -208,9 +218,8 @@ def resolve(
         clip_norm = float(loss_constants.gradient_bound)
     _validate.positive(clip_norm=clip_norm)
     clip_norm = float(clip_norm)
-    if (
-        not allow_nonconvex
-        and clip_norm < float(loss_constants.gradient_bound) * (1 - 1e-12)
+    if not allow_nonconvex and clip_norm < float(loss_constants.gradient_bound) * (
+        1 - 1e-12
     ):
         raise ValueError(
             f"clip_norm={clip_norm} is below the loss's gradient bound "
@@ -298,7 +307,10 @@ def data_ok(data, row_norm: float | None) -> Array:
 def max_row_norm(data) -> Array:
     leaves = jax.tree.leaves(data.x)
     n = leaves[0].shape[0]
-    sq = sum(jnp.sum(jnp.reshape(a, (n, -1)).astype(jnp.float32) ** 2, axis=1) for a in leaves)
+    sq = sum(
+        jnp.sum(jnp.reshape(a, (n, -1)).astype(jnp.float32) ** 2, axis=1)
+        for a in leaves
+    )
     return jnp.sqrt(jnp.max(sq))
 
 
@@ -308,7 +320,9 @@ def check_row_norms(data, row_norm: float | None) -> None:
         return
     leaves = [np.asarray(a, np.float64) for a in jax.tree.leaves(data.x)]
     n = leaves[0].shape[0]
-    r = float(np.sqrt(np.max(sum(np.sum(a.reshape(n, -1) ** 2, axis=1) for a in leaves))))
+    r = float(
+        np.sqrt(np.max(sum(np.sum(a.reshape(n, -1) ** 2, axis=1) for a in leaves)))
+    )
     if not r <= row_norm * (1 + 1e-5):
         raise ValueError(
             f"Expected every row of data.x to have norm <= {row_norm} (the constants "
@@ -329,7 +343,9 @@ def tree_select(pred: Array, on_true, on_false):
     return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
 
 
-def curvature_probe(loss, params, data, lam: float, smoothness: float, iters: int, radius):
+def curvature_probe(
+    loss, params, data, lam: float, smoothness: float, iters: int, radius
+):
     """Estimates ``(λ_min, λ_max)`` of ``∇²F`` at the initial params and one point
     of the ball, ``F = mean_i ℓ_i + (λ/2)‖θ‖²`` over all rows.
 
@@ -363,11 +379,15 @@ def curvature_probe(loss, params, data, lam: float, smoothness: float, iters: in
     far = jax.random.normal(k1, flat0.shape, dtype)
     far = far / jnp.linalg.norm(far) * 0.5 * radius
     lo, hi = jnp.inf, -jnp.inf
-    for point, kv in ((flat0, k2), (far, k3)):
+
+    def extremes(point, kv):
         v0 = jax.random.normal(kv, flat0.shape, dtype)
         top = power(lambda v: hvp(point, v), v0)
         shift = jnp.maximum(top, smoothness) * 1.05 + 1e-6
-        bottom = shift - power(lambda v: shift * v - hvp(point, v), v0)
+        return shift - power(lambda v: shift * v - hvp(point, v), v0), top
+
+    for point, kv in ((flat0, k2), (far, k3)):
+        bottom, top = extremes(point, kv)
         lo, hi = jnp.minimum(lo, bottom), jnp.maximum(hi, top)
     return lo, hi
 
@@ -381,7 +401,13 @@ class Probe:
         self.active = bool(setup.probe_iters)
         self._run = jax.jit(
             lambda data: curvature_probe(
-                loss, params0(), data, setup.lam, setup.smoothness, setup.probe_iters, radius
+                loss,
+                params0(),
+                data,
+                setup.lam,
+                setup.smoothness,
+                setup.probe_iters,
+                radius,
             )
         )
 

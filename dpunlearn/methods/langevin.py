@@ -111,7 +111,14 @@ from dpunlearn import _validate, transforms
 from dpunlearn.accounting import currencies as cur
 from dpunlearn.methods import _noisy
 from dpunlearn.methods._noisy import LossConstants, linear_constants
-from dpunlearn.methods.base import Data, Method, check_data, check_mask, check_request, request_valid
+from dpunlearn.methods.base import (
+    Data,
+    Method,
+    check_data,
+    check_mask,
+    check_request,
+    request_valid,
+)
 from dpunlearn.models import Model
 from dpunlearn.types import Array, PRNGKey, PyTree
 
@@ -235,9 +242,9 @@ def langevin_calibration(
     last training, ``K_s`` is the smallest number of PNGD steps after which
     the Rényi recursion (Chien et al. 2024, Langevin Unlearning, Thm 3.2 /
     Cor. 3.4 and the weak triangle inequality for sequential requests)
-    certifies ``(epsilon, delta)``: :func:`~dpunlearn.accounting.currencies.langevin_min_steps`
-    at each position, :func:`~dpunlearn.accounting.currencies.langevin_update`
-    between positions.
+    certifies ``(epsilon, delta)``: ``currencies.langevin_min_steps`` at each
+    position, ``currencies.langevin_update`` between positions
+    (:mod:`dpunlearn.accounting.currencies`).
 
     Args:
       num_rows: ``n``, rows of the training data.
@@ -264,10 +271,18 @@ def langevin_calibration(
       >>> cal.steps
       (1997,)
     """
-    _validate.positive_int(num_rows=num_rows, request_size=request_size, max_requests=max_requests)
+    _validate.positive_int(
+        num_rows=num_rows, request_size=request_size, max_requests=max_requests
+    )
     if adjacency not in _noisy.ADJACENCIES:
-        raise ValueError(f"Expected adjacency in {_noisy.ADJACENCIES}, got {adjacency!r}.")
-    n_cert = num_rows if adjacency == "replace" else num_rows - (max_requests - 1) * request_size
+        raise ValueError(
+            f"Expected adjacency in {_noisy.ADJACENCIES}, got {adjacency!r}."
+        )
+    n_cert = (
+        num_rows
+        if adjacency == "replace"
+        else num_rows - (max_requests - 1) * request_size
+    )
     if request_size >= n_cert:
         raise ValueError(
             f"request_size={request_size} and max_requests={max_requests} would remove "
@@ -289,7 +304,11 @@ def langevin_calibration(
         if overrides is None:
             try:
                 k = cur.langevin_min_steps(
-                    state, cfg, removed=request_size, target_epsilon=epsilon, delta=delta
+                    state,
+                    cfg,
+                    removed=request_size,
+                    target_epsilon=epsilon,
+                    delta=delta,
                 )
             except ValueError as e:
                 raise ValueError(
@@ -400,7 +419,9 @@ def langevin_plan(
         conversion=conversion,
         max_order=max_order,
     )
-    return LangevinPlan(setup, cal, 2.0 * float(radius) * setup.contraction ** int(train_steps))
+    return LangevinPlan(
+        setup, cal, 2.0 * float(radius) * setup.contraction ** int(train_steps)
+    )
 
 
 def langevin(
@@ -513,9 +534,15 @@ def langevin(
 
         def body(_, carry):
             params, opt, gmax = carry
-            grads, norms = _noisy.per_example_grads(model.loss, params, data.x, data.y, mask)
+            grads, norms = _noisy.per_example_grads(
+                model.loss, params, data.x, data.y, mask
+            )
             updates, opt = tx.update(grads, opt, params)
-            return optax.apply_updates(params, updates), opt, jnp.maximum(gmax, jnp.max(norms).astype(jnp.float32))
+            return (
+                optax.apply_updates(params, updates),
+                opt,
+                jnp.maximum(gmax, jnp.max(norms).astype(jnp.float32)),
+            )
 
         init = (params, tx.init(params), jnp.zeros((), jnp.float32))
         params, _, gmax = jax.lax.fori_loop(0, num_steps, body, init)
@@ -613,12 +640,16 @@ def langevin(
                     f"All max_requests={len(schedule)} certified requests have been "
                     "served since training: retrain (train on the remaining rows)."
                 )
-            if adjacency == "remove" and _validate.is_concrete(state.mask):
-                if int(np.sum(np.asarray(state.mask))) < n_cert:
-                    raise ValueError(
-                        f"Only {int(np.sum(np.asarray(state.mask)))} rows remain, fewer "
-                        f"than the n={n_cert} the certificate assumes: retrain."
-                    )
+            kept = (
+                int(np.sum(np.asarray(state.mask)))
+                if _validate.is_concrete(state.mask)
+                else None
+            )
+            if adjacency == "remove" and kept is not None and kept < n_cert:
+                raise ValueError(
+                    f"Only {kept} rows remain, fewer than the n={n_cert} the "
+                    "certificate assumes: retrain."
+                )
         if _validate.is_concrete(state.params):
             for leaf in jax.tree.leaves(state.params):
                 _validate.finite_array("state.params", leaf)
@@ -629,12 +660,18 @@ def langevin(
             raise ValueError(f"Expected a LangevinState, got {type(state).__name__}.")
         _noisy.check_params_like("state.params", state.params, reference)
         if np.shape(state.mask)[-1:] != (n,):
-            raise ValueError(f"Expected state.mask of shape ({n},), got {np.shape(state.mask)}.")
+            raise ValueError(
+                f"Expected state.mask of shape ({n},), got {np.shape(state.mask)}."
+            )
 
     def predict(params, inputs):
         return jax.vmap(model.predict, in_axes=(None, 0))(params, inputs)
 
     method = Method(
-        name="langevin", currency="langevin", train=train, unlearn=unlearn, predict=predict
+        name="langevin",
+        currency="langevin",
+        train=train,
+        unlearn=unlearn,
+        predict=predict,
     )
     return method

@@ -91,7 +91,14 @@ from dpunlearn import _validate, transforms
 from dpunlearn.accounting import currencies as cur
 from dpunlearn.methods import _noisy
 from dpunlearn.methods._noisy import LossConstants
-from dpunlearn.methods.base import Data, Method, check_data, check_mask, check_request, request_valid
+from dpunlearn.methods.base import (
+    Data,
+    Method,
+    check_data,
+    check_mask,
+    check_request,
+    request_valid,
+)
 from dpunlearn.models import Model
 from dpunlearn.types import Array, PRNGKey, PyTree
 
@@ -168,7 +175,7 @@ class NoisySGDCalibration(NamedTuple):
     """The static calibration of a noisy-SGD method (host-side, float64).
 
     Attributes:
-      config: The accountant's :class:`~dpunlearn.accounting.currencies.WassersteinConfig`.
+      config: The accountant's ``currencies.WassersteinConfig``.
       noise_std: Per-coordinate std of one step's noise, ``√(2η)·σ``.
       step_radius: ``Z_B`` for ``request_size`` rows.
       epochs: ``K_s``, one per position; with ``unlimited`` the last entry
@@ -245,11 +252,15 @@ def noisy_sgd_calibration(
       >>> round(cal.step_radius, 4), cal.epochs
       (0.0604, (1,))
     """
-    _validate.positive_int(num_rows=num_rows, request_size=request_size, search_limit=search_limit)
+    _validate.positive_int(
+        num_rows=num_rows, request_size=request_size, search_limit=search_limit
+    )
     if max_requests is not None:
         _validate.positive_int(max_requests=max_requests)
     if request_size >= num_rows:
-        raise ValueError(f"request_size={request_size} would remove all {num_rows} rows.")
+        raise ValueError(
+            f"request_size={request_size} would remove all {num_rows} rows."
+        )
     cfg = cur.WassersteinConfig(
         strong_convexity=float(strong_convexity),
         step_size=float(step_size),
@@ -270,7 +281,9 @@ def noisy_sgd_calibration(
     else:
         overrides = list(unlearn_epochs)
         if len(overrides) != count:
-            raise ValueError(f"Expected unlearn_epochs to give {count} values, got {len(overrides)}.")
+            raise ValueError(
+                f"Expected unlearn_epochs to give {count} values, got {len(overrides)}."
+            )
         for v in overrides:
             cur._check_count("unlearn_epochs", v)
     z_b = cfg.step_radius(request_size)
@@ -286,7 +299,9 @@ def noisy_sgd_calibration(
         z = max(z_s, z_star)
         if not math.isfinite(z):
             return math.inf, math.inf
-        return z, float(cur.wsgd_epsilon(cur.WassersteinState(z, int(k), 1), cfg, delta)[0])
+        return z, float(
+            cur.wsgd_epsilon(cur.WassersteinState(z, int(k), 1), cfg, delta)[0]
+        )
 
     state = cur.wsgd_init()
     epochs, eps, radii, after = [], [], [], []
@@ -302,7 +317,11 @@ def noisy_sgd_calibration(
         if overrides is None:
             try:
                 k = cur.wsgd_min_epochs(
-                    state, cfg, removed=request_size, target_epsilon=epsilon, delta=delta
+                    state,
+                    cfg,
+                    removed=request_size,
+                    target_epsilon=epsilon,
+                    delta=delta,
                 )
             except ValueError as e:
                 raise ValueError(
@@ -320,8 +339,13 @@ def noisy_sgd_calibration(
             while overrides is None and e_t > epsilon and k_tail <= max(epochs + [k]):
                 k_tail += 1
                 z_t, e_t = tail_bound(nxt.pre_radius, k_tail)
-            if overrides is not None or (e_t <= epsilon and k_tail <= max(epochs + [k])):
-                record(cur.wsgd_update(state, cfg, removed=request_size, epochs=k_tail), k_tail)
+            if overrides is not None or (
+                e_t <= epsilon and k_tail <= max(epochs + [k])
+            ):
+                record(
+                    cur.wsgd_update(state, cfg, removed=request_size, epochs=k_tail),
+                    k_tail,
+                )
                 epochs.append(int(k_tail))
                 eps.append(max(e_t, eps[-1]))
                 radii.append(max(z_t, radii[-1]))
@@ -425,7 +449,9 @@ def noisy_sgd_plan(
         adjacency=adjacency,
         probe_iters=probe_iters,
     )
-    _validate.positive_int(num_rows=num_rows, batch_size=batch_size, train_epochs=train_epochs)
+    _validate.positive_int(
+        num_rows=num_rows, batch_size=batch_size, train_epochs=train_epochs
+    )
     if batch_size > num_rows:
         raise ValueError(f"Expected batch_size={batch_size} <= num_rows={num_rows}.")
     cal = noisy_sgd_calibration(
@@ -552,9 +578,15 @@ def noisy_sgd(
             safe = jnp.clip(rows, 0, n - 1)
             keep = (rows >= 0) & mask[safe]
             xb = jax.tree.map(lambda a: a[safe], data.x)
-            grads, norms = _noisy.per_example_grads(model.loss, params, xb, data.y[safe], keep)
+            grads, norms = _noisy.per_example_grads(
+                model.loss, params, xb, data.y[safe], keep
+            )
             updates, opt = tx.update(grads, opt, params)
-            return (optax.apply_updates(params, updates), opt, jnp.maximum(gmax, jnp.max(norms).astype(jnp.float32))), None
+            return (
+                optax.apply_updates(params, updates),
+                opt,
+                jnp.maximum(gmax, jnp.max(norms).astype(jnp.float32)),
+            ), None
 
         def epoch(_, carry):
             return jax.lax.scan(step, carry, batches)[0]
@@ -674,4 +706,6 @@ def noisy_sgd(
     def predict(params, inputs):
         return jax.vmap(model.predict, in_axes=(None, 0))(params, inputs)
 
-    return Method(name="noisy_sgd", currency="wsgd", train=train, unlearn=unlearn, predict=predict)
+    return Method(
+        name="noisy_sgd", currency="wsgd", train=train, unlearn=unlearn, predict=predict
+    )
