@@ -478,6 +478,11 @@ def test_requests_past_the_schedule_need_a_retrain(small):
     assert_poisoned_and_unchanged(state, new, charge)
     with pytest.raises(ValueError, match="exceeds request_size"):
         small.unlearn(jax.random.key(3), state, np.array([5, 6]), data)
+    step = jax.jit(small.unlearn)
+    with pytest.raises(ValueError, match="integers"):
+        step(jax.random.key(3), state, jnp.array([3.0]), data)
+    with pytest.raises(ValueError, match="non-empty"):
+        step(jax.random.key(3), state, jnp.zeros((0,), jnp.int32), data)
 
 
 def test_nan_data(small):

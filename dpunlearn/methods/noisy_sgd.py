@@ -683,6 +683,10 @@ def noisy_sgd(
             )
         _noisy.check_row_norms(data, setup.row_norm)
         request = check_request(request, state.mask)
+        if not jnp.issubdtype(jnp.result_type(request), jnp.integer):
+            raise ValueError(f"Expected request to hold integers, got {request.dtype}.")
+        if request.shape[0] == 0:
+            raise ValueError("Expected a non-empty request.")
         if request.shape[0] > request_size:
             raise ValueError(
                 f"A request of {request.shape[0]} rows exceeds request_size="
