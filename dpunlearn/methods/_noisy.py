@@ -23,7 +23,9 @@ is collected here:
   at the initial parameters and at a point of the ball. Its estimate of
   ``λ_min`` can only be too high and that of ``λ_max`` too low, so a truly
   ``m``-strongly convex, ``L``-smooth objective never fails it; a failure is
-  proof that the declaration is wrong.
+  proof that the declaration is wrong. It reads the data, so a refusal is itself one
+  data-dependent bit; it never fires for a truly convex loss, and when it
+  fires no model is released.
 * per-example gradients of masked rows, parameter-pytree checks, and the
   on-device validity of data.
 
