@@ -16,8 +16,8 @@ so a user can chain them with any optax optimiser:
   noisy gradient descent needs it for its contraction argument (Chien, Wang,
   Chen, Li, "Langevin Unlearning", NeurIPS 2024, eq. 2).
 * :func:`noisy_clipped_step` — the chain the noisy methods use:
-  clip, average, scale by ``−η``, add ``N(0, 2ησ²)`` (the Langevin step),
-  project.
+  clip, average, add the (never clipped) L2 term ``λθ``, scale by ``−η``,
+  add ``N(0, 2ησ²)`` (the Langevin step), project.
 
 Noise is sampled in the dtype of each leaf. JAX's threefry is not a
 cryptographic generator: see the README's security note.
@@ -48,7 +48,9 @@ def tree_norm(tree) -> jax.Array:
     return optax.tree.norm(tree)
 
 
-def clip_per_example(clip_norm: float) -> optax.GradientTransformation:
+def clip_per_example(
+    clip_norm: float, *, normalizer=None
+) -> optax.GradientTransformation:
     """Clips every example's gradient to ``clip_norm``, then averages over examples.
 
     Expects updates with a leading example axis on every leaf (as returned
@@ -57,6 +59,12 @@ def clip_per_example(clip_norm: float) -> optax.GradientTransformation:
     gradient has norm ``<= clip_norm`` (optax's
     ``per_example_global_norm_clip``), so replacing one example moves the
     mean by at most ``2·clip_norm/B``. Must be first in a chain.
+
+    Args:
+      clip_norm: ``C > 0`` (a Python number).
+      normalizer: Divide the sum of clipped gradients by this instead of the
+        batch size ``B`` (a number or a traced scalar): e.g. the number of
+        rows a mask keeps, when masked rows enter as zero gradients.
     """
     if not clip_norm > 0:
         raise ValueError(f"Expected clip_norm={clip_norm} > 0.")
@@ -68,9 +76,10 @@ def clip_per_example(clip_norm: float) -> optax.GradientTransformation:
     def update(updates, state, params=None):
         del params
         leaves, treedef = jax.tree.flatten(updates)
-        batch = leaves[0].shape[0]
+        batch = leaves[0].shape[0] if normalizer is None else normalizer
         clipped, _ = optax.transforms.per_example_global_norm_clip(leaves, clip_norm)
-        return jax.tree.unflatten(treedef, [c / batch for c in clipped]), state
+        scaled = [c / jnp.asarray(batch, c.dtype) for c in clipped]
+        return jax.tree.unflatten(treedef, scaled), state
 
     return optax.GradientTransformation(init, update)
 
@@ -125,34 +134,69 @@ def project_l2_ball(radius) -> optax.GradientTransformation:
 
 
 def noisy_clipped_step(
-    *, learning_rate, noise_std, clip_norm: float | None, radius, key: PRNGKey
+    *,
+    learning_rate,
+    noise_std,
+    clip_norm: float | None,
+    radius,
+    key: PRNGKey,
+    weight_decay=0.0,
+    normalizer=None,
 ) -> optax.GradientTransformation:
     """One projected noisy (clipped) gradient step, from per-example gradients.
 
-    ``θ ← Π_R(θ − η·mean_i clip_C(∇ℓ_i(θ)) + N(0, 2ησ² I))``: the update of
-    projected noisy gradient descent / Langevin dynamics (Chien, Wang, Chen,
-    Li 2024, eq. 2; with mini-batches, Chien et al. 2024 "Certified Machine
-    Unlearning via Noisy Stochastic Gradient Descent", eq. 3). ``noise_std``
-    is ``σ``; the noise added is ``√(2η)·σ`` per coordinate. With
-    ``clip_norm=None`` the gradients are averaged without clipping (a loss
-    with a known Lipschitz constant needs none).
+    ``θ ← Π_R(θ − η·(mean_i clip_C(∇ℓ_i(θ)) + λθ) + N(0, 2ησ² I))``: the
+    update of projected noisy gradient descent / Langevin dynamics (Chien,
+    Wang, Chen, Li 2024, eq. 2; with mini-batches, Chien et al. 2024
+    "Certified Machine Unlearning via Noisy Stochastic Gradient Descent",
+    eq. 3). ``noise_std`` is ``σ``; the noise added is ``√(2η)·σ`` per
+    coordinate. With ``clip_norm=None`` the gradients are averaged without
+    clipping (a loss with a known Lipschitz constant needs none).
+
+    Args:
+      learning_rate: ``η``.
+      noise_std: ``σ`` (the added noise is ``√(2η)σ`` per coordinate).
+      clip_norm: Per-example clip ``C``, or None.
+      radius: ``R`` of the projection.
+      key: Key of the noise (kept in the state, split every step).
+      weight_decay: ``λ >= 0``: adds ``λθ`` after clipping and averaging, so
+        the L2 term of the objective is never clipped (the noisy-SGD
+        unlearning paper's form; it is the same for adjacent data sets and
+        adds nothing to the sensitivity).
+      normalizer: Divide the sum of (clipped) per-example gradients by this
+        instead of the batch size (see :func:`clip_per_example`).
     """
-    first = clip_per_example(clip_norm) if clip_norm is not None else _mean_over_examples()
+    first = (
+        clip_per_example(clip_norm, normalizer=normalizer)
+        if clip_norm is not None
+        else _mean_over_examples(normalizer)
+    )
+    decay = (
+        [optax.add_decayed_weights(weight_decay)]
+        if not (isinstance(weight_decay, (int, float)) and weight_decay == 0)
+        else []
+    )
     return optax.chain(
         first,
+        *decay,
         optax.scale(-learning_rate),
         gaussian_noise(jnp.sqrt(2.0 * learning_rate) * noise_std, key=key),
         project_l2_ball(radius),
     )
 
 
-def _mean_over_examples() -> optax.GradientTransformation:
+def _mean_over_examples(normalizer=None) -> optax.GradientTransformation:
     def init(params):
         del params
         return optax.EmptyState()
 
     def update(updates, state, params=None):
         del params
-        return jax.tree.map(lambda u: jnp.mean(u, axis=0), updates), state
+        if normalizer is None:
+            return jax.tree.map(lambda u: jnp.mean(u, axis=0), updates), state
+        total = jax.tree.map(lambda u: jnp.sum(u, axis=0), updates)
+        return jax.tree.map(lambda u: u / jnp.asarray(normalizer, u.dtype), total), (
+            state
+        )
 
     return optax.GradientTransformation(init, update)

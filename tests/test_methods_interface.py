@@ -37,6 +37,14 @@ BUILDERS = {
         models.linear(4), lam=0.1, epsilon=1.0, delta=1e-5, iterations=2,
         radius=2.0, smoothness=0.35, gradient_bound=0.7,
     ),
+    "langevin": lambda: methods.langevin(
+        models.linear(4), num_rows=48, lam=0.1, sigma=0.05, radius=5.0,
+        epsilon=1.0, delta=1e-3, train_steps=100, request_size=2, max_requests=4,
+    ),
+    "noisy_sgd": lambda: methods.noisy_sgd(
+        models.linear(4), num_rows=48, lam=0.1, sigma=0.05, radius=5.0,
+        epsilon=1.0, delta=1e-3, batch_size=8, train_epochs=10, request_size=2,
+    ),
 }  # fmt: skip
 
 

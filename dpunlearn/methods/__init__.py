@@ -6,6 +6,10 @@ factory                   method                                       currency
 ``certified_removal``     Guo et al. 2020: loss perturbation + Newton  ``certified_removal``
 ``sekhari``               Sekhari et al. 2021: Newton + output noise   ``sekhari``
 ``descent_to_delete``     Neel et al. 2021: projected GD + noise       ``d2d``
+``langevin``              Chien et al. 2024: projected noisy GD,       ``langevin``
+                          unlearning by more noisy GD (Rényi)
+``noisy_sgd``             Chien et al. 2024: cyclic projected noisy    ``wsgd``
+                          SGD, unlearning by more epochs (W∞)
 ========================  ==========================================  ==================
 
 Add a method: write a module with a factory returning
@@ -15,22 +19,31 @@ Add a method: write a module with a factory returning
 drives every registered method through the same contract.
 """
 
+from dpunlearn.methods._noisy import LossConstants, linear_constants
 from dpunlearn.methods.base import Data, Method
 from dpunlearn.methods.certified_removal import certified_removal
 from dpunlearn.methods.descent_to_delete import descent_to_delete
+from dpunlearn.methods.langevin import langevin
+from dpunlearn.methods.noisy_sgd import noisy_sgd
 from dpunlearn.methods.sekhari import sekhari
 
 FACTORIES = {
     "certified_removal": certified_removal,
     "descent_to_delete": descent_to_delete,
+    "langevin": langevin,
+    "noisy_sgd": noisy_sgd,
     "sekhari": sekhari,
 }
 
 __all__ = [
     "FACTORIES",
     "Data",
+    "LossConstants",
     "Method",
     "certified_removal",
     "descent_to_delete",
+    "langevin",
+    "linear_constants",
+    "noisy_sgd",
     "sekhari",
 ]
