@@ -18,6 +18,7 @@ Hierarchy (every one is a ``ValueError``)::
 from __future__ import annotations
 
 __all__ = [
+    "RetrainRequired",
     "LedgerError",
     "LedgerCorruptError",
     "TornTailError",
@@ -92,3 +93,14 @@ class BudgetExceededError(LedgerError):
         self.remaining = remaining
         self.restored_by_retrain = restored_by_retrain
         self.unit = unit
+
+
+class RetrainRequired(ValueError):
+    """A method's certificate cannot cover one more request from this model.
+
+    Raised by a method's ``unlearn`` when what it calibrated at training is
+    spent (Sekhari et al.'s deletion capacity, the precomputed step schedule
+    of Langevin or noisy-SGD unlearning): the request must be served by
+    retraining on the remaining rows with a fresh key, which
+    :func:`dpunlearn.serve.serve` does.
+    """

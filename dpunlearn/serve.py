@@ -7,9 +7,11 @@ for any method of :mod:`dpunlearn.methods`:
 2. the charge is recorded in the ledger (the currency's ``from_charge`` gives
    the entry's fields); the ledger recomputes the certificate and refuses a
    release past its budget, leaving the file unchanged;
-3. on a refusal the model is retrained from scratch on the remaining rows
-   with a fresh key (``method.train``), the retrain is recorded, and that
-   model, which already excludes the request, is released.
+3. on a refusal, or when the method says its own calibration is spent
+   (:class:`dpunlearn.errors.RetrainRequired`: a deletion capacity, a step
+   schedule), the model is retrained from scratch on the remaining rows with
+   a fresh key (``method.train``), the retrain is recorded, and that model,
+   which already excludes the request, is released.
 
 Keys: ``key`` is consumed (split into the unlearning and the retraining keys);
 pass a new one per request, e.g. ``jax.random.fold_in(key, request_number)``.
@@ -25,6 +27,7 @@ import numpy as np
 
 from dpunlearn.accounting import currencies
 from dpunlearn.accounting.ledger import BudgetExceededError, Ledger, LedgerSummary
+from dpunlearn.errors import RetrainRequired
 from dpunlearn.methods.base import Data, Method, check_request
 from dpunlearn.types import PRNGKey
 
@@ -99,7 +102,20 @@ def serve(
     """
     request = check_request(request, state.mask)
     k_unlearn, k_retrain = jax.random.split(key)
-    new, charge, info = method.unlearn(k_unlearn, state, request, data)
+
+    def retrain(reason: str, info=None) -> ServeResult:
+        mask = np.asarray(state.mask).copy()
+        mask[np.asarray(request)] = False
+        retrained, charge = method.train(k_retrain, data, jnp.asarray(mask))
+        summary = (
+            None if ledger is None else record_training(ledger, charge, dp=dp, kind="retrain")
+        )
+        return ServeResult(retrained, charge, info, True, summary, reason)
+
+    try:
+        new, charge, info = method.unlearn(k_unlearn, state, request, data)
+    except RetrainRequired as spent:  # the method's own calibration is spent
+        return retrain(str(spent))
     if ledger is None:
         return ServeResult(new, charge, info, False, None, None)
     try:
@@ -108,8 +124,4 @@ def serve(
     except BudgetExceededError as refusal:
         if refusal.ledger != "U":
             raise
-        mask = np.asarray(state.mask).copy()
-        mask[np.asarray(request)] = False
-        retrained, charge = method.train(k_retrain, data, jnp.asarray(mask))
-        summary = record_training(ledger, charge, dp=dp, kind="retrain")
-        return ServeResult(retrained, charge, info, True, summary, str(refusal))
+        return retrain(str(refusal), info)

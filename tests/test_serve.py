@@ -144,3 +144,40 @@ def test_serve_without_ledger_and_bad_requests():
     assert res.summary is None and not res.retrained
     with pytest.raises(ValueError, match="already removed"):
         serve.serve(method, res.state, np.array([3]), d, key=jax.random.key(2))
+
+
+def test_serve_langevin_records_steps_and_retrains_when_the_schedule_is_spent(tmp_path):
+    # The ledger recomputes the Rényi recursion from the recorded steps; after
+    # max_requests the method raises RetrainRequired and serve() retrains.
+    import dataclasses
+
+    from dpunlearn import models
+
+    d = data(n=48, d=4)
+    kw = dict(
+        num_rows=48, lam=0.1, sigma=0.05, radius=5.0, epsilon=1.0, delta=1e-3,
+        train_steps=100, request_size=2, max_requests=3,
+    )  # fmt: skip
+    method = methods.langevin(models.linear(4), **kw)
+    plan = methods.langevin_plan(models.linear(4), **kw)
+    led = L.Ledger.create(
+        tmp_path / "l.jsonl",
+        currency="langevin",
+        params=dataclasses.asdict(plan.calibration.config),
+        target_epsilon=1.0,
+        target_delta=1e-3,
+    )
+    state, charge = method.train(jax.random.key(0), d, None)
+    serve.record_training(led, charge)
+    retrained = []
+    for i in range(5):
+        res = serve.serve(
+            method, state, np.array([2 * i, 2 * i + 1]), d,
+            key=jax.random.fold_in(jax.random.key(1), i), ledger=led,
+        )  # fmt: skip
+        state = res.state
+        retrained.append(res.retrained)
+        assert res.summary.unlearning.certified and res.summary.unlearning.epsilon <= 1.0
+    assert retrained == [False, False, False, True, False]
+    replayed, _ = L.replay_file(tmp_path / "l.jsonl")
+    assert replayed.num_retrains == 1 and replayed.num_requests == 4

@@ -23,9 +23,12 @@ from dpunlearn.methods._noisy import LossConstants, linear_constants
 from dpunlearn.methods.base import Data, Method
 from dpunlearn.methods.certified_removal import certified_removal
 from dpunlearn.methods.descent_to_delete import descent_to_delete
-from dpunlearn.methods.langevin import langevin
-from dpunlearn.methods.noisy_sgd import noisy_sgd
+from dpunlearn.methods.langevin import langevin, langevin_calibration, langevin_plan
+from dpunlearn.methods.noisy_sgd import noisy_sgd, noisy_sgd_calibration, noisy_sgd_plan
 from dpunlearn.methods.sekhari import sekhari
+
+# The factories share their modules' names, so ``dpunlearn.methods.langevin``
+# is the factory; the modules' other public names are re-exported here.
 
 FACTORIES = {
     "certified_removal": certified_removal,
@@ -43,7 +46,11 @@ __all__ = [
     "certified_removal",
     "descent_to_delete",
     "langevin",
+    "langevin_calibration",
+    "langevin_plan",
     "linear_constants",
     "noisy_sgd",
+    "noisy_sgd_calibration",
+    "noisy_sgd_plan",
     "sekhari",
 ]

@@ -107,6 +107,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from dpunlearn.errors import RetrainRequired
 from dpunlearn import _validate, transforms
 from dpunlearn.accounting import currencies as cur
 from dpunlearn.methods import _noisy
@@ -640,7 +641,7 @@ def langevin(
             )
         if _validate.is_concrete(state.position) and np.ndim(state.position) == 0:
             if int(state.position) >= len(schedule):
-                raise ValueError(
+                raise RetrainRequired(
                     f"All max_requests={len(schedule)} certified requests have been "
                     "served since training: retrain (train on the remaining rows)."
                 )

@@ -87,6 +87,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from dpunlearn.errors import RetrainRequired
 from dpunlearn import _validate, transforms
 from dpunlearn.accounting import currencies as cur
 from dpunlearn.methods import _noisy
@@ -698,7 +699,7 @@ def noisy_sgd(
             and np.ndim(state.position) == 0
             and int(state.position) >= table
         ):
-            raise ValueError(
+            raise RetrainRequired(
                 f"All max_requests={table} certified requests have been served since "
                 "training: retrain (train on the remaining rows)."
             )

@@ -99,6 +99,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from dpunlearn.errors import RetrainRequired
 from dpunlearn import _validate, models
 from dpunlearn.accounting import currencies
 from dpunlearn.methods import _flat
@@ -718,7 +719,7 @@ def sekhari(
                 )
             total = int(state.num_removed) + k
             if total > capacity:
-                raise ValueError(
+                raise RetrainRequired(
                     f"Request of {k} rows would bring the deletions since training to "
                     f"{total} > capacity={capacity}: σ was calibrated for at most "
                     f"capacity={capacity} deletions. Retrain on the remaining rows."
