@@ -110,6 +110,7 @@ import optax
 from dpunlearn.errors import RetrainRequired
 from dpunlearn import _validate, transforms
 from dpunlearn.accounting import currencies as cur
+from dpunlearn.accounting.currencies._common import _check_count
 from dpunlearn.methods import _noisy
 from dpunlearn.methods._noisy import LossConstants, linear_constants
 from dpunlearn.methods.base import (
@@ -342,7 +343,7 @@ def _overrides(name, value, count):
     if len(value) != count:
         raise ValueError(f"Expected {name} to give {count} values, got {len(value)}.")
     for v in value:
-        cur._check_count(name, v)
+        _check_count(name, v)
     return [int(v) for v in value]
 
 

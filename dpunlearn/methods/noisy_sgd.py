@@ -90,6 +90,7 @@ import optax
 from dpunlearn.errors import RetrainRequired
 from dpunlearn import _validate, transforms
 from dpunlearn.accounting import currencies as cur
+from dpunlearn.accounting.currencies._common import _check_count
 from dpunlearn.methods import _noisy
 from dpunlearn.methods._noisy import LossConstants
 from dpunlearn.methods.base import (
@@ -278,7 +279,7 @@ def noisy_sgd_calibration(
     if unlearn_epochs is None or isinstance(unlearn_epochs, (int, np.integer)):
         overrides = None if unlearn_epochs is None else [int(unlearn_epochs)] * count
         if overrides is not None:
-            cur._check_count("unlearn_epochs", overrides[0])
+            _check_count("unlearn_epochs", overrides[0])
     else:
         overrides = list(unlearn_epochs)
         if len(overrides) != count:
@@ -286,7 +287,7 @@ def noisy_sgd_calibration(
                 f"Expected unlearn_epochs to give {count} values, got {len(overrides)}."
             )
         for v in overrides:
-            cur._check_count("unlearn_epochs", v)
+            _check_count("unlearn_epochs", v)
     z_b = cfg.step_radius(request_size)
 
     def tail_bound(z_s: float, k: int) -> tuple[float, float]:
