@@ -63,8 +63,13 @@ noise ``||b|| ~ 280`` weighs 15x more against the data term (accuracy is
 noise-limited; a removal or two spends the paper's budget). Figure 1 shows
 the settings where the subset supports many removals.
 
-Run time (default command, 2 shared CPU cores, float64): about 30-40 s,
-most of it compiling and the 16 grid trainings; ``--smoke`` about 15 s.
+Run time of the default command (float64, 2 CPU cores shared with other
+users), measured with ``time``: 33 s wall clock (33 s CPU) at load average
+2.5; 95 s wall clock (40 s CPU) at load average 10. Half of it is compiling;
+the 15 grid trainings take one vmapped program. At the branch point the same
+run (then ``--x64``) took 113 s at load 6 and 339 s (152 s CPU) at load 10,
+most of it OpenBLAS threads busy-waiting (``_common.single_threaded_blas``).
+``--smoke``: 15-35 s.
 
 Usage::
 

@@ -11,7 +11,9 @@ requests; a shadow is marked once its pointwise eps_bar (eq. 2 of the note)
 exceeds eps, and the live model keeps serving while the one-sided
 Clopper-Pearson bound (Clopper & Pearson, Biometrika 1934) on the probability
 of being marked stays at most delta'. Every release is then (eps, delta)
-against retraining with delta = delta_E + delta' + eta (section 6 of the note).
+against retraining with delta = delta_E + delta' + eta, for requests fixed in
+advance (section 6 of the note, which also names the one gap left: the
+reverse inequality on the marked region).
 
 For each setting, on a fixed random removal order (one point per request),
 this script reports:
@@ -31,14 +33,15 @@ Settings (eps = 1, library defaults: integral bound form, PCG, float64):
   seed=0)``, n = 456, d = 30), lambda = 1e-3, sigma = 1, delta = 1e-4. delta'
   cannot be certified below 1 - eta^(1/M), so delta = 1e-4 (delta' = 4e-5,
   eta = 1e-5) needs M >= ``retrain_schedule.min_shadows(4e-5, 1e-5)`` =
-  287,823 shadows: ``--full`` runs M = 300,000. The default M certifies the
-  smallest delta it can (reported).
+  287,818 shadows: ``--full`` runs M = 300,000. The default M = 16,384
+  certifies delta = 1.4e-3, the smallest it can (reported).
 * ``mnist-paper``: the embedded MNIST 3-vs-8 subset (n = 800, d = 784), the
   paper's lambda = 1e-3, sigma = 10; ``mnist-lam1e-2``: lambda = 1e-2,
   sigma = 1. Each shadow keeps a 784 x 784 float64 preconditioner (4.9 MB),
   and costs about 0.2 s to train and 5 ms per request on a CPU core, so M is
-  hundreds and the certified delta is a few percent: the delta M can certify
-  is reported (``target.delta``, ``delta_min_for_M``).
+  in the hundreds (default 128 and 48, ``--full`` 1024 and 256) and the
+  certified delta is 0.09-0.2 (0.014 and 0.052 with ``--full``): the delta M
+  can certify is reported (``target.delta``, ``delta_min_for_M``).
 
 The shadows run in chunks (one compiled ``jax.vmap`` over keys of
 ``certified.train`` and ``certified.remove_sequence``); the keys are
@@ -53,8 +56,22 @@ Outputs in ``--out``: ``config.json`` (first), ``results.json``,
 requests with delta' and its floor; beta quantiles with the paper's budget;
 eps_bar quantiles with eps).
 
-Run time (2 shared CPU cores, load average 5-7 from other users): the default
-about 6 minutes; ``--full`` about N minutes; ``--smoke`` about 40 s.
+Run time, measured on 2 CPU cores shared with other users (load average 7-8):
+the default 7.8 minutes wall clock (4.3 minutes of CPU time; about 40% of it
+compiling); ``--full --settings breast-cancer`` 20 minutes (300,000 shadows
+at ~260 per second); ``--smoke`` 1-2 minutes.
+
+Results of the default (and ``--full`` for breast cancer), eps = 1:
+
+  setting                         M      delta   schedule  paper rule  paper rule
+                                                 certifies (Cor 1,     (integral beta,
+                                                           sigma eps/c) analytic)
+  breast-cancer   lambda=1e-3  300,000   1e-4        5         23         100
+  breast-cancer   lambda=1e-3   16,384   1.4e-3      5         23         100
+  mnist-paper     lambda=1e-3      128   0.091       1          0          82
+  mnist-lam1e-2   lambda=1e-2       48   0.2       309         19         341
+
+(the paper's rule at delta = 1e-4 on the live model, uncertified).
 
 Usage::
 
