@@ -67,8 +67,9 @@ References:
   Networks. ICML 2025. https://arxiv.org/abs/2506.06985
   Feldman, Mironov, Talwar, Thakurta. Privacy Amplification by Iteration.
   FOCS 2018. https://arxiv.org/abs/1808.06651
-  Asoodeh, Diaz, Calmon. Contraction of E_γ-divergence and its applications
-  to privacy. https://arxiv.org/abs/2012.11035
+  Asoodeh, Diaz, Calmon. Privacy amplification of iterative algorithms via
+  contraction coefficients. ISIT 2020 (the E_γ contraction used here is
+  re-derived in docs/finetune.md, Lemma C).
   Balle, Wang. Improving the Gaussian Mechanism for Differential Privacy.
   ICML 2018. https://arxiv.org/abs/1805.06530
   Canonne, Kamath, Steinke. The Discrete Gaussian for Differential Privacy.
