@@ -25,6 +25,10 @@ def small_binary(n=48, d=4, seed=0):
 
 
 BUILDERS = {
+    "certified_finetune": lambda: methods.certified_finetune(
+        models.linear(4), num_rows=48, epsilon=1.0, delta=1e-5, init_clip=1.0,
+        grad_clip=1.0, learning_rate=0.1, steps=10, train_steps=50,
+    ),
     "certified_removal": lambda: methods.certified_removal(
         lam=0.1, sigma=1.0, epsilon=1.0, delta=0.05, num_shadows=300
     ),

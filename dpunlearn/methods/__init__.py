@@ -10,6 +10,8 @@ factory                   method                                       currency
                           unlearning by more noisy GD (Rényi)
 ``noisy_sgd``             Chien et al. 2024: cyclic projected noisy    ``wsgd``
                           SGD, unlearning by more epochs (W∞)
+``certified_finetune``    Koloskova et al. 2025: model clip + noisy    ``finetune``
+                          clipped fine-tuning, any network (PABI)
 ========================  ==========================================  ==================
 
 Add a method: write a module with a factory returning
@@ -23,14 +25,17 @@ from dpunlearn.methods._noisy import LossConstants, linear_constants
 from dpunlearn.methods.base import Data, Method
 from dpunlearn.methods.certified_removal import certified_removal
 from dpunlearn.methods.descent_to_delete import descent_to_delete
+from dpunlearn.methods.finetune import certified_finetune, certified_finetune_plan
 from dpunlearn.methods.langevin import langevin, langevin_calibration, langevin_plan
 from dpunlearn.methods.noisy_sgd import noisy_sgd, noisy_sgd_calibration, noisy_sgd_plan
 from dpunlearn.methods.sekhari import sekhari
 
 # The factories share their modules' names, so ``dpunlearn.methods.langevin``
 # is the factory; the modules' other public names are re-exported here.
+# (``certified_finetune`` lives in ``dpunlearn/methods/finetune.py``.)
 
 FACTORIES = {
+    "certified_finetune": certified_finetune,
     "certified_removal": certified_removal,
     "descent_to_delete": descent_to_delete,
     "langevin": langevin,
@@ -43,6 +48,8 @@ __all__ = [
     "Data",
     "LossConstants",
     "Method",
+    "certified_finetune",
+    "certified_finetune_plan",
     "certified_removal",
     "descent_to_delete",
     "langevin",

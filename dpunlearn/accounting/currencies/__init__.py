@@ -13,6 +13,7 @@ Sekhari et al.         number of deleted points     yes (count ← 0)
 Descent-to-Delete      nothing (n shrinks only)     n/a (per-release noise)
 Langevin (Rényi)       the requests since retrain   yes (curve ← 0)
 Noisy-SGD (W∞)         the W∞ radius Z              yes (Z ← 0)
+Certified fine-tuning  nothing (latest release)     n/a (every request is certified alone)
 DP extractor + CR head group size k and head β      full retrain only
 =====================  ==========================  =============================
 
@@ -42,6 +43,8 @@ References:
   Gradient Descent. NeurIPS 2024. https://arxiv.org/abs/2403.17105
   Mironov. Rényi Differential Privacy. CSF 2017 (Prop. 11, weak triangle
   inequality). https://arxiv.org/abs/1702.07476
+  Koloskova, Allouah, Jha, Guerraoui, Koyejo. Certified Unlearning for Neural
+  Networks. ICML 2025. https://arxiv.org/abs/2506.06985
 """
 
 from dpunlearn.accounting.currencies._common import *  # noqa: F401,F403
@@ -51,6 +54,7 @@ from dpunlearn.accounting.currencies.d2d import *  # noqa: F401,F403
 from dpunlearn.accounting.currencies.langevin import *  # noqa: F401,F403
 from dpunlearn.accounting.currencies.noisy_sgd import *  # noqa: F401,F403
 from dpunlearn.accounting.currencies.dp_extractor import *  # noqa: F401,F403
+from dpunlearn.accounting.currencies.finetune import *  # noqa: F401,F403
 from dpunlearn.accounting.currencies.registry import REGISTRY, Currency, get  # noqa: F401
 
 from dpunlearn.accounting.currencies import (  # noqa: E402
@@ -58,6 +62,7 @@ from dpunlearn.accounting.currencies import (  # noqa: E402
     certified_removal,
     d2d,
     dp_extractor,
+    finetune,
     langevin,
     noisy_sgd,
     sekhari,
@@ -74,4 +79,5 @@ __all__ = [
     *langevin.__all__,
     *noisy_sgd.__all__,
     *dp_extractor.__all__,
+    *finetune.__all__,
 ]
