@@ -14,6 +14,7 @@ Descent-to-Delete      nothing (n shrinks only)     n/a (per-release noise)
 Langevin (Rényi)       the requests since retrain   yes (curve ← 0)
 Noisy-SGD (W∞)         the W∞ radius Z              yes (Z ← 0)
 DP extractor + CR head group size k and head β      full retrain only
+Exact (SISA)           rows removed (ε = 0 always)  yes (counts only)
 =====================  ==========================  =============================
 
 Each currency is a pure state, an ``*_init`` / ``*_update`` /
@@ -40,6 +41,8 @@ References:
   https://arxiv.org/abs/2401.10371
   Chien, Wang, Chen, Li. Certified Machine Unlearning via Noisy Stochastic
   Gradient Descent. NeurIPS 2024. https://arxiv.org/abs/2403.17105
+  Bourtoule, Chandrasekaran, Choquette-Choo, Jia, Travers, Zhang, Lie,
+  Papernot. Machine Unlearning. IEEE S&P 2021. https://arxiv.org/abs/1912.03817
   Mironov. Rényi Differential Privacy. CSF 2017 (Prop. 11, weak triangle
   inequality). https://arxiv.org/abs/1702.07476
 """
@@ -51,6 +54,7 @@ from dpunlearn.accounting.currencies.d2d import *  # noqa: F401,F403
 from dpunlearn.accounting.currencies.langevin import *  # noqa: F401,F403
 from dpunlearn.accounting.currencies.noisy_sgd import *  # noqa: F401,F403
 from dpunlearn.accounting.currencies.dp_extractor import *  # noqa: F401,F403
+from dpunlearn.accounting.currencies.exact import *  # noqa: F401,F403
 from dpunlearn.accounting.currencies.registry import REGISTRY, Currency, get  # noqa: F401
 
 __all__ = [
@@ -130,4 +134,11 @@ __all__ = [
     "extractor_update",
     "extractor_reset",
     "extractor_report",
+    "ExactConfig",
+    "ExactState",
+    "exact_from_charge",
+    "exact_init",
+    "exact_update",
+    "exact_reset",
+    "exact_report",
 ]
