@@ -24,10 +24,19 @@ def small_binary(n=48, d=4, seed=0):
     return methods.Data(jnp.asarray(X, jnp.float32), jnp.asarray(y, jnp.float32))
 
 
+def _sisa():
+    from dpunlearn import models
+
+    return methods.sisa(
+        model=models.linear(4), num_shards=3, num_slices=2, epochs=2, batch_size=8
+    )
+
+
 BUILDERS = {
     "certified_removal": lambda: methods.certified_removal(
         lam=0.1, sigma=1.0, epsilon=1.0, delta=0.05, num_shadows=300
     ),
+    "sisa": _sisa,
 }
 
 

@@ -4,6 +4,7 @@
 factory                   method                                       currency
 ========================  ==========================================  ==================
 ``certified_removal``     Guo et al. 2020: loss perturbation + Newton  ``certified_removal``
+``sisa``                  Bourtoule et al. 2021: shards, slices, vote  ``exact``
 ========================  ==========================================  ==================
 
 Add a method: write a module with a factory returning
@@ -15,9 +16,11 @@ drives every registered method through the same contract.
 
 from dpunlearn.methods.base import Data, Method
 from dpunlearn.methods.certified_removal import certified_removal
+from dpunlearn.methods.sisa import sisa
 
 FACTORIES = {
     "certified_removal": certified_removal,
+    "sisa": sisa,
 }
 
-__all__ = ["FACTORIES", "Data", "Method", "certified_removal"]
+__all__ = ["FACTORIES", "Data", "Method", "certified_removal", "sisa"]
