@@ -48,7 +48,9 @@ def tree_norm(tree) -> jax.Array:
     return optax.tree.norm(tree)
 
 
-def clip_per_example(clip_norm: float) -> optax.GradientTransformation:
+def clip_per_example(
+    clip_norm: float, *, reduce: str = "mean"
+) -> optax.GradientTransformation:
     """Clips every example's gradient to ``clip_norm``, then averages over examples.
 
     Expects updates with a leading example axis on every leaf (as returned
@@ -57,9 +59,17 @@ def clip_per_example(clip_norm: float) -> optax.GradientTransformation:
     gradient has norm ``<= clip_norm`` (optax's
     ``per_example_global_norm_clip``), so replacing one example moves the
     mean by at most ``2·clip_norm/B``. Must be first in a chain.
+
+    ``reduce="sum"`` returns the sum instead (adding or removing one example
+    moves it by at most ``clip_norm``): DP-SGD with Poisson sampling sums
+    the clipped gradients of a sample of random size and divides by the
+    *expected* batch size after the noise (:mod:`dpunlearn.dpsgd`). An
+    all-zero gradient (a padding example) stays zero.
     """
     if not clip_norm > 0:
         raise ValueError(f"Expected clip_norm={clip_norm} > 0.")
+    if reduce not in ("mean", "sum"):
+        raise ValueError(f"Expected reduce in ('mean', 'sum'), got {reduce!r}.")
 
     def init(params):
         del params
@@ -70,6 +80,8 @@ def clip_per_example(clip_norm: float) -> optax.GradientTransformation:
         leaves, treedef = jax.tree.flatten(updates)
         batch = leaves[0].shape[0]
         clipped, _ = optax.transforms.per_example_global_norm_clip(leaves, clip_norm)
+        if reduce == "sum":
+            return jax.tree.unflatten(treedef, clipped), state
         return jax.tree.unflatten(treedef, [c / batch for c in clipped]), state
 
     return optax.GradientTransformation(init, update)
