@@ -32,10 +32,24 @@ def _sisa():
     )
 
 
+def _dp_extractor():
+    from dpunlearn import dpsgd
+    from dpunlearn.methods.dp_extractor import extractor_mlp
+
+    model, features = extractor_mlp(jax.random.key(0), (4, 3, 1), kind="logistic")
+    schedule = dpsgd.DPSGDConfig(
+        noise_multiplier=1.0, clip_norm=1.0, sampling_rate=0.25, steps=4, chunk_size=8
+    )
+    return methods.dp_extractor(
+        extractor=model, features=features, dpsgd_config=schedule, lam=0.1, sigma=1.0
+    )
+
+
 BUILDERS = {
     "certified_removal": lambda: methods.certified_removal(
         lam=0.1, sigma=1.0, epsilon=1.0, delta=0.05, num_shadows=300
     ),
+    "dp_extractor": _dp_extractor,
     "sisa": _sisa,
 }
 

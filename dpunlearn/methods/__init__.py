@@ -5,6 +5,8 @@ factory                   method                                       currency
 ========================  ==========================================  ==================
 ``certified_removal``     Guo et al. 2020: loss perturbation + Newton  ``certified_removal``
 ``sisa``                  Bourtoule et al. 2021: shards, slices, vote  ``exact``
+``dp_extractor``          Guo et al. 2020 §4.3: DP-SGD features + CR   ``dp_extractor``
+                          head (group privacy caps the removals)
 ========================  ==========================================  ==================
 
 Add a method: write a module with a factory returning
@@ -16,11 +18,13 @@ drives every registered method through the same contract.
 
 from dpunlearn.methods.base import Data, Method
 from dpunlearn.methods.certified_removal import certified_removal
+from dpunlearn.methods.dp_extractor import dp_extractor
 from dpunlearn.methods.sisa import sisa
 
 FACTORIES = {
     "certified_removal": certified_removal,
+    "dp_extractor": dp_extractor,
     "sisa": sisa,
 }
 
-__all__ = ["FACTORIES", "Data", "Method", "certified_removal", "sisa"]
+__all__ = ["FACTORIES", "Data", "Method", "certified_removal", "dp_extractor", "sisa"]
