@@ -49,9 +49,9 @@ def tree_norm(tree) -> jax.Array:
 
 
 def clip_per_example(
-    clip_norm: float, *, normalizer=None
+    clip_norm: float, *, normalizer=None, reduce: str = "mean"
 ) -> optax.GradientTransformation:
-    """Clips every example's gradient to ``clip_norm``, then averages over examples.
+    """Clips every example's gradient to ``clip_norm``, then averages (or sums) over examples.
 
     Expects updates with a leading example axis on every leaf (as returned
     by ``jax.vmap(jax.grad(loss), in_axes=(None, 0, 0))``); returns the mean
@@ -65,9 +65,17 @@ def clip_per_example(
       normalizer: Divide the sum of clipped gradients by this instead of the
         batch size ``B`` (a number or a traced scalar): e.g. the number of
         rows a mask keeps, when masked rows enter as zero gradients.
+      reduce: ``"mean"`` (default) or ``"sum"``. ``"sum"`` returns the sum of
+        clipped gradients (adding or removing one example moves it by at most
+        ``clip_norm``): DP-SGD with Poisson sampling sums
+        the clipped gradients of a sample of random size and divides by the
+        *expected* batch size after the noise (:mod:`dpunlearn.dpsgd`). An
+        all-zero gradient (a padding example) stays zero.
     """
     if not clip_norm > 0:
         raise ValueError(f"Expected clip_norm={clip_norm} > 0.")
+    if reduce not in ("mean", "sum"):
+        raise ValueError(f"Expected reduce in ('mean', 'sum'), got {reduce!r}.")
 
     def init(params):
         del params
@@ -78,6 +86,8 @@ def clip_per_example(
         leaves, treedef = jax.tree.flatten(updates)
         batch = leaves[0].shape[0] if normalizer is None else normalizer
         clipped, _ = optax.transforms.per_example_global_norm_clip(leaves, clip_norm)
+        if reduce == "sum":
+            return jax.tree.unflatten(treedef, clipped), state
         scaled = [c / jnp.asarray(batch, c.dtype) for c in clipped]
         return jax.tree.unflatten(treedef, scaled), state
 

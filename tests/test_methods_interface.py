@@ -24,6 +24,27 @@ def small_binary(n=48, d=4, seed=0):
     return methods.Data(jnp.asarray(X, jnp.float32), jnp.asarray(y, jnp.float32))
 
 
+def _sisa():
+    from dpunlearn import models
+
+    return methods.sisa(
+        model=models.linear(4), num_shards=3, num_slices=2, epochs=2, batch_size=8
+    )
+
+
+def _dp_extractor():
+    from dpunlearn import dpsgd
+    from dpunlearn.methods.dp_extractor import extractor_mlp
+
+    model, features = extractor_mlp(jax.random.key(0), (4, 3, 1), kind="logistic")
+    schedule = dpsgd.DPSGDConfig(
+        noise_multiplier=1.0, clip_norm=1.0, sampling_rate=0.25, steps=4, chunk_size=8
+    )
+    return methods.dp_extractor(
+        extractor=model, features=features, dpsgd_config=schedule, lam=0.1, sigma=1.0
+    )
+
+
 BUILDERS = {
     "certified_finetune": lambda: methods.certified_finetune(
         models.linear(4), num_rows=48, epsilon=1.0, delta=1e-5, init_clip=1.0,
@@ -49,6 +70,8 @@ BUILDERS = {
         models.linear(4), num_rows=48, lam=0.1, sigma=0.05, radius=5.0,
         epsilon=1.0, delta=1e-3, batch_size=8, train_epochs=10, request_size=2,
     ),
+    "dp_extractor": _dp_extractor,
+    "sisa": _sisa,
 }  # fmt: skip
 
 

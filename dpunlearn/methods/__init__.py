@@ -12,6 +12,9 @@ factory                   method                                       currency
                           SGD, unlearning by more epochs (W∞)
 ``certified_finetune``    Koloskova et al. 2025: model clip + noisy    ``finetune``
                           clipped fine-tuning, any network (PABI)
+``sisa``                  Bourtoule et al. 2021: shards, slices, vote  ``exact``
+``dp_extractor``          Guo et al. 2020 §4.3: DP-SGD features + CR   ``dp_extractor``
+                          head (group privacy caps the removals)
 ========================  ==========================================  ==================
 
 Add a method: write a module with a factory returning
@@ -25,10 +28,12 @@ from dpunlearn.methods._noisy import LossConstants, linear_constants
 from dpunlearn.methods.base import Data, Method
 from dpunlearn.methods.certified_removal import certified_removal
 from dpunlearn.methods.descent_to_delete import descent_to_delete
+from dpunlearn.methods.dp_extractor import dp_extractor
 from dpunlearn.methods.finetune import certified_finetune, certified_finetune_plan
 from dpunlearn.methods.langevin import langevin, langevin_calibration, langevin_plan
 from dpunlearn.methods.noisy_sgd import noisy_sgd, noisy_sgd_calibration, noisy_sgd_plan
 from dpunlearn.methods.sekhari import sekhari
+from dpunlearn.methods.sisa import sisa
 
 # The factories share their modules' names, so ``dpunlearn.methods.langevin``
 # is the factory; the modules' other public names are re-exported here.
@@ -38,9 +43,11 @@ FACTORIES = {
     "certified_finetune": certified_finetune,
     "certified_removal": certified_removal,
     "descent_to_delete": descent_to_delete,
+    "dp_extractor": dp_extractor,
     "langevin": langevin,
     "noisy_sgd": noisy_sgd,
     "sekhari": sekhari,
+    "sisa": sisa,
 }
 
 __all__ = [
@@ -52,6 +59,7 @@ __all__ = [
     "certified_finetune_plan",
     "certified_removal",
     "descent_to_delete",
+    "dp_extractor",
     "langevin",
     "langevin_calibration",
     "langevin_plan",
@@ -60,4 +68,5 @@ __all__ = [
     "noisy_sgd_calibration",
     "noisy_sgd_plan",
     "sekhari",
+    "sisa",
 ]

@@ -15,6 +15,7 @@ Langevin (Rényi)       the requests since retrain   yes (curve ← 0)
 Noisy-SGD (W∞)         the W∞ radius Z              yes (Z ← 0)
 Certified fine-tuning  nothing (latest release)     n/a (every request is certified alone)
 DP extractor + CR head group size k and head β      full retrain only
+Exact (SISA)           rows removed (ε = 0 always)  yes (counts only)
 =====================  ==========================  =============================
 
 Each currency is a pure state, an ``*_init`` / ``*_update`` /
@@ -41,6 +42,8 @@ References:
   https://arxiv.org/abs/2401.10371
   Chien, Wang, Chen, Li. Certified Machine Unlearning via Noisy Stochastic
   Gradient Descent. NeurIPS 2024. https://arxiv.org/abs/2403.17105
+  Bourtoule, Chandrasekaran, Choquette-Choo, Jia, Travers, Zhang, Lie,
+  Papernot. Machine Unlearning. IEEE S&P 2021. https://arxiv.org/abs/1912.03817
   Mironov. Rényi Differential Privacy. CSF 2017 (Prop. 11, weak triangle
   inequality). https://arxiv.org/abs/1702.07476
   Koloskova, Allouah, Jha, Guerraoui, Koyejo. Certified Unlearning for Neural
@@ -55,6 +58,7 @@ from dpunlearn.accounting.currencies.langevin import *  # noqa: F401,F403
 from dpunlearn.accounting.currencies.noisy_sgd import *  # noqa: F401,F403
 from dpunlearn.accounting.currencies.dp_extractor import *  # noqa: F401,F403
 from dpunlearn.accounting.currencies.finetune import *  # noqa: F401,F403
+from dpunlearn.accounting.currencies.exact import *  # noqa: F401,F403
 from dpunlearn.accounting.currencies.registry import REGISTRY, Currency, get  # noqa: F401
 
 from dpunlearn.accounting.currencies import (  # noqa: E402
@@ -62,6 +66,7 @@ from dpunlearn.accounting.currencies import (  # noqa: E402
     certified_removal,
     d2d,
     dp_extractor,
+    exact,
     finetune,
     langevin,
     noisy_sgd,
@@ -80,4 +85,5 @@ __all__ = [
     *noisy_sgd.__all__,
     *dp_extractor.__all__,
     *finetune.__all__,
+    *exact.__all__,
 ]

@@ -145,7 +145,7 @@ class ExtractorHeadConfig:
 
 
 class ExtractorHeadState(NamedTuple):
-    """Removed points since the extractor was trained, and the head's CR state."""
+    """Removed points the extractor saw (the group size k), and the head's CR state."""
 
     num_removed: int = 0
     head: CertifiedRemovalState = CertifiedRemovalState()
@@ -157,11 +157,27 @@ def extractor_init() -> ExtractorHeadState:
 
 
 def extractor_update(
-    state: ExtractorHeadState, residual_bound: float, num_removed: int = 1
+    state: ExtractorHeadState,
+    residual_bound: float,
+    num_removed: int = 1,
+    *,
+    extractor_removed: int | None = None,
 ) -> ExtractorHeadState:
-    """k ← k + removed; the head's β ← β + βᵢ."""
+    """k ← k + removed; the head's β ← β + βᵢ.
+
+    ``extractor_removed`` (default ``num_removed``): how many of the removed
+    rows the extractor was trained on. Rows it never saw (a head trained on
+    other rows than the extractor) cost the head's β only, not group privacy.
+    """
+    if extractor_removed is None:
+        extractor_removed = num_removed
+    _check_count("extractor_removed", extractor_removed)
+    if extractor_removed > num_removed:
+        raise ValueError(
+            f"Expected extractor_removed={extractor_removed} <= removed={num_removed}."
+        )
     return ExtractorHeadState(
-        state.num_removed + int(num_removed),
+        state.num_removed + int(extractor_removed),
         cr_update(state.head, residual_bound, num_removed),
     )
 
@@ -228,26 +244,45 @@ def _register():
             **p,
         )
 
+    def request(cfg, state, entry):
+        removed = removed_count(entry)
+        return extractor_update(
+            state,
+            _residual_bound(entry, None),
+            removed,
+            extractor_removed=entry.get("extractor_removed", removed),
+        )
+
+    def from_charge(charge):
+        if not bool(getattr(charge, "valid", True)):
+            raise ValueError(
+                "Refusing to record the charge of an invalid request: the model was "
+                "left unchanged (check the request against the mask)."
+            )
+        fields = {
+            "removed": int(charge.num_removed),
+            "residual_bound": float(charge.residual_bound),
+        }
+        extractor_removed = getattr(charge, "num_extractor_removed", None)
+        if extractor_removed is not None:
+            fields["extractor_removed"] = int(extractor_removed)
+        return fields
+
     register(
         Currency(
             name="dp_extractor",
             config=config,
-            request_keys=frozenset({"removed", "residual_bound"}),
+            request_keys=frozenset({"removed", "residual_bound", "extractor_removed"}),
             train_keys=frozenset({"scope"}),
             initial=lambda cfg: extractor_init(),
             train=lambda cfg, entry: extractor_init(),
-            request=lambda cfg, state, entry: extractor_update(
-                state, _residual_bound(entry, None), removed_count(entry)
-            ),
+            request=request,
             retrain=lambda cfg, state, entry: extractor_reset(
                 state, scope=entry.get("scope", "full")
             ),
             report=lambda cfg, state, eps, delta: extractor_report(state, cfg),
             budget=lambda cfg: {"head_residual_budget": cfg.head.budget},
-            from_charge=lambda charge: {
-                "removed": int(charge.num_removed),
-                "residual_bound": float(charge.residual_bound),
-            },
+            from_charge=from_charge,
             prepare=_prepare,
         )
     )
