@@ -1,0 +1,81 @@
+"""Every registered method on a 2 x 4 mesh: rows over ``data``, models over ``model``.
+
+The device count is fixed when JAX starts, so the check runs in its own
+process with ``JAX_NUM_CPU_DEVICES=8`` (fake CPU devices). For each method of
+``tests/test_methods_interface.py``'s ``BUILDERS``:
+
+* **data axis**: training and one request on data whose rows are sharded over
+  the mesh's ``data`` axis give the same parameters (to float tolerance: the
+  row reductions run in another order) as on one device;
+* **model axis**: ``vmap(method.train)`` over keys sharded over the ``model``
+  axis, with the rows sharded over ``data``, equals the unsharded ``vmap``.
+
+Meshes with automatic axis types only (XLA inserts the reductions); explicit
+sharding would need ``out_sharding`` annotations on every contraction.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+from dpunlearn.methods import FACTORIES
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import jax, jax.numpy as jnp, numpy as np
+    from jax.sharding import NamedSharding, PartitionSpec as P
+    sys.path.insert(0, {tests!r})
+    from test_methods_interface import BUILDERS, small_binary
+    from dpunlearn import methods
+
+    assert jax.device_count() == 8, jax.devices()
+    mesh = jax.make_mesh((2, 4), ("model", "data"),
+                         axis_types=(jax.sharding.AxisType.Auto,) * 2)
+    rows = NamedSharding(mesh, P("data"))
+    data = small_binary()                      # 48 rows: 12 per data shard
+    sharded = methods.Data(
+        jax.device_put(data.x, NamedSharding(mesh, P("data", None))),
+        jax.device_put(data.y, rows),
+    )
+
+    def close(a, b, what):
+        for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+            np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=2e-3, atol=2e-4,
+                                       err_msg=what)
+
+    names = sys.argv[1:] or sorted(BUILDERS)
+    for name in names:
+        method = BUILDERS[name]()
+        key = jax.random.key(0)
+        a, _ = method.train(key, data, None)
+        b, _ = method.train(key, sharded, None)
+        close(a.params, b.params, f"{{name}}: train")
+        request = jnp.array([3, 5])
+        a2, _, _ = method.unlearn(jax.random.key(1), a, request, data)
+        b2, _, _ = method.unlearn(jax.random.key(1), b, request, sharded)
+        close(a2.params, b2.params, f"{{name}}: unlearn")
+        keys = jax.random.split(jax.random.key(2), 2)
+        keys_sharded = jax.device_put(keys, NamedSharding(mesh, P("model")))
+        va, _ = jax.vmap(lambda k: method.train(k, data, None))(keys)
+        vb, _ = jax.vmap(lambda k: method.train(k, sharded, None))(keys_sharded)
+        close(va.params, vb.params, f"{{name}}: vmap over the model axis")
+        print("sharded-ok", name, flush=True)
+    """
+)
+
+
+def test_every_method_on_a_model_by_data_mesh():
+    tests = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, JAX_NUM_CPU_DEVICES="8", JAX_PLATFORMS="cpu")
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT.format(tests=tests)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    for name in FACTORIES:
+        assert f"sharded-ok {name}" in out.stdout, out.stdout
