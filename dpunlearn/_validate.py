@@ -5,6 +5,11 @@ values are checked when they are concrete (Python numbers, NumPy arrays, or
 JAX arrays outside a trace). Every error is a ``ValueError`` whose message
 names the argument and the value that was expected, e.g.
 ``Expected lam=-1.0 > 0.``. Nothing here runs inside ``jit``.
+
+A JAX array is checked where it lives: the reduction runs on its devices and
+only a few scalars come back (:func:`first_violation`), so a large array is
+never copied to the host, and an array sharded over several hosts (not fully
+addressable from one process) can be checked at all.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import math
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -67,9 +73,38 @@ def positive_int(**kwargs: Any) -> None:
             raise ValueError(f"Expected {name}={value} >= 1.")
 
 
+@jax.jit
+def _first_bad(bad: jax.Array, x: jax.Array):
+    flat = jnp.reshape(bad, (-1,))
+    i = jnp.argmax(flat)
+    return flat[i], i, jnp.reshape(x, (-1,))[i]
+
+
+def first_violation(bad: jax.Array, x: jax.Array) -> tuple[tuple[int, ...], Any] | None:
+    """``(index, value)`` of the first true entry of ``bad`` (same shape as ``x``).
+
+    Computed on the arrays' devices: three scalars come back to the host.
+    Returns ``None`` when no entry is bad.
+    """
+    any_bad, i, value = _first_bad(bad, x)
+    if not bool(any_bad):
+        return None
+    where = tuple(int(j) for j in np.unravel_index(int(i), np.shape(x)))
+    return where, np.asarray(value).item()
+
+
 def finite_array(name: str, x: Any) -> None:
     """Raises if a concrete array holds NaN or inf, naming the first bad entry."""
     if not is_concrete(x):
+        return
+    if isinstance(x, jax.Array):
+        if jnp.issubdtype(x.dtype, jnp.inexact):
+            found = first_violation(~jnp.isfinite(x), x)
+            if found is not None:
+                where, value = found
+                raise ValueError(
+                    f"Expected {name} to be finite; found {value} at index {where}."
+                )
         return
     arr = np.asarray(x)
     if arr.dtype.kind in "fc":

@@ -253,6 +253,13 @@ class RemovalInfo(NamedTuple):
 # ---------------------------------------------------------------------------
 
 
+@jax.jit
+def _largest_row_norm(X):
+    norms = jnp.sqrt(jnp.sum(jnp.square(X), axis=1))
+    i = jnp.argmax(norms)
+    return i, norms[i]
+
+
 def _check_features(X, *, values: bool = True) -> None:
     if isinstance(X, (str, bytes)) or (
         not hasattr(X, "shape") and not isinstance(X, (list, tuple))
@@ -282,15 +289,22 @@ def _check_features(X, *, values: bool = True) -> None:
     if not values:
         return  # removals: the fingerprint ties X to the checked training data
     _validate.finite_array("X", X)
-    if _validate.is_concrete(X):
+    if not _validate.is_concrete(X):
+        return
+    if isinstance(X, jax.Array):
+        # On X's devices: only the largest norm and its row come back.
+        i, norm = _largest_row_norm(X)
+        i, norm = int(i), float(norm)
+    else:
         norms = np.linalg.norm(np.asarray(X, np.float64), axis=1)
         i = int(np.argmax(norms))
-        if norms[i] > 1 + _ROW_NORM_TOL:
-            raise ValueError(
-                f"Expected every row of X to have L2 norm <= 1 (the certificate "
-                f"assumes ‖x_i‖ <= 1); row {i} has norm {norms[i]:.6g}. Call "
-                f"dpunlearn.certified.normalize_rows(X) first."
-            )
+        norm = float(norms[i])
+    if norm > 1 + _ROW_NORM_TOL:
+        raise ValueError(
+            f"Expected every row of X to have L2 norm <= 1 (the certificate "
+            f"assumes ‖x_i‖ <= 1); row {i} has norm {norm:.6g}. Call "
+            f"dpunlearn.certified.normalize_rows(X) first."
+        )
 
 
 def _check_labels(y, n: int, loss: MarginLoss, num_classes: int | None) -> None:
@@ -308,34 +322,46 @@ def _check_labels(y, n: int, loss: MarginLoss, num_classes: int | None) -> None:
         )
     if not _validate.is_concrete(y):
         return
-    arr = np.asarray(y)
-    if arr.dtype.kind not in "iufb":
-        raise ValueError(f"Expected y to hold numbers, got dtype {arr.dtype}.")
+    dtype = np.dtype(y.dtype)
+    if dtype.kind not in "iufb":
+        raise ValueError(f"Expected y to hold numbers, got dtype {dtype}.")
+    if num_classes is not None and loss.labels != "pm1":
+        raise ValueError(f"Expected num_classes=None for loss {loss.name!r}.")
+    # A JAX array is checked on its devices (a few scalars come back).
+    xp = jnp if isinstance(y, jax.Array) else np
+    arr = y if xp is jnp else np.asarray(y)
+    _validate.finite_array("y", arr)
     if num_classes is not None:
-        if loss.labels != "pm1":
-            raise ValueError(f"Expected num_classes=None for loss {loss.name!r}.")
-        _validate.finite_array("y", arr)
-        if arr.dtype.kind not in "iu" and not np.all(arr == np.round(arr)):
+        if dtype.kind not in "iu" and _first_true(arr != xp.round(arr), arr):
             raise ValueError(
                 "Expected y to hold integer class labels 0..num_classes-1."
             )
-        bad = (arr < 0) | (arr >= num_classes)
-        if bad.any():
-            i = int(np.argmax(bad))
+        found = _first_true((arr < 0) | (arr >= num_classes), arr)
+        if found:
+            (i,), value = found
             raise ValueError(
                 f"Expected y in [0, {num_classes - 1}] (num_classes={num_classes}); "
-                f"y[{i}]={arr[i]}."
+                f"y[{i}]={value}."
             )
         return
-    _validate.finite_array("y", arr)
     if loss.labels == "pm1":
-        bad = ~np.isin(arr, (-1, 1))
-        if bad.any():
-            i = int(np.argmax(bad))
+        found = _first_true((arr != 1) & (arr != -1), arr)
+        if found:
+            (i,), value = found
             raise ValueError(
-                f"Expected y in {{-1, +1}} for loss {loss.name!r}; y[{i}]={arr[i]}. "
+                f"Expected y in {{-1, +1}} for loss {loss.name!r}; y[{i}]={value}. "
                 f"For integer class labels pass num_classes."
             )
+
+
+def _first_true(bad, arr):
+    """``(index, value)`` of the first true entry of ``bad``, or ``None``."""
+    if isinstance(bad, jax.Array):
+        return _validate.first_violation(bad, arr)
+    if not bad.any():
+        return None
+    where = tuple(int(j) for j in np.argwhere(bad)[0])
+    return where, arr[where]
 
 
 def _host_indices(idx, *, name: str) -> np.ndarray | None:
@@ -362,10 +388,15 @@ def _host_indices(idx, *, name: str) -> np.ndarray | None:
     return arr
 
 
+@jax.jit
+def _mask_at(mask, flat):
+    """``mask[flat]`` and ``Σ mask``, on the mask's devices (k + 1 values back)."""
+    return mask[flat], jnp.sum(mask.astype(jnp.int32))
+
+
 def _check_indices(arr: np.ndarray, mask, *, name: str) -> np.ndarray:
     flat = arr.reshape(-1)
-    m = np.asarray(mask)
-    n = m.shape[0]
+    n = np.shape(mask)[0]
     if flat.size == 0:
         raise ValueError(
             f"Expected {name} to name at least one row, got an empty array."
@@ -381,15 +412,35 @@ def _check_indices(arr: np.ndarray, mask, *, name: str) -> np.ndarray:
         raise ValueError(
             f"Expected distinct {name}; row {uniq[np.argmax(counts > 1)]} is repeated."
         )
-    gone = ~m[flat]
+    # Only the requested rows of the mask and its count leave the device.
+    present, remaining = _mask_at(jnp.asarray(mask), jnp.asarray(flat))
+    gone = ~np.asarray(present)
     if gone.any():
         raise ValueError(f"Row {flat[np.argmax(gone)]} in {name} was already removed.")
-    if flat.size >= m.sum():
+    if flat.size >= int(remaining):
         raise ValueError(
-            f"{name} would remove all {int(m.sum())} remaining rows; nothing would be "
+            f"{name} would remove all {int(remaining)} remaining rows; nothing would be "
             f"left to certify against. Train a new model instead."
         )
     return flat
+
+
+@functools.partial(jax.jit, static_argnames=("num_classes",))
+def _class_counts(y, mask, flat, *, num_classes):
+    """Rows per label among the kept rows, before and after removing ``flat``.
+
+    Labels are ``{-1, +1}`` (columns 0, 1) or ``0..num_classes-1``; computed on
+    the data's devices, 2·(number of labels) integers come back.
+    """
+    if num_classes is None:
+        codes = (y > 0).astype(jnp.int32)
+        size = 2
+    else:
+        codes = y.astype(jnp.int32)
+        size = num_classes
+    before = jnp.zeros((size,), jnp.int32).at[codes].add(mask.astype(jnp.int32))
+    after = before.at[codes[flat]].add(-1)
+    return before, after
 
 
 def _check_classes(y, mask, flat, *, config: CertifiedConfig) -> None:
@@ -397,15 +448,14 @@ def _check_classes(y, mask, flat, *, config: CertifiedConfig) -> None:
         return
     if not _validate.is_concrete(y):
         return
-    arr = np.asarray(y)
-    m = np.asarray(mask).copy()
-    before = set(np.unique(arr[m]).tolist())
-    m[flat] = False
-    after = set(np.unique(arr[m]).tolist())
-    emptied = sorted(before - after)
-    if emptied:
+    before, after = _class_counts(
+        jnp.asarray(y), jnp.asarray(mask), jnp.asarray(flat), num_classes=config.num_classes
+    )
+    emptied = np.flatnonzero((np.asarray(before) > 0) & (np.asarray(after) == 0))
+    if emptied.size:
+        label = int(emptied[0]) if config.num_classes else (-1, 1)[int(emptied[0])]
         raise ValueError(
-            f"This removal leaves no remaining point with label {emptied[0]}: the "
+            f"This removal leaves no remaining point with label {label}: the "
             f"{'head' if config.num_classes else 'model'} would then see one class "
             f"only. Train with allow_empty_class=True to allow it (the problem "
             f"stays strongly convex and the certificate holds)."
@@ -1155,9 +1205,10 @@ def remove(
     flat = _validate_request(state, idx, X, y, name="idx")
     idx = jnp.asarray(np.atleast_1d(flat) if flat is not None else jnp.atleast_1d(idx))
     X = jnp.asarray(X)
-    return _remove_impl(
-        state, idx, X, _labels(state, y), _cg_tol(state, X), checks=checks
-    )
+    out = _remove_impl(state, idx, X, _labels(state, y), _cg_tol(state, X), checks=checks)
+    if flat is not None:
+        _raise_if_other_data(state, out[0], X, y)
+    return out
 
 
 def remove_sequence(
@@ -1187,9 +1238,12 @@ def remove_sequence(
     flat = _validate_request(state, idx_batches, X, y, name="idx_batches")
     batches = jnp.asarray(flat.reshape(np.shape(idx_batches)) if flat is not None else idx_batches)
     X = jnp.asarray(X)
-    return _remove_sequence_impl(
+    out = _remove_sequence_impl(
         state, batches, X, _labels(state, y), _cg_tol(state, X), checks=checks
     )
+    if flat is not None:
+        _raise_if_other_data(state, out[0], X, y)
+    return out
 
 
 def _labels(state: CertifiedState, y) -> Array:
@@ -1226,17 +1280,28 @@ def _validate_request(state, idx, X, y, *, name):
         raise ValueError(f"Expected {name} to be a scalar or 1-D, got shape {arr.shape}.")
     flat = _check_indices(arr, state.mask, name=name)
     _check_classes(y, state.mask, flat, config=state.config)
-    if _validate.is_concrete(X) and _validate.is_concrete(y):
-        fp = data_fingerprint(jnp.asarray(X), _labels(state, y))
-        if _validate.is_concrete(state.fingerprint) and not bool(
-            jnp.all(fp == state.fingerprint)
-        ):
-            raise ValueError(
-                "Expected X and y to be the data the model was trained on; their "
-                "fingerprint differs (other rows, labels or dtype). A removal on "
-                "other data would certify nothing."
-            )
     return flat
+
+
+def _raise_if_other_data(state, new_state, X, y) -> None:
+    """After an eager removal: a poisoned result on other data is an error.
+
+    The fingerprint is compared on the device inside the removal (one pass
+    over X, shared with nothing else), which poisons the result; only when the
+    result comes back invalid is the fingerprint recomputed here to say why.
+    A state that was poisoned already stays poisoned without an error.
+    """
+    if bool(jnp.all(jnp.isfinite(new_state.residual_bounds))):
+        return
+    if not (_validate.is_concrete(state.fingerprint) and _validate.is_concrete(X)):
+        return
+    fp = data_fingerprint(jnp.asarray(X), _labels(state, y))
+    if not bool(jnp.all(fp == state.fingerprint)):
+        raise ValueError(
+            "Expected X and y to be the data the model was trained on; their "
+            "fingerprint differs (other rows, labels or dtype). A removal on "
+            "other data would certify nothing."
+        )
 
 
 def true_residual(state: CertifiedState, X: ArrayLike, y: ArrayLike) -> Array:
