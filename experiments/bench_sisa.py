@@ -34,12 +34,12 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common  # noqa: E402,F401  (puts the checkout on sys.path)
+import _common  # noqa: F401  (puts the checkout on sys.path)
 
-from dpunlearn import data as D  # noqa: E402
-from dpunlearn import models  # noqa: E402
-from dpunlearn.methods import Data, sisa  # noqa: E402
-from dpunlearn.methods.sisa import expected_speedup  # noqa: E402
+from dpunlearn import data as D
+from dpunlearn import models
+from dpunlearn.methods import Data, sisa
+from dpunlearn.methods.sisa import expected_speedup
 
 
 def _time(fn, repeats: int) -> float:
@@ -71,19 +71,28 @@ def main(argv=None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="results/bench_sisa.json")
     args = p.parse_args(argv)
-    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    log = lambda s: print(s, file=sys.stderr, flush=True)
     load_before = os.getloadavg()
     t_start = time.perf_counter()
 
     ds = D.load("mnist-subset", seed=args.seed, label_format="int")
     data = Data(jnp.asarray(ds.X_train), jnp.asarray(ds.y_train))
     n, d = ds.X_train.shape
-    model, _ = models.from_nnx(models.init_nnx_mlp(jax.random.key(args.seed), (d, 64, 10)))
+    model, _ = models.from_nnx(
+        models.init_nnx_mlp(jax.random.key(args.seed), (d, 64, 10))
+    )
     key = jax.random.key(args.seed + 1)
 
     def make(S, R, **kw):
-        return sisa(model=model, num_shards=S, num_slices=R, epochs=args.epochs,
-                    batch_size=32, learning_rate=3e-3, **kw)
+        return sisa(
+            model=model,
+            num_shards=S,
+            num_slices=R,
+            epochs=args.epochs,
+            batch_size=32,
+            learning_rate=3e-3,
+            **kw,
+        )
 
     full = make(1, 1)
     retrain_s = _time(lambda: full.train(key, data)[0], args.repeats)
@@ -102,8 +111,10 @@ def main(argv=None) -> dict:
         secs.append(time.perf_counter() - t)
         steps.append(int(charge.num_slice_steps))
     request_s = float(np.median(secs))
-    log(f"SISA S=10 R=5 request: median {request_s * 1e3:.2f} ms "
-        f"(mean slice steps retrained {np.mean(steps):.2f} of 5)")
+    log(
+        f"SISA S=10 R=5 request: median {request_s * 1e3:.2f} ms "
+        f"(mean slice steps retrained {np.mean(steps):.2f} of 5)"
+    )
 
     vm, lp = make(20, 5), make(20, 5, vectorize=False)
     vmap_s = _time(lambda: vm.train(key, data)[0], args.repeats)
@@ -127,12 +138,24 @@ def main(argv=None) -> dict:
         "expected_speedup_one_row": expected_speedup(10, 5),
         "train_vmap_seconds_s20": vmap_s,
         "train_loop_seconds_s20": loop_s,
-        "config": {"n": n, "d": d, "epochs": args.epochs, "requests": args.requests,
-                   "repeats": args.repeats, "seed": args.seed},
-        "machine": {"cpu": _cpu_model(), "platform": platform.platform(),
-                    "cpu_count": os.cpu_count(), "backend": jax.default_backend(),
-                    "devices": [str(dv) for dv in jax.devices()], "jax": jax.__version__,
-                    "loadavg_before": list(load_before), "loadavg_after": list(os.getloadavg())},
+        "config": {
+            "n": n,
+            "d": d,
+            "epochs": args.epochs,
+            "requests": args.requests,
+            "repeats": args.repeats,
+            "seed": args.seed,
+        },
+        "machine": {
+            "cpu": _cpu_model(),
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "backend": jax.default_backend(),
+            "devices": [str(dv) for dv in jax.devices()],
+            "jax": jax.__version__,
+            "loadavg_before": list(load_before),
+            "loadavg_after": list(os.getloadavg()),
+        },
         "wall_seconds": time.perf_counter() - t_start,
     }
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

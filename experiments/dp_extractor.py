@@ -84,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--out", default="results/dp_extractor")
-    g.add_argument("--float32", action="store_true", help="float32 head (default float64)")
+    g.add_argument(
+        "--float32", action="store_true", help="float32 head (default float64)"
+    )
     g.add_argument("--smoke", action="store_true", help="tiny and fast (CI)")
     g.add_argument("--no-plots", action="store_true")
     g.add_argument("--copy-plots-to", default=None)
@@ -107,11 +109,21 @@ def cli_max_removals(eps_dp: float, args) -> int:
     from dpunlearn import cli
 
     argv = [
-        "budget", "dp-extractor", "--json",
-        "--extractor-epsilon", repr(eps_dp), "--extractor-delta", repr(args.delta_dp),
-        "--head-epsilon", repr(args.head_epsilon), "--head-delta", repr(args.head_delta),
-        "--target-epsilon", repr(args.target_epsilon),
-        "--target-delta", repr(args.target_delta),
+        "budget",
+        "dp-extractor",
+        "--json",
+        "--extractor-epsilon",
+        repr(eps_dp),
+        "--extractor-delta",
+        repr(args.delta_dp),
+        "--head-epsilon",
+        repr(args.head_epsilon),
+        "--head-delta",
+        repr(args.head_delta),
+        "--target-epsilon",
+        repr(args.target_epsilon),
+        "--target-delta",
+        repr(args.target_delta),
     ]
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
@@ -134,18 +146,31 @@ def run_setting(label, eps_target, args, ctx, log) -> dict:
     data, Xte, yte, model, feats, key = ctx
     if eps_target is None:
         cfg = dpsgd.DPSGDConfig(
-            noise_multiplier=0.0, clip_norm=None, sampling_rate=args.sampling_rate,
-            steps=args.steps, learning_rate=args.learning_rate,
+            noise_multiplier=0.0,
+            clip_norm=None,
+            sampling_rate=args.sampling_rate,
+            steps=args.steps,
+            learning_rate=args.learning_rate,
         )
     else:
         cfg = dpsgd.calibrate(
-            eps_target, args.delta_dp, sampling_rate=args.sampling_rate, steps=args.steps,
-            clip_norm=args.clip_norm, learning_rate=args.learning_rate,
+            eps_target,
+            args.delta_dp,
+            sampling_rate=args.sampling_rate,
+            steps=args.steps,
+            clip_norm=args.clip_norm,
+            learning_rate=args.learning_rate,
         )
     method = dp_extractor(
-        extractor=model, features=feats, dpsgd_config=cfg, lam=args.lam,
-        sigma=args.head_sigma, split="disjoint", extractor_fraction=0.5,
-        head_dtype=None if args.float32 else jnp.float64, num_classes=10,
+        extractor=model,
+        features=feats,
+        dpsgd_config=cfg,
+        lam=args.lam,
+        sigma=args.head_sigma,
+        split="disjoint",
+        extractor_fraction=0.5,
+        head_dtype=None if args.float32 else jnp.float64,
+        num_classes=10,
     )
     t0 = time.perf_counter()
     state, charge = method.train(key, data)
@@ -157,15 +182,25 @@ def run_setting(label, eps_target, args, ctx, log) -> dict:
     train_s = time.perf_counter() - t0
     acc = float(np.mean(np.asarray(method.predict(state.params, Xte)) == yte))
     acc_dp_net = float(models.accuracy(model, state.extractor, Xte, jnp.asarray(yte)))
-    row = dict(
-        setting=label, target_epsilon_dp=eps_target, noise_multiplier=cfg.noise_multiplier,
-        sampling_rate=cfg.sampling_rate, steps=cfg.steps, clip_norm=cfg.clip_norm,
-        n_extractor=int(np.sum(state.in_extractor)), n_head=int(np.sum(~state.in_extractor)),
-        train_seconds=train_s, train_compile_seconds=train_compile_s, test_accuracy=acc, test_accuracy_dp_network_alone=acc_dp_net,
-        head_training_residual=float(charge.residual_bound),
-    )
+    row = {
+        "setting": label,
+        "target_epsilon_dp": eps_target,
+        "noise_multiplier": cfg.noise_multiplier,
+        "sampling_rate": cfg.sampling_rate,
+        "steps": cfg.steps,
+        "clip_norm": cfg.clip_norm,
+        "n_extractor": int(np.sum(state.in_extractor)),
+        "n_head": int(np.sum(~state.in_extractor)),
+        "train_seconds": train_s,
+        "train_compile_seconds": train_compile_s,
+        "test_accuracy": acc,
+        "test_accuracy_dp_network_alone": acc_dp_net,
+        "head_training_residual": float(charge.residual_bound),
+    }
     budget = cur.cr_budget(
-        sigma=args.head_sigma, epsilon=args.head_epsilon, delta=args.head_delta,
+        sigma=args.head_sigma,
+        epsilon=args.head_epsilon,
+        delta=args.head_delta,
         method="analytic",
     )
     row["head_residual_budget"] = budget
@@ -173,40 +208,60 @@ def run_setting(label, eps_target, args, ctx, log) -> dict:
         eps_rdp = cfg.epsilon(args.delta_dp)
         eps_pld = cfg.epsilon(args.delta_dp, accountant="pld")
         event = dpa.SelfComposedDpEvent(
-            dpa.PoissonSampledDpEvent(cfg.sampling_rate, dpa.GaussianDpEvent(cfg.noise_multiplier)),
+            dpa.PoissonSampledDpEvent(
+                cfg.sampling_rate, dpa.GaussianDpEvent(cfg.noise_multiplier)
+            ),
             cfg.steps,
         )
         from dpunlearn.accounting import rdp
 
-        eps_theirs = dpa.rdp.RdpAccountant(list(rdp.DEFAULT_ORDERS)).compose(event).get_epsilon(
-            args.delta_dp
+        eps_theirs = (
+            dpa.rdp.RdpAccountant(list(rdp.DEFAULT_ORDERS))
+            .compose(event)
+            .get_epsilon(args.delta_dp)
         )
         k_max = cur.extractor_max_removals(
-            extractor_epsilon=eps_rdp, extractor_delta=args.delta_dp,
-            head_epsilon=args.head_epsilon, head_delta=args.head_delta,
-            target_epsilon=args.target_epsilon, target_delta=args.target_delta,
+            extractor_epsilon=eps_rdp,
+            extractor_delta=args.delta_dp,
+            head_epsilon=args.head_epsilon,
+            head_delta=args.head_delta,
+            target_epsilon=args.target_epsilon,
+            target_delta=args.target_delta,
         )
         k_cli = cli_max_removals(eps_rdp, args)
         composed = {
             k: cur.extractor_head_epsilon(
-                k, extractor_epsilon=eps_rdp, extractor_delta=args.delta_dp,
-                head_epsilon=args.head_epsilon, head_delta=args.head_delta,
+                k,
+                extractor_epsilon=eps_rdp,
+                extractor_delta=args.delta_dp,
+                head_epsilon=args.head_epsilon,
+                head_delta=args.head_delta,
             )
             for k in (1, 2, 5, 10)
         }
         row.update(
-            epsilon_dp_rdp=eps_rdp, epsilon_dp_pld=eps_pld, epsilon_dp_dp_accounting_rdp=eps_theirs,
-            max_extractor_removals=k_max, max_extractor_removals_cli=k_cli,
+            epsilon_dp_rdp=eps_rdp,
+            epsilon_dp_pld=eps_pld,
+            epsilon_dp_dp_accounting_rdp=eps_theirs,
+            max_extractor_removals=k_max,
+            max_extractor_removals_cli=k_cli,
             composed_at_k={str(k): list(v) for k, v in composed.items()},
         )
         led = L.Ledger.create(
-            os.path.join(args.out, f"ledger_{label}.jsonl"), currency="dp_extractor",
-            params=dict(
-                extractor_epsilon=eps_rdp, extractor_delta=args.delta_dp,
-                head=dict(sigma=args.head_sigma, epsilon=args.head_epsilon,
-                          delta=args.head_delta, method="analytic"),
-            ),
-            target_epsilon=args.target_epsilon, target_delta=args.target_delta,
+            os.path.join(args.out, f"ledger_{label}.jsonl"),
+            currency="dp_extractor",
+            params={
+                "extractor_epsilon": eps_rdp,
+                "extractor_delta": args.delta_dp,
+                "head": {
+                    "sigma": args.head_sigma,
+                    "epsilon": args.head_epsilon,
+                    "delta": args.head_delta,
+                    "method": "analytic",
+                },
+            },
+            target_epsilon=args.target_epsilon,
+            target_delta=args.target_delta,
             dp_delta=args.delta_dp,
             note="dp of the train entry: the DP-SGD extractor; the head is not DP (U only)",
         )
@@ -217,14 +272,15 @@ def run_setting(label, eps_target, args, ctx, log) -> dict:
         row["ledger_dp_method"] = s.dp_method
     else:
         row.update(
-            epsilon_dp_rdp=math.inf, max_extractor_removals=0,
+            epsilon_dp_rdp=math.inf,
+            max_extractor_removals=0,
             max_extractor_removals_cli=None,
         )
         led = None
 
     # Serve removals: extractor rows until refused, then head rows until refused.
-    from dpunlearn.accounting.ledger import BudgetExceededError
     from dpunlearn.accounting import currencies as cur2
+    from dpunlearn.accounting.ledger import BudgetExceededError
 
     rng = np.random.default_rng(args.seed)
     ext_rows = rng.permutation(np.flatnonzero(np.asarray(state.in_extractor)))
@@ -238,7 +294,9 @@ def run_setting(label, eps_target, args, ctx, log) -> dict:
             jax.block_until_ready(new)
             ext_secs.append(time.perf_counter() - t0)
             try:
-                led.request(dp=None, **cur2.get("dp_extractor").from_charge(jax.device_get(ch)))
+                led.request(
+                    dp=None, **cur2.get("dp_extractor").from_charge(jax.device_get(ch))
+                )
             except BudgetExceededError as e:
                 row["extractor_refusal"] = str(e)
                 break
@@ -252,7 +310,9 @@ def run_setting(label, eps_target, args, ctx, log) -> dict:
         beta += float(ch.residual_bound)
         if led is not None:
             try:
-                led.request(dp=None, **cur2.get("dp_extractor").from_charge(jax.device_get(ch)))
+                led.request(
+                    dp=None, **cur2.get("dp_extractor").from_charge(jax.device_get(ch))
+                )
                 ledger_head += 1
             except BudgetExceededError as e:
                 row["head_refusal"] = str(e)
@@ -271,9 +331,9 @@ def run_setting(label, eps_target, args, ctx, log) -> dict:
         # Without DP an extractor row can only be removed by retraining
         # extractor and head; with DP, up to max_extractor_removals cost a
         # request each (the head is untouched) and the next one a retrain.
-        extractor_removal_cost_seconds=(
-            float(np.mean(ext_secs)) if ext_secs else None
-        ) if cfg.private else train_s,
+        extractor_removal_cost_seconds=(float(np.mean(ext_secs)) if ext_secs else None)
+        if cfg.private
+        else train_s,
         accuracy_after_removals=float(
             np.mean(np.asarray(method.predict(state.params, Xte)) == yte)
         ),
@@ -294,12 +354,18 @@ def check(rows, args) -> None:
     for r in rows:
         if r["epsilon_dp_rdp"] == math.inf:
             continue
-        assert r["epsilon_dp_rdp"] <= r["target_epsilon_dp"] + 1e-9, "calibration overshoot"
-        assert r["ledger_dp_epsilon_after_training"] == r["epsilon_dp_rdp"], "ledger D != ours"
+        assert r["epsilon_dp_rdp"] <= r["target_epsilon_dp"] + 1e-9, (
+            "calibration overshoot"
+        )
+        assert r["ledger_dp_epsilon_after_training"] == r["epsilon_dp_rdp"], (
+            "ledger D != ours"
+        )
         assert r["epsilon_dp_rdp"] <= r["epsilon_dp_dp_accounting_rdp"] * (1 + 1e-9)
         assert abs(r["epsilon_dp_rdp"] / r["epsilon_dp_dp_accounting_rdp"] - 1) < 1e-3
         assert r["epsilon_dp_pld"] <= r["epsilon_dp_rdp"]
-        assert r["max_extractor_removals"] == r["max_extractor_removals_cli"], "CLI disagrees"
+        assert r["max_extractor_removals"] == r["max_extractor_removals_cli"], (
+            "CLI disagrees"
+        )
         if r["max_extractor_removals"] < args.max_extractor_removals:
             assert r["extractor_removals_served"] == r["max_extractor_removals"], (
                 "the ledger's refusal is not where group privacy puts it"
@@ -317,13 +383,30 @@ def plot(rows, out) -> str:
     labels = [r["setting"] for r in rows]
     x = np.arange(len(rows))
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    a1.bar(x - 0.2, [r["test_accuracy_dp_network_alone"] for r in rows], 0.4, label="DP network alone")
-    a1.bar(x + 0.2, [r["test_accuracy"] for r in rows], 0.4, label="DP features + CR head")
+    a1.bar(
+        x - 0.2,
+        [r["test_accuracy_dp_network_alone"] for r in rows],
+        0.4,
+        label="DP network alone",
+    )
+    a1.bar(
+        x + 0.2, [r["test_accuracy"] for r in rows], 0.4, label="DP features + CR head"
+    )
     a1.set_xticks(x, labels)
     a1.set_ylabel("test accuracy")
     a1.legend(fontsize=8)
-    a2.bar(x - 0.2, [r["max_extractor_removals"] for r in rows], 0.4, label="extractor rows (group privacy)")
-    a2.bar(x + 0.2, [r["head_removals_supported"] for r in rows], 0.4, label="head rows (residual budget)")
+    a2.bar(
+        x - 0.2,
+        [r["max_extractor_removals"] for r in rows],
+        0.4,
+        label="extractor rows (group privacy)",
+    )
+    a2.bar(
+        x + 0.2,
+        [r["head_removals_supported"] for r in rows],
+        0.4,
+        label="head rows (residual budget)",
+    )
     a2.set_xticks(x, labels)
     a2.set_ylabel("removals before a retrain")
     a2.legend(fontsize=8)
@@ -364,9 +447,11 @@ def run(args) -> dict:
     Xte, yte = jnp.asarray(ds.X_test), np.asarray(ds.y_test)
     d = Xtr.shape[1]
     model, feats = extractor_mlp(jax.random.key(args.seed), (d, args.hidden, 10))
-    log(f"[data] mnist-subset, 10 classes: {len(ytr)} training rows (half extractor, "
+    log(
+        f"[data] mnist-subset, 10 classes: {len(ytr)} training rows (half extractor, "
         f"half head), {len(yte)} test; MLP {d}-{args.hidden}-10; head "
-        f"{'float32' if args.float32 else 'float64'}")
+        f"{'float32' if args.float32 else 'float64'}"
+    )
     ctx = (data, Xte, yte, model, feats, jax.random.key(args.seed + 1))
     rows = []
     for eps in args.epsilon_list:
@@ -381,24 +466,41 @@ def run(args) -> dict:
     common.write_json(os.path.join(args.out, "results.json"), result)
     table = [
         (
-            r["setting"], f"{r['noise_multiplier']:.3f}",
+            r["setting"],
+            f"{r['noise_multiplier']:.3f}",
             "inf" if r["epsilon_dp_rdp"] == math.inf else f"{r['epsilon_dp_rdp']:.3f}",
             "-" if r.get("epsilon_dp_pld") is None else f"{r['epsilon_dp_pld']:.3f}",
-            f"{r['test_accuracy_dp_network_alone']:.3f}", f"{r['test_accuracy']:.3f}",
+            f"{r['test_accuracy_dp_network_alone']:.3f}",
+            f"{r['test_accuracy']:.3f}",
             r["max_extractor_removals"],
             f"{r['head_removals_supported']}{'+' if r['head_removals_capped'] else ''}",
             f"{(r['seconds_per_head_removal'] or 0) * 1e3:.1f}",
-            "-" if r["extractor_removal_cost_seconds"] is None
+            "-"
+            if r["extractor_removal_cost_seconds"] is None
             else f"{r['extractor_removal_cost_seconds'] * 1e3:.1f}",
             f"{r['train_seconds']:.1f}",
         )
         for r in rows
     ]
-    print("\n" + common.format_table(table, (
-        "extractor", "sigma", "eps (RDP)", "eps (PLD)", "acc DP net", "acc feat+head",
-        "extractor removals", "head removals", "ms/head removal",
-        "ms/extractor removal", "retrain s",
-    )))
+    print(
+        "\n"
+        + common.format_table(
+            table,
+            (
+                "extractor",
+                "sigma",
+                "eps (RDP)",
+                "eps (PLD)",
+                "acc DP net",
+                "acc feat+head",
+                "extractor removals",
+                "head removals",
+                "ms/head removal",
+                "ms/extractor removal",
+                "retrain s",
+            ),
+        )
+    )
     check(rows, args)
     print(f"\nwrote {os.path.join(args.out, 'results.json')} ({clock.elapsed():.1f} s)")
     return result

@@ -57,17 +57,36 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--datasets", default=None,
-                   help=f"comma-separated, from {DATASETS} (default: both; --smoke: digits)")
-    p.add_argument("--shards", default=None, help="values of S (default 1,2,5,10,20; --smoke: 1,2)")
-    p.add_argument("--slices", default=None, help="values of R (default 1,5; --smoke: 1,2)")
-    p.add_argument("--epochs", type=int, default=None,
-                   help="e (default per data set: mnist-subset 10, digits 20; --smoke: 2)")
+    p.add_argument(
+        "--datasets",
+        default=None,
+        help=f"comma-separated, from {DATASETS} (default: both; --smoke: digits)",
+    )
+    p.add_argument(
+        "--shards", default=None, help="values of S (default 1,2,5,10,20; --smoke: 1,2)"
+    )
+    p.add_argument(
+        "--slices", default=None, help="values of R (default 1,5; --smoke: 1,2)"
+    )
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="e (default per data set: mnist-subset 10, digits 20; --smoke: 2)",
+    )
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--requests", type=int, default=None,
-                   help="requests per distribution (default 5; --smoke: 2)")
-    p.add_argument("--request-size", type=int, default=None,
-                   help="rows per request (default 5; --smoke: 2)")
+    p.add_argument(
+        "--requests",
+        type=int,
+        default=None,
+        help="requests per distribution (default 5; --smoke: 2)",
+    )
+    p.add_argument(
+        "--request-size",
+        type=int,
+        default=None,
+        help="rows per request (default 5; --smoke: 2)",
+    )
     p.add_argument("--aggregation", default="vote", choices=("vote", "mean"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="results/sisa")
@@ -77,10 +96,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-FULL = dict(datasets=",".join(DATASETS), shards="1,2,5,10,20", slices="1,5",
-            epochs=None, requests=5, request_size=5)
-SMOKE = dict(datasets="digits", shards="1,2", slices="1,2", epochs=2, requests=2,
-             request_size=2)
+FULL = {
+    "datasets": ",".join(DATASETS),
+    "shards": "1,2,5,10,20",
+    "slices": "1,5",
+    "epochs": None,
+    "requests": 5,
+    "request_size": 5,
+}
+SMOKE = {
+    "datasets": "digits",
+    "shards": "1,2",
+    "slices": "1,2",
+    "epochs": 2,
+    "requests": 2,
+    "request_size": 2,
+}
 
 
 def resolve(args: argparse.Namespace) -> argparse.Namespace:
@@ -100,9 +131,13 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
             f"{args.requests} and {args.request_size}."
         )
     if not args.shard_list or min(args.shard_list) < 1:
-        raise ValueError(f"Expected --shards to list positive integers, got {args.shards!r}.")
+        raise ValueError(
+            f"Expected --shards to list positive integers, got {args.shards!r}."
+        )
     if not args.slice_list or min(args.slice_list) < 1:
-        raise ValueError(f"Expected --slices to list positive integers, got {args.slices!r}.")
+        raise ValueError(
+            f"Expected --slices to list positive integers, got {args.slices!r}."
+        )
     return args
 
 
@@ -142,14 +177,23 @@ def run_dataset(name: str, args, log) -> list[dict]:
     data = Data(jnp.asarray(ds.X_train), jnp.asarray(ds.y_train))
     Xte, yte = jnp.asarray(ds.X_test), np.asarray(ds.y_test)
     n, d = ds.X_train.shape
-    model, _ = models.from_nnx(models.init_nnx_mlp(jax.random.key(args.seed), (d, hidden, 10)))
-    log(f"[data] {name}: n_train={n} n_test={len(yte)} d={d}; MLP {d}-{hidden}-10, "
-        f"Adam lr={lr}, e={epochs} epochs, batch {args.batch_size}")
+    model, _ = models.from_nnx(
+        models.init_nnx_mlp(jax.random.key(args.seed), (d, hidden, 10))
+    )
+    log(
+        f"[data] {name}: n_train={n} n_test={len(yte)} d={d}; MLP {d}-{hidden}-10, "
+        f"Adam lr={lr}, e={epochs} epochs, batch {args.batch_size}"
+    )
 
     def make(S, R):
         return sisa(
-            model=model, num_shards=S, num_slices=R, epochs=epochs,
-            batch_size=args.batch_size, learning_rate=lr, aggregation=args.aggregation,
+            model=model,
+            num_shards=S,
+            num_slices=R,
+            epochs=epochs,
+            batch_size=args.batch_size,
+            learning_rate=lr,
+            aggregation=args.aggregation,
         )
 
     def acc(method, state):
@@ -173,7 +217,9 @@ def run_dataset(name: str, args, log) -> list[dict]:
         train_times.append(time.perf_counter() - t0)
     full_acc = acc(full, st)
     rng_full = np.random.default_rng([args.seed, 0])
-    jax.block_until_ready(full.unlearn(key, st, _draw(rng_full, st, "uniform", args.request_size), data))
+    jax.block_until_ready(
+        full.unlearn(key, st, _draw(rng_full, st, "uniform", args.request_size), data)
+    )
     times = []
     for _ in range(3):
         req = _draw(rng_full, st, "uniform", args.request_size)
@@ -183,8 +229,10 @@ def run_dataset(name: str, args, log) -> list[dict]:
     retrain_s = float(np.median(times))
     train_call_s = float(np.median(train_times))
     full_steps = minibatch_steps([0], n, 1, 1, epochs, args.batch_size)
-    log(f"[full retrain] {retrain_s:.3f} s ({full_steps} minibatch steps; the train "
-        f"call {train_call_s:.3f} s), test accuracy {full_acc:.4f}")
+    log(
+        f"[full retrain] {retrain_s:.3f} s ({full_steps} minibatch steps; the train "
+        f"call {train_call_s:.3f} s), test accuracy {full_acc:.4f}"
+    )
 
     rows = []
     for S in args.shard_list:
@@ -222,8 +270,11 @@ def run_dataset(name: str, args, log) -> list[dict]:
                     full_secs.append(time.perf_counter() - t0)
                     shards.append(int(charge.num_shards_retrained))
                     steps.append(int(charge.num_slice_steps))
-                    work.append(minibatch_steps(
-                        info.first_slice, n, S, R, epochs, args.batch_size))
+                    work.append(
+                        minibatch_steps(
+                            info.first_slice, n, S, R, epochs, args.batch_size
+                        )
+                    )
                     assert bool(charge.valid)
                 # Exactness: the unlearned model is training without the rows.
                 ref, _ = method.train(key, data, st.mask)
@@ -231,32 +282,49 @@ def run_dataset(name: str, args, log) -> list[dict]:
                 assert exact, f"unlearned != retrained (S={S}, R={R}, {dist})"
                 mean_s = float(np.mean(secs))
                 med_s, med_full = float(np.median(secs)), float(np.median(full_secs))
-                row = dict(
-                    dataset=name, shards=S, slices=R, distribution=dist,
-                    n_train=n, request_size=args.request_size, requests=args.requests,
-                    slice_epochs=int(method_slice_epochs(epochs, R)),
-                    train_seconds=train_s, train_compile_seconds=compile_train,
-                    accuracy_before=acc0, accuracy_after=acc(method, st),
-                    full_retrain_seconds=med_full, full_retrain_seconds_paired=full_secs,
-                    full_retrain_seconds_at_start=retrain_s, full_accuracy=full_acc,
-                    full_train_call_seconds=train_call_s,
-                    seconds_per_request=secs, mean_seconds_per_request=mean_s,
-                    median_seconds_per_request=float(np.median(secs)),
-                    speedup=med_full / med_s,
-                    shards_retrained=shards, slice_steps=steps,
-                    minibatch_steps_per_request=work,
-                    full_retrain_minibatch_steps=full_steps,
-                    work_speedup=full_steps / float(np.mean(work)),
-                    expected_speedup_one_row=expected_speedup(S, R),
-                    bit_identical_to_retraining=exact,
-                )
+                row = {
+                    "dataset": name,
+                    "shards": S,
+                    "slices": R,
+                    "distribution": dist,
+                    "n_train": n,
+                    "request_size": args.request_size,
+                    "requests": args.requests,
+                    "slice_epochs": int(method_slice_epochs(epochs, R)),
+                    "train_seconds": train_s,
+                    "train_compile_seconds": compile_train,
+                    "accuracy_before": acc0,
+                    "accuracy_after": acc(method, st),
+                    "full_retrain_seconds": med_full,
+                    "full_retrain_seconds_paired": full_secs,
+                    "full_retrain_seconds_at_start": retrain_s,
+                    "full_accuracy": full_acc,
+                    "full_train_call_seconds": train_call_s,
+                    "seconds_per_request": secs,
+                    "mean_seconds_per_request": mean_s,
+                    "median_seconds_per_request": float(np.median(secs)),
+                    "speedup": med_full / med_s,
+                    "shards_retrained": shards,
+                    "slice_steps": steps,
+                    "minibatch_steps_per_request": work,
+                    "full_retrain_minibatch_steps": full_steps,
+                    "work_speedup": full_steps / float(np.mean(work)),
+                    "expected_speedup_one_row": expected_speedup(S, R),
+                    "bit_identical_to_retraining": exact,
+                }
                 rows.append(row)
-                log(f"  S={S:2d} R={R} {dist:9s} acc {acc0:.4f}->{row['accuracy_after']:.4f}"
+                log(
+                    f"  S={S:2d} R={R} {dist:9s} acc {acc0:.4f}->{row['accuracy_after']:.4f}"
                     f"  {med_s * 1e3:8.2f} ms/request (full {med_full * 1e3:.1f})"
                     f"  x{row['speedup']:7.1f}"
                     f" (work model x{row['work_speedup']:.1f})"
-                    f"  shards/request {np.mean(shards):.1f}  exact={exact}")
+                    f"  shards/request {np.mean(shards):.1f}  exact={exact}"
+                )
     return rows
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
 
 
 def minibatch_steps(first_slice, n: int, S: int, R: int, epochs: int, B: int) -> int:
@@ -269,11 +337,14 @@ def minibatch_steps(first_slice, n: int, S: int, R: int, epochs: int, B: int) ->
     places (weight zero), so the count does not shrink with removals.
     """
     E = method_slice_epochs(epochs, R)
-    P = -(-(-(-n // S)) // R)
-    return int(sum(
-        E * -(-((r + 1) * P) // B)
-        for r0 in np.asarray(first_slice).tolist() for r in range(int(r0), R)
-    ))
+    P = _ceil_div(_ceil_div(n, S), R)
+    return int(
+        sum(
+            E * _ceil_div((r + 1) * P, B)
+            for r0 in np.asarray(first_slice).tolist()
+            for r in range(int(r0), R)
+        )
+    )
 
 
 def method_slice_epochs(epochs: int, R: int) -> int:
@@ -290,13 +361,24 @@ def plot(rows: list[dict], out: str) -> list[str]:
 
     paths = []
     datasets = sorted({r["dataset"] for r in rows})
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False
+    )
     for ax, name in zip(axes[0], datasets):
-        sub = [r for r in rows if r["dataset"] == name and r["distribution"] == "uniform"]
+        sub = [
+            r for r in rows if r["dataset"] == name and r["distribution"] == "uniform"
+        ]
         for R in sorted({r["slices"] for r in sub}):
-            pts = sorted((r["shards"], r["accuracy_before"]) for r in sub if r["slices"] == R)
+            pts = sorted(
+                (r["shards"], r["accuracy_before"]) for r in sub if r["slices"] == R
+            )
             ax.plot(*zip(*pts), marker="o", label=f"SISA, R={R}")
-        ax.axhline(sub[0]["full_accuracy"], color="k", ls="--", label="one model (full retrain)")
+        ax.axhline(
+            sub[0]["full_accuracy"],
+            color="k",
+            ls="--",
+            label="one model (full retrain)",
+        )
         ax.set_xscale("log")
         ax.set_xlabel("shards S")
         ax.set_ylabel("test accuracy")
@@ -307,23 +389,34 @@ def plot(rows: list[dict], out: str) -> list[str]:
     fig.savefig(paths[-1], dpi=130)
     plt.close(fig)
 
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False
+    )
     for ax, name in zip(axes[0], datasets):
         sub = [r for r in rows if r["dataset"] == name]
         for R in sorted({r["slices"] for r in sub}):
             for dist, ls in (("uniform", "-"), ("one-shard", ":")):
                 pts = sorted(
                     (r["shards"], r["speedup"])
-                    for r in sub if r["slices"] == R and r["distribution"] == dist
+                    for r in sub
+                    if r["slices"] == R and r["distribution"] == dist
                 )
                 (line,) = ax.plot(*zip(*pts), marker="o", ls=ls, label=f"R={R}, {dist}")
                 pts = sorted(
                     (r["shards"], r["work_speedup"])
-                    for r in sub if r["slices"] == R and r["distribution"] == dist
+                    for r in sub
+                    if r["slices"] == R and r["distribution"] == dist
                 )
-                ax.plot(*zip(*pts), ls=ls, color=line.get_color(), lw=0.8, alpha=0.6,
-                        label="work model (thin)" if (R, dist) == (sub[0]["slices"], "uniform")
-                        else None)
+                ax.plot(
+                    *zip(*pts),
+                    ls=ls,
+                    color=line.get_color(),
+                    lw=0.8,
+                    alpha=0.6,
+                    label="work model (thin)"
+                    if (R, dist) == (sub[0]["slices"], "uniform")
+                    else None,
+                )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("shards S")
@@ -340,19 +433,40 @@ def plot(rows: list[dict], out: str) -> list[str]:
 def table(rows: list[dict]) -> str:
     out = []
     for r in rows:
-        out.append((
-            r["dataset"], r["shards"], r["slices"], r["distribution"],
-            f"{r['accuracy_before']:.3f}", f"{r['accuracy_after']:.3f}",
-            f"{r['median_seconds_per_request'] * 1e3:.1f}",
-            f"{r['full_retrain_seconds'] * 1e3:.1f}", f"{r['speedup']:.1f}",
-            f"{np.mean(r['shards_retrained']):.1f}",
-            f"{r['work_speedup']:.1f}",
-            f"{r['expected_speedup_one_row']:.1f}",
-        ))
-    return common.format_table(out, (
-        "dataset", "S", "R", "requests", "acc", "acc after", "ms/request",
-        "ms/full retrain", "speed-up", "shards/req", "work model", "3RS/(2R+1)",
-    ), left=(0, 3))
+        out.append(
+            (
+                r["dataset"],
+                r["shards"],
+                r["slices"],
+                r["distribution"],
+                f"{r['accuracy_before']:.3f}",
+                f"{r['accuracy_after']:.3f}",
+                f"{r['median_seconds_per_request'] * 1e3:.1f}",
+                f"{r['full_retrain_seconds'] * 1e3:.1f}",
+                f"{r['speedup']:.1f}",
+                f"{np.mean(r['shards_retrained']):.1f}",
+                f"{r['work_speedup']:.1f}",
+                f"{r['expected_speedup_one_row']:.1f}",
+            )
+        )
+    return common.format_table(
+        out,
+        (
+            "dataset",
+            "S",
+            "R",
+            "requests",
+            "acc",
+            "acc after",
+            "ms/request",
+            "ms/full retrain",
+            "speed-up",
+            "shards/req",
+            "work model",
+            "3RS/(2R+1)",
+        ),
+        left=(0, 3),
+    )
 
 
 def run(args) -> dict:

@@ -94,9 +94,15 @@ def test_dp_extractor_smoke(tmp_path):
         "non-private"
     }
     for r in rows.values():
-        for k in ("test_accuracy", "test_accuracy_dp_network_alone", "accuracy_after_removals"):
+        for k in (
+            "test_accuracy",
+            "test_accuracy_dp_network_alone",
+            "accuracy_after_removals",
+        ):
             assert 0.0 <= r[k] <= 1.0, (k, r[k])
-        assert r["n_extractor"] + r["n_head"] == 600 and abs(r["n_extractor"] - 300) <= 1
+        assert (
+            r["n_extractor"] + r["n_head"] == 600 and abs(r["n_extractor"] - 300) <= 1
+        )
         assert 0 <= r["head_removals_supported"] <= opts["max_head_removals"]
     nonpriv = rows.pop("non-private")
     assert nonpriv["epsilon_dp_rdp"] is None  # inf, written as null
@@ -112,12 +118,21 @@ def test_dp_extractor_smoke(tmp_path):
         # The CLI, asked about this run's extractor, agrees with the removals
         # the run's ledger served before refusing.
         argv = [
-            "budget", "dp-extractor", "--json",
-            "--extractor-epsilon", repr(eps), "--extractor-delta", repr(opts["delta_dp"]),
-            "--head-epsilon", repr(opts["head_epsilon"]),
-            "--head-delta", repr(opts["head_delta"]),
-            "--target-epsilon", repr(opts["target_epsilon"]),
-            "--target-delta", repr(opts["target_delta"]),
+            "budget",
+            "dp-extractor",
+            "--json",
+            "--extractor-epsilon",
+            repr(eps),
+            "--extractor-delta",
+            repr(opts["delta_dp"]),
+            "--head-epsilon",
+            repr(opts["head_epsilon"]),
+            "--head-delta",
+            repr(opts["head_delta"]),
+            "--target-epsilon",
+            repr(opts["target_epsilon"]),
+            "--target-delta",
+            repr(opts["target_delta"]),
         ]
         buf = io.StringIO()
         with contextlib.redirect_stdout(buf):
@@ -136,6 +151,9 @@ def _composed(k, eps, opts):
     from dpunlearn.accounting import currencies as cur
 
     return cur.extractor_head_epsilon(
-        k, extractor_epsilon=eps, extractor_delta=opts["delta_dp"],
-        head_epsilon=opts["head_epsilon"], head_delta=opts["head_delta"],
+        k,
+        extractor_epsilon=eps,
+        extractor_delta=opts["delta_dp"],
+        head_epsilon=opts["head_epsilon"],
+        head_delta=opts["head_delta"],
     )
