@@ -55,7 +55,6 @@ HYPER = {"mnist-subset": (64, 3e-3, 10), "digits": (64, 1e-2, 20)}
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument(
         "--datasets",
@@ -74,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="e (default per data set: mnist-subset 10, digits 20; --smoke: 2)",
     )
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="minibatch (default 32)")
     p.add_argument(
         "--requests",
         type=int,
@@ -87,11 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="rows per request (default 5; --smoke: 2)",
     )
-    p.add_argument("--aggregation", default="vote", choices=("vote", "mean"))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="results/sisa")
+    p.add_argument(
+        "--aggregation",
+        default="vote",
+        choices=("vote", "mean"),
+        help="majority vote or averaged probabilities (default vote)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="(default 0)")
+    p.add_argument("--out", default="results/sisa", help="(default results/sisa)")
     p.add_argument("--smoke", action="store_true", help="tiny and fast (CI)")
-    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNGs")
     p.add_argument("--copy-plots-to", default=None, help="also copy the PNGs here")
     return p
 
