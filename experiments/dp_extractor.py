@@ -375,7 +375,9 @@ def check(rows, args) -> None:
             assert r["extractor_removals_served"] == r["max_extractor_removals"], (
                 "the ledger's refusal is not where group privacy puts it"
             )
-        assert r["head_removals_ledger"] >= r["head_removals_supported"]
+        assert r["head_removals_ledger"] == r["head_removals_supported"], (
+            "the ledger and the head's own budget disagree"
+        )
     print("[check] all outcome assertions passed")
 
 

@@ -142,6 +142,8 @@ def test_dp_extractor_smoke(tmp_path):
         assert k_cli < opts["max_extractor_removals"]  # the smoke run reaches the cap
         assert r["extractor_removals_served"] == k_cli
         assert "extractor_refusal" in r
+        # The ledger's head budget and the run's own count agree.
+        assert r["head_removals_ledger"] == r["head_removals_supported"]
         # Past k the composed guarantee exceeds the target.
         e_next, d_next = _composed(k_cli + 1, eps, opts)
         assert e_next > opts["target_epsilon"] or d_next > opts["target_delta"]
