@@ -284,6 +284,7 @@ def train(
       step's Poisson sample (``int32[T]``).
     """
     mask = jnp.asarray(mask, bool)
+    x = jax.tree.map(jnp.asarray, x)  # NumPy rows cannot be indexed by the traced sample
     y = jnp.asarray(y)
     opt = optimizer if optimizer is not None else optax.adam(config.learning_rate)
     k_sample, k_noise = jax.random.split(key)

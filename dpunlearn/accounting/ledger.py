@@ -933,10 +933,25 @@ def _refusal(
         else:
             restore = None
             what = "even a full retrain would not certify this request"
+        if u_after.used > u_after.budget:
+            over = (
+                f"it would bring the unlearning certificate to {u_after.used:.6g} "
+                f"{u_after.unit} > budget {u_after.budget:.6g}"
+            )
+        elif u_after.delta > setup.target_delta:  # within the budget, not within δ
+            over = (
+                f"it would bring the unlearning certificate's delta to "
+                f"{u_after.delta:.6g} > target {setup.target_delta:.6g} (at "
+                f"{u_after.used:.6g} of {u_after.budget:.6g} {u_after.unit})"
+            )
+        else:
+            over = (
+                f"it would leave the unlearning certificate uncertified (at "
+                f"{u_after.used:.6g} of {u_after.budget:.6g} {u_after.unit})"
+            )
         msg = (
-            f"Request refused ({setup.currency}): it would bring the unlearning "
-            f"certificate to {u_after.used:.6g} {u_after.unit} > budget "
-            f"{u_after.budget:.6g}; {max(u_before.remaining, 0.0):.6g} {u_before.unit} "
+            f"Request refused ({setup.currency}): {over}; "
+            f"{max(u_before.remaining, 0.0):.6g} {u_before.unit} "
             f"left; {what}{hint}. The ledger file is unchanged."
         )
         return BudgetExceededError(

@@ -29,6 +29,25 @@ extractor's mechanism (``T`` Poisson-subsampled Gaussian steps). The head is
 not a DP mechanism (its guarantee is the (U) certificate), so a ledger entry
 of a release that includes the head must say so (see the experiment).
 
+When to retrain: the decision depends on the head's secret noise ``b``. The
+extractor's cap ``k`` (group privacy) depends on counts only. The head's
+budget does not: a request's ``residual_bound`` is Guo et al.'s
+data-dependent bound (Corollary 1, or the integral form of
+:mod:`dpunlearn.certified`), computed at the head's weights, which are a
+function of the loss perturbation ``b``; the ``"dp_extractor"`` currency
+refuses (retrain) once the accumulated ``β`` passes the head's budget, so the
+refusal is a function of ``b``. That is Guo et al.'s Algorithm 2, whose
+retrain decision leaks ``b``: the released heads then come only from the
+region of ``b`` where no retrain fired, and the stated δ does not hold as
+stated (``docs/certified_removal.md`` §6). The ``certified_removal`` method decides
+from shadow models with independent keys instead
+(:mod:`dpunlearn.retrain_schedule`); this method does not (yet) run shadows
+for its head, so its head-side refusal is the paper's uncertified rule. A
+caller who needs the stated δ retrains the head after a number of removals
+fixed without looking at ``b`` (e.g. from shadow heads trained with other
+keys) and treats a refusal before it as a failure, or reads the head's δ as
+Algorithm 2's.
+
 State: the extractor's parameters, the head's :class:`~dpunlearn.certified.CertifiedState`,
 the rows the extractor was trained on, the mask; never the data or the
 features (``unlearn`` recomputes the features from ``data`` with the same
