@@ -96,27 +96,27 @@ def train_models(
             f"Expected masks [M, n] with M = {keys.shape[0]} keys, got {masks.shape}."
         )
 
-    return _train_program(method, batch_size)(keys, masks, data)
+    return _train_program(method.train, batch_size)(keys, masks, data)
 
 
-# One compiled program per (method, chunk size): a method is a NamedTuple of
-# functions (hashable), so repeated calls (both sides of an attack, every
-# seed of an audit) reuse the compilation.
+# One compiled program per (function, chunk size), so repeated calls (both
+# sides of an attack, every seed of an audit, a wrapper such as
+# ``planted.do_nothing`` that keeps ``train``) reuse the compilation.
 @functools.lru_cache(maxsize=64)
-def _train_program(method: Method, batch_size: int | None):
+def _train_program(train, batch_size: int | None):
     @jax.jit
     def run(keys, masks, data):
-        return map_models(lambda km: method.train(km[0], data, km[1]), (keys, masks), batch_size)
+        return map_models(lambda km: train(km[0], data, km[1]), (keys, masks), batch_size)
 
     return run
 
 
 @functools.lru_cache(maxsize=64)
-def _unlearn_program(method: Method, batch_size: int | None):
+def _unlearn_program(unlearn, batch_size: int | None):
     @jax.jit
     def run(keys, states, requests, data):
         return map_models(
-            lambda ksr: method.unlearn(ksr[0], ksr[1], ksr[2], data),
+            lambda ksr: unlearn(ksr[0], ksr[1], ksr[2], data),
             (keys, states, requests),
             batch_size,
         )
@@ -154,4 +154,4 @@ def unlearn_models(
     if not np.issubdtype(requests.dtype, np.integer):
         raise ValueError(f"Expected integer requests, got dtype {requests.dtype}.")
 
-    return _unlearn_program(method, batch_size)(keys, states, requests, data)
+    return _unlearn_program(method.unlearn, batch_size)(keys, states, requests, data)
