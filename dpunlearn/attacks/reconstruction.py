@@ -136,8 +136,9 @@ class ReconstructionResult(NamedTuple):
       cosine_avg: ``[T]`` cosine of the public mean and ``x`` (Avg).
       cosine_maxdiff: ``[T]`` cosine of the MaxDiff public sample and ``x``.
       cosine_centred: ``[T]`` cosine after centring on the public mean, with
-        ``x̂`` scaled so that its ``sign_coordinate`` is 1 (the bias feature
-        fixes the scale as well as the sign); NaN without ``sign_coordinate``.
+        ``x̂`` scaled so that its ``sign_coordinate`` equals that constant
+        feature's value (read off the public data: the bias feature fixes the
+        scale as well as the sign); NaN without ``sign_coordinate``.
         Avg scores 0 here, so this reads without the baseline.
       cosine_maxdiff_centred: ``[T]`` the same for the MaxDiff sample.
       hessian: ``"true"`` or ``"public"``.
@@ -179,7 +180,7 @@ def reconstruction_attack(
       loss: The training loss (``"logistic"``, ``"ridge"`` or a callable).
       lam: The method's mean-form L2 strength.
       hessian_source: ``"true"`` (training rows) or ``"public"``.
-      sign_coordinate: Index of a feature known to be positive (a bias column).
+      sign_coordinate: Index of a constant positive feature (a bias column).
       mask: Rows trained on (default all).
     """
     data, public = as_data(data), as_data(public)
@@ -218,7 +219,8 @@ def reconstruction_attack(
     out_a = pub @ np.asarray(after, np.float64).reshape(rows.size, -1).T  # [m, T]
     best = np.argmax(np.abs(out_a - out_b[:, None]), axis=0)
     if sign_coordinate is not None:
-        scale = rec[:, sign_coordinate : sign_coordinate + 1]
+        # The constant feature's value (its public mean) fixes the scale.
+        scale = rec[:, sign_coordinate : sign_coordinate + 1] / avg[sign_coordinate]
         scaled = rec / np.where(scale == 0, 1.0, scale)
         cen = cosine(scaled - avg, x - avg)
         cen_md = cosine(pub[best] - avg, x - avg)
