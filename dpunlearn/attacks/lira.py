@@ -44,6 +44,7 @@ examples are pooled into one ROC curve (as the LiRA code does).
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -157,8 +158,13 @@ def score(stats: LiraStats, conf_target, variant: str = "online") -> np.ndarray:
 def model_confidences(query: Query, params, data: Data) -> np.ndarray:
     """``φ`` of every row of ``data`` under every stacked model: ``[M, n]``."""
     data = as_data(data)
-    fn = jax.jit(jax.vmap(lambda p: confidence(query, p, data.x, data.y)))
-    return np.asarray(fn(params), np.float64)
+    return np.asarray(_confidence_program(query)(params, data.x, data.y), np.float64)
+
+
+@functools.lru_cache(maxsize=32)
+def _confidence_program(query: Query):
+    """Compiled once per query (a NamedTuple of functions: hashable)."""
+    return jax.jit(jax.vmap(lambda p, x, y: confidence(query, p, x, y), in_axes=(0, None, None)))
 
 
 def _pooled(name, scores, positive, negative, fprs):
