@@ -34,8 +34,9 @@ and model pairs: the ε of *that* game (not independent runs, so an
 indication, not a certified bound); the audits' bounds are from independent
 runs and hold at the stated confidence.
 
-Sizes: ``--tiny`` (CI), ``--smoke`` (all three data sets, < 5 min on 2 cores),
-default full size.
+Sizes: ``--tiny`` (CI: digits; no sweeps, no public Hessian, no exact-retrain
+audit or challenge score, which have their own tests), ``--smoke`` (all three
+data sets, every scenario), default full size.
 """
 
 from __future__ import annotations
@@ -55,16 +56,18 @@ log = common.log
 SIZES = {
     "tiny": dict(datasets=("digits",), max_train=300, originals=3, unlearned=6,
                  shadows=16, targets=2, audit_runs=100, rec_rows=4, challenge_models=8,
-                 sigmas=(1.0,), sekhari_eps=(), losses=("logistic",), mlp_steps=300),
+                 sigmas=(), sekhari_eps=(), losses=("logistic",), hessians=("true",),
+                 exact_audit=False, challenge=False, mlp_steps=300),
     "smoke": dict(datasets=("digits", "mnist-subset", "breast-cancer"), max_train=400,
                   originals=4, unlearned=10, shadows=32, targets=4, audit_runs=200,
                   rec_rows=10, challenge_models=16, sigmas=(10.0,),
-                  sekhari_eps=(1.0, 1000.0), losses=("logistic", "ridge"), mlp_steps=400),
+                  sekhari_eps=(1.0, 1000.0), losses=("logistic", "ridge"),
+                  hessians=("true", "public"), exact_audit=True, challenge=True, mlp_steps=400),
     "full": dict(datasets=("digits", "mnist-subset", "breast-cancer"), max_train=1000,
                  originals=8, unlearned=15, shadows=128, targets=8, audit_runs=1000,
                  rec_rows=50, challenge_models=64, sigmas=(0.01, 0.1, 1.0, 10.0, 100.0),
                  sekhari_eps=(0.1, 1.0, 10.0, 100.0, 1000.0), losses=("logistic", "ridge"),
-                 mlp_steps=1000),
+                 hessians=("true", "public"), exact_audit=True, challenge=True, mlp_steps=1000),
 }
 FPRS = (1e-3, 1e-2)
 
@@ -214,7 +217,7 @@ def run_reconstruction(key, ds_name, tr, te, kind, sz, lam):
         if loss not in sz["losses"]:
             continue
         m = methods.retrain(model, lam=lam, tol=1e-6, steps=500)
-        for h in ("true", "public"):
+        for h in sz["hessians"]:
             r = R.reconstruction_attack(key, m, data, rows, public=public, loss=loss, lam=lam,
                                         hessian_source=h, sign_coordinate=d - 1)
             recs.append(_record(f"reconstruction_{h}_hessian", f"retrain_{loss}", ds_name,
@@ -299,6 +302,8 @@ def run_audits(key, ds_name, tr, te, kind, sz, lam, curves):
         log(f"[audit] {ds_name} certified removal σ={sigma:g}{' (planted bug)' if bug else ''}: "
             f"ε_LB {rep.epsilon_lower_bound:.3f} vs certified {claim:.3f} "
             f"({'VIOLATION' if rep.epsilon_lower_bound > claim else 'ok'}), AUC {rep.auc:.3f}")
+    if not sz["exact_audit"]:
+        return recs
     # Exact retraining (deterministic L-BFGS): ε = 0 certified.
     ex = methods.retrain(models.linear(data.x.shape[1]), lam=0.03, tol=1e-5)
     rep = runner.audit_unlearning(k2, ex, data, forget, num_runs=min(sz["audit_runs"], 100),
@@ -306,6 +311,8 @@ def run_audits(key, ds_name, tr, te, kind, sz, lam, curves):
     recs.append(_record("audit_confidence", "retrain", ds_name, None, eps_lb=rep.epsilon_lower_bound,
                         eps_cert=0.0, auc=rep.auc, num_runs=rep.num_runs, delta=delta))
     log(f"[audit] {ds_name} exact retrain: ε_LB {rep.epsilon_lower_bound:.3f} (certified 0)")
+    if not sz["challenge"]:
+        return recs
     # Challenge score: stochastic retraining vs doing nothing; the forget set
     # is mislabelled rows (memorised by the original).
     n = tr.x.shape[0]

@@ -5,8 +5,9 @@ layout of ``results.json`` the issue asks for and the expected outcomes the
 README reports (each also tested on its own in tests/test_attacks_*.py and
 tests/test_audit.py): the dual-model attack above the classic one, LiRA above
 the global threshold, reconstruction near 1 with the true Hessian, the
-planted bug caught and the correct method not, and retraining scoring above
-doing nothing in the challenge.
+planted bugs caught and the correct method not. (``--tiny`` leaves out the
+sweeps, the exact-retrain audit and the challenge score: tests/test_audit.py
+runs those.)
 """
 
 import importlib.util
@@ -52,7 +53,5 @@ def test_tiny_run_writes_the_records_and_shows_the_expected_outcomes(tmp_path):
     assert ok["epsilon_lower_bound"] <= ok["epsilon_certified"]
     assert bug["epsilon_lower_bound"] > bug["epsilon_certified"]
     assert by[("ulira_online_fixed", "retrain_do_nothing")]["planted_bug"]
-    good, nothing = by[("challenge_score", "retrain_sgd")], by[("challenge_score", "retrain_sgd_do_nothing")]
-    assert good["forget_quality"] > nothing["forget_quality"]
-    assert good["null_forget_quality"] is not None
+    assert by[("ulira_online_fixed", "retrain")]["auc"] < by[("ulira_online_fixed", "retrain_do_nothing")]["auc"]
     assert res["pngs"] and all((out / p).exists() for p in res["pngs"])
