@@ -63,8 +63,10 @@ class AuditReport(NamedTuple):
       bound: The full :class:`~dpunlearn.audit.epsilon.EpsilonBound`.
       statistic: The statistic's name.
       num_runs: Runs per hypothesis.
-      auc: AUC of the statistic, unlearned vs retrained (all runs; 0.5 = no signal).
-      roc: Its ROC curve.
+      auc: AUC of the statistic, unlearned vs retrained, on the evaluation
+        runs (odd indices: the ``"params"`` direction is fitted on the even
+        ones); 0.5 = no signal.
+      roc: Its ROC curve (the same runs).
       scores_unlearned, scores_retrained: The statistic of every run.
       charges_unlearned: The unlearning charges (stacked).
       seconds: Wall-clock seconds of training and unlearning.
@@ -252,8 +254,8 @@ def audit_unlearning(
         bound=bound,
         statistic=name,
         num_runs=int(num_runs),
-        auc=roc.auc(su, sr),
-        roc=roc.roc_curve(su, sr),
+        auc=roc.auc(su[1::2], sr[1::2]),
+        roc=roc.roc_curve(su[1::2], sr[1::2]),
         scores_unlearned=su,
         scores_retrained=sr,
         charges_unlearned=charges,
