@@ -5,11 +5,21 @@ module                      threat
 ==========================  ==================================================
 :mod:`.slowdown`            Marchant et al. (AAAI 2022): poison whose removal
                             spends the certified-removal budget fastest
+:mod:`.fairness`            deletions chosen by influence to widen the
+                            equalized-odds or demographic-parity gap
 ==========================  ==================================================
 
 The request monitor that defends against them is :mod:`dpunlearn.monitor`.
 """
 
+from dpunlearn.threats.fairness import (
+    FairnessSelection,
+    demographic_parity_gap,
+    equalized_odds_gap,
+    select_fairness_deletions,
+    smooth_gap,
+    synthetic_groups,
+)
 from dpunlearn.threats.slowdown import (
     RemovalCount,
     SlowdownPoison,
@@ -20,6 +30,12 @@ from dpunlearn.threats.slowdown import (
 )
 
 __all__ = [
+    "FairnessSelection",
+    "demographic_parity_gap",
+    "equalized_odds_gap",
+    "select_fairness_deletions",
+    "smooth_gap",
+    "synthetic_groups",
     "RemovalCount",
     "SlowdownPoison",
     "craft_slowdown",
