@@ -5,6 +5,8 @@ module                      threat
 ==========================  ==================================================
 :mod:`.slowdown`            Marchant et al. (AAAI 2022): poison whose removal
                             spends the certified-removal budget fastest
+:mod:`.camouflage`          Di et al. (NeurIPS 2023), dirty-label: a poison
+                            that acts once its camouflage is deleted
 :mod:`.fairness`            deletions chosen by influence to widen the
                             equalized-odds or demographic-parity gap
 ==========================  ==================================================
@@ -12,6 +14,12 @@ module                      threat
 The request monitor that defends against them is :mod:`dpunlearn.monitor`.
 """
 
+from dpunlearn.threats.camouflage import (
+    CamouflageSet,
+    CamouflageTrial,
+    craft_camouflage,
+    run_camouflage,
+)
 from dpunlearn.threats.fairness import (
     FairnessSelection,
     demographic_parity_gap,
@@ -30,6 +38,10 @@ from dpunlearn.threats.slowdown import (
 )
 
 __all__ = [
+    "CamouflageSet",
+    "CamouflageTrial",
+    "craft_camouflage",
+    "run_camouflage",
     "FairnessSelection",
     "demographic_parity_gap",
     "equalized_odds_gap",
