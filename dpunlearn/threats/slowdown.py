@@ -264,12 +264,15 @@ class RemovalCount(NamedTuple):
       removals_per_retrain: ``num_removals / max(num_retrains, 1)`` (the
         retrain interval of Marchant et al.).
       retrained: Per request, whether it forced a retrain.
+      num_blocked: Requests a monitor refused or deferred (not applied, not
+        counted in ``num_removals``).
     """
 
     num_removals: int
     num_retrains: int
     removals_per_retrain: float
     retrained: tuple[bool, ...]
+    num_blocked: int = 0
 
 
 def serve_removals(
@@ -283,6 +286,9 @@ def serve_removals(
 ) -> RemovalCount:
     """Trains ``method`` on ``data``, then serves ``order`` one row per request.
 
+    With ``monitor`` (:class:`dpunlearn.monitor.RequestMonitor`) every request
+    is screened first; blocked ones are skipped and counted.
+
     Every request goes through :func:`dpunlearn.serve.serve` with ``ledger``
     (a fresh :class:`~dpunlearn.accounting.ledger.Ledger` of the method's
     currency), which refuses a release past the budget; :func:`serve` then
@@ -295,13 +301,16 @@ def serve_removals(
     state, charge = method.train(jax.random.fold_in(key, 0), data, None)
     serve_mod.record_training(ledger, charge)
     flags = []
+    blocked = 0
     for i, row in enumerate(order):
         res = serve_mod.serve(
             method, state, np.array([int(row)]), data,
-            key=jax.random.fold_in(key, i + 1), ledger=ledger,
-            **({} if monitor is None else {"monitor": monitor}),
+            key=jax.random.fold_in(key, i + 1), ledger=ledger, monitor=monitor,
         )  # fmt: skip
         state = res.state
+        if res.monitor is not None and not res.monitor.applied:
+            blocked += 1
+            continue
         flags.append(bool(res.retrained))
     n_re = int(sum(flags))
-    return RemovalCount(len(flags), n_re, len(flags) / max(n_re, 1), tuple(flags))
+    return RemovalCount(len(flags), n_re, len(flags) / max(n_re, 1), tuple(flags), blocked)
