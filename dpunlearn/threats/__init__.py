@@ -7,6 +7,8 @@ module                      threat
                             spends the certified-removal budget fastest
 :mod:`.camouflage`          Di et al. (NeurIPS 2023), dirty-label: a poison
                             that acts once its camouflage is deleted
+:mod:`.selection`           real rows chosen by influence whose deletion
+                            degrades accuracy (Qian et al., KDD 2023)
 :mod:`.fairness`            deletions chosen by influence to widen the
                             equalized-odds or demographic-parity gap
 ==========================  ==================================================
@@ -28,6 +30,7 @@ from dpunlearn.threats.fairness import (
     smooth_gap,
     synthetic_groups,
 )
+from dpunlearn.threats.selection import AccuracySelection, select_accuracy_deletions
 from dpunlearn.threats.slowdown import (
     RemovalCount,
     SlowdownPoison,
@@ -38,6 +41,8 @@ from dpunlearn.threats.slowdown import (
 )
 
 __all__ = [
+    "AccuracySelection",
+    "select_accuracy_deletions",
     "CamouflageSet",
     "CamouflageTrial",
     "craft_camouflage",
