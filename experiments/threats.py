@@ -37,19 +37,19 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import _common  # noqa: E402
+import _common
 
 SIZES = {
-    "smoke": dict(
-        sd_n=400, sd_m=20, sd_steps=20, fair_n=1000, fair_k=50, fair_random=5,
-        camo_n=1000, camo_targets=12, camo_ks=(3, 10, 20), mon_ordinary=24,
-        sel_k=40, sel_random=5,
-    ),
-    "full": dict(
-        sd_n=1000, sd_m=50, sd_steps=30, fair_n=3000, fair_k=150, fair_random=20,
-        camo_n=1437, camo_targets=40, camo_ks=(3, 5, 10, 20), mon_ordinary=100,
-        sel_k=40, sel_random=20,
-    ),
+    "smoke": {
+        "sd_n": 400, "sd_m": 20, "sd_steps": 20, "fair_n": 1000, "fair_k": 50, "fair_random": 5,
+        "camo_n": 1000, "camo_targets": 12, "camo_ks": (3, 10, 20), "mon_ordinary": 24,
+        "sel_k": 40, "sel_random": 5,
+    },
+    "full": {
+        "sd_n": 1000, "sd_m": 50, "sd_steps": 30, "fair_n": 3000, "fair_k": 150, "fair_random": 20,
+        "camo_n": 1437, "camo_targets": 40, "camo_ks": (3, 5, 10, 20), "mon_ordinary": 100,
+        "sel_k": 40, "sel_random": 20,
+    },
 }
 SCENARIOS = ("slowdown", "fairness", "camouflage", "selection")
 
@@ -89,7 +89,8 @@ def slowdown(cfg, seed):
     import numpy as np
 
     from dpunlearn import data as D
-    from dpunlearn import methods, monitor as M
+    from dpunlearn import methods
+    from dpunlearn import monitor as M
     from dpunlearn.accounting import ledger as L
     from dpunlearn.threats import slowdown as sd
 
@@ -137,7 +138,8 @@ def fairness(cfg, seed):
     import jax.numpy as jnp
     import numpy as np
 
-    from dpunlearn import methods, monitor as M
+    from dpunlearn import methods
+    from dpunlearn import monitor as M
     from dpunlearn.threats import fairness as F
 
     lam, k = 1e-3, cfg["fair_k"]
@@ -178,7 +180,8 @@ def camouflage(cfg, seed):
     import numpy as np
 
     from dpunlearn import data as D
-    from dpunlearn import methods, monitor as M
+    from dpunlearn import methods
+    from dpunlearn import monitor as M
     from dpunlearn.threats import camouflage as C
 
     ds = D.load("digits", seed=seed, label_format="int")

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from dpunlearn import data as D
-from dpunlearn import methods, monitor as M
+from dpunlearn import methods
+from dpunlearn import monitor as M
 from dpunlearn.accounting import ledger as L
 from dpunlearn.threats import camouflage as C
 from dpunlearn.threats import fairness as F

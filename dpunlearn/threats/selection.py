@@ -18,7 +18,6 @@ ICML 2017, eq. 4), computed by implicit differentiation of the fitted weights
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import jax

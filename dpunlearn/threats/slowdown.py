@@ -52,7 +52,11 @@ import numpy as np
 from dpunlearn import _validate
 from dpunlearn.methods.base import Data, Method
 from dpunlearn.solvers import mm
-from dpunlearn.threats._implicit import fit_logistic, logistic_grad_rows, logistic_hessian
+from dpunlearn.threats._implicit import (
+    fit_logistic,
+    logistic_grad_rows,
+    logistic_hessian,
+)
 from dpunlearn.types import Array, PRNGKey
 
 __all__ = [
