@@ -5,6 +5,8 @@ module                      threat
 ==========================  ==================================================
 :mod:`.slowdown`            Marchant et al. (AAAI 2022): poison whose removal
                             spends the certified-removal budget fastest
+:mod:`.backdoor`            Liu et al. (AAAI 2024): poison + mitigation rows;
+                            deleting the mitigation activates a backdoor
 :mod:`.camouflage`          Di et al. (NeurIPS 2023), dirty-label: a poison
                             that acts once its camouflage is deleted
 :mod:`.selection`           real rows chosen by influence whose deletion
@@ -16,6 +18,13 @@ module                      threat
 The request monitor that defends against them is :mod:`dpunlearn.monitor`.
 """
 
+from dpunlearn.threats.backdoor import (
+    BackdoorResult,
+    BackdoorSet,
+    apply_trigger,
+    craft_backdoor,
+    run_backdoor,
+)
 from dpunlearn.threats.camouflage import (
     CamouflageSet,
     CamouflageTrial,
@@ -42,17 +51,22 @@ from dpunlearn.threats.slowdown import (
 
 __all__ = [
     "AccuracySelection",
+    "BackdoorResult",
+    "BackdoorSet",
     "CamouflageSet",
     "CamouflageTrial",
     "FairnessSelection",
     "RemovalCount",
     "SlowdownPoison",
+    "apply_trigger",
+    "craft_backdoor",
     "craft_camouflage",
     "craft_slowdown",
     "demographic_parity_gap",
     "equalized_odds_gap",
     "project_ball_box",
     "removal_charges",
+    "run_backdoor",
     "run_camouflage",
     "select_accuracy_deletions",
     "select_fairness_deletions",
