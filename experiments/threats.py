@@ -18,6 +18,9 @@ interface with :func:`dpunlearn.methods.certified_removal` as the server:
   monitor AUC of the camouflage requests against random requests of k rows.
 * ``selection`` (accuracy-degrading requests): breast cancer; held-out loss
   and error after 40 chosen deletions vs random ones.
+* ``backdoor`` (Liu et al., AAAI 2024, poison + mitigation): digits, 10
+  classes; attack success rate on triggered test inputs before and after the
+  mitigation rows are deleted, and after deleting as many random rows.
 
 Writes ``results.json`` and ``threats.png`` to ``--out``; prints progress and
 a summary table. ``--size smoke`` is the size of the tests (a few minutes on
@@ -43,15 +46,15 @@ SIZES = {
     "smoke": {
         "sd_n": 400, "sd_m": 20, "sd_steps": 20, "fair_n": 1000, "fair_k": 50, "fair_random": 5,
         "camo_n": 1000, "camo_targets": 12, "camo_ks": (3, 10, 20), "mon_ordinary": 24,
-        "sel_k": 40, "sel_random": 5,
+        "sel_k": 40, "sel_random": 5, "bd_n": 1000, "bd_poison": 20, "bd_mitigation": 60,
     },
     "full": {
         "sd_n": 1000, "sd_m": 50, "sd_steps": 30, "fair_n": 3000, "fair_k": 150, "fair_random": 20,
         "camo_n": 1437, "camo_targets": 40, "camo_ks": (3, 5, 10, 20), "mon_ordinary": 100,
-        "sel_k": 40, "sel_random": 20,
+        "sel_k": 40, "sel_random": 20, "bd_n": 1000, "bd_poison": 20, "bd_mitigation": 60,
     },
 }
-SCENARIOS = ("slowdown", "fairness", "camouflage", "selection")
+SCENARIOS = ("slowdown", "fairness", "camouflage", "selection", "backdoor")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -253,6 +256,33 @@ def selection(cfg, seed):
     return out
 
 
+def backdoor(cfg, seed):
+    import jax
+    import numpy as np
+
+    from dpunlearn import data as D
+    from dpunlearn import methods
+    from dpunlearn.threats import backdoor as B
+
+    ds = D.load("digits", seed=seed, label_format="int")
+    n = cfg["bd_n"]
+    tr = methods.Data(ds.X_train[:n], ds.y_train[:n].astype(np.int32))
+    pool = methods.Data(ds.X_train[n:], ds.y_train[n:].astype(np.int32))
+    test = methods.Data(ds.X_test, ds.y_test.astype(np.int32))
+    trig = np.zeros(64, np.float32)
+    trig[[0, 7, 56, 63]] = 0.3
+    method = methods.certified_removal(lam=1e-5, sigma=0.01, epsilon=1.0, delta=1e-4, num_shadows=0, num_classes=10)
+    attack = B.craft_backdoor(jax.random.key(seed), pool, trig, 0, cfg["bd_poison"], cfg["bd_mitigation"])
+    r = B.run_backdoor(method, tr, attack, test, trig, 0, key=jax.random.key(seed + 1))
+    rnd = np.random.default_rng(seed).choice(n, cfg["bd_mitigation"], replace=False)
+    c = B.run_backdoor(method, tr, attack, test, trig, 0, key=jax.random.key(seed + 1), delete=rnd)
+    out = {"n": n, "poison": cfg["bd_poison"], "mitigation": cfg["bd_mitigation"], "trigger": "+0.3 on the 4 corner pixels",
+           "asr_before": r.asr_before, "asr_after": r.asr_after, "asr_after_random_deletion": c.asr_after,
+           "clean_accuracy_before": r.clean_accuracy_before, "clean_accuracy_after": r.clean_accuracy_after}  # fmt: skip
+    _common.log(f"  backdoor: ASR {r.asr_before:.2f} -> {r.asr_after:.2f} (random deletion {c.asr_after:.2f})")
+    return out
+
+
 def plot(results, path):
     import matplotlib
 
@@ -303,7 +333,8 @@ def main(argv=None) -> dict:
     cfg = SIZES[args.size]
     os.makedirs(args.out, exist_ok=True)
     results, seconds = {}, {}
-    runners = {"slowdown": slowdown, "fairness": fairness, "camouflage": camouflage, "selection": selection}
+    runners = {"slowdown": slowdown, "fairness": fairness, "camouflage": camouflage,
+               "selection": selection, "backdoor": backdoor}  # fmt: skip
     with _common.single_threaded_blas() as blas:
         for i, s in enumerate(scenarios):
             _common.log(f"[{i + 1}/{len(scenarios)}] {s} ...")
@@ -327,6 +358,8 @@ def main(argv=None) -> dict:
         elif s == "camouflage":
             kk = str(max(int(k) for k in r["by_k"]))
             fig = f"k={kk}: success {r['by_k'][kk]['success']:.2f}, stealth {r['by_k'][kk]['stealth']:.2f}"
+        elif s == "backdoor":
+            fig = f"ASR {r['asr_before']:.2f} -> {r['asr_after']:.2f} (random deletion {r['asr_after_random_deletion']:.2f})"
         else:
             fig = f"loss {r['original']['loss']:.3f} -> {r['targeted']['loss']:.3f} (random {r['random_mean']['loss']:.3f})"
         rows.append([s, fig, f"{mon['auc']:.3f}" if mon else "-", f"{mon['auc_shuffled']:.3f}" if mon else "-", f"{seconds[s]:.0f}"])

@@ -52,9 +52,10 @@ def digits():
 @pytest.fixture(scope="module")
 def slowdown_setting(digits):
     y = np.where(digits.y_train >= 5, 1.0, -1.0).astype("f4")
-    d = methods.Data(digits.X_train[:200], y[:200])
-    rows = np.random.default_rng(0).choice(200, 12, replace=False)
-    poison = sd.craft_slowdown(d, rows, lam=1e-3, radius=0.1, num_steps=10)
+    # The setting of tests/test_threats_slowdown.py (same shapes: one compile).
+    d = methods.Data(digits.X_train[:400], y[:400])
+    rows = np.random.default_rng(0).choice(400, 20, replace=False)
+    poison = sd.craft_slowdown(d, rows, lam=1e-3, radius=0.1, num_steps=20)
     X = np.asarray(d.x).copy()
     X[rows] = np.asarray(poison.x)
     dp = methods.Data(X, d.y)
@@ -72,9 +73,10 @@ def test_monitor_separates_slowdown_poison(slowdown_setting):
 
 
 def test_monitor_separates_fairness_deletions():
-    tr, gtr = F.synthetic_groups(0, 500)
-    te, gte = F.synthetic_groups(1, 1000)
-    sel = F.select_fairness_deletions(tr, gtr, 16, lam=1e-3, rounds=2)
+    # The data of tests/test_threats_fairness.py (same shapes: one compile).
+    tr, gtr = F.synthetic_groups(0, 1000)
+    te, gte = F.synthetic_groups(1, 4000)
+    sel = F.select_fairness_deletions(tr, gtr, 20, lam=1e-3, rounds=2)
     method = methods.certified_removal(lam=1e-3, sigma=0.01, epsilon=1.0, delta=1e-4, num_shadows=0)
     state, _ = method.train(jax.random.key(0), tr, None)
     feat = M.linear_features(1e-3, fairness=(te, gte))
@@ -114,7 +116,7 @@ def test_monitor_inline_in_serve_refuses_and_records(slowdown_setting, tmp_path)
         tmp_path / "l.jsonl", currency="certified_removal",
         params={"rule": "paper", "sigma": 0.5}, target_epsilon=1.0, target_delta=1e-4,
     )  # fmt: skip
-    clean = [r for r in range(200) if r not in set(rows.tolist())][:4]
+    clean = [r for r in range(400) if r not in set(rows.tolist())][:4]
     count = sd.serve_removals(method, dp, [*rows[:6], *clean], key=jax.random.key(3), ledger=ledger, monitor=mon)
     actions = [d.action for d in mon.decisions]
     # Poison rows are refused more often than clean ones (3 of 6 against 0 of

@@ -38,6 +38,7 @@ def test_implicit_gradient_matches_central_differences():
         y = np.where(r.normal(size=30) + X[:, 0] > 0, 1.0, -1.0)
         u = r.normal(size=4)
 
+        @jax.jit
         def f(X):
             return jnp.dot(u, _implicit.fit_logistic(X, y, 0.05))
 
