@@ -328,6 +328,11 @@ def reference_features(
 # ---------------------------------------------------------------------------
 
 
+def _finite(v: float) -> float | None:
+    """Rounded for the ledger; ``None`` where not finite (strict JSON)."""
+    return round(float(v), 4) if np.isfinite(v) else None
+
+
 class Decision(NamedTuple):
     """What the monitor decided about one request.
 
@@ -354,8 +359,8 @@ class Decision(NamedTuple):
         return json.dumps(
             {
                 "monitor": self.action,
-                "score": round(self.score, 4),
-                "threshold": round(self.threshold, 4),
+                "score": _finite(self.score),
+                "threshold": _finite(self.threshold),
                 "z": {k: round(v, 3) for k, v in self.components.items()},
             },
             sort_keys=True,

@@ -142,3 +142,7 @@ def test_rate_limit_defers_after_max_flags():
     with pytest.raises(ValueError, match="ordinary"):
         M.fit_reference(np.zeros((3, 5)))
     assert M.roc_auc([2, 3], [0, 1]) == 1.0 and M.roc_auc([1], [1]) == 0.5
+    # No component present: the score is -inf, and the note stays strict JSON.
+    empty = M.RequestMonitor(lambda *a: np.full(5, np.nan), ref)
+    d = empty(np.array([0]), None, methods.Data(np.zeros((3, 2)), np.zeros(3)))
+    assert d.action == "allow" and json.loads(d.note())["score"] is None
