@@ -15,6 +15,8 @@ factory                   method                                       currency
 ``sisa``                  Bourtoule et al. 2021: shards, slices, vote  ``exact``
 ``dp_extractor``          Guo et al. 2020 §4.3: DP-SGD features + CR   ``dp_extractor``
                           head (group privacy caps the removals)
+``fair_unlearning``       Oesterling et al. 2024: fair (equalized-     ``certified_removal``
+                          odds) objective, Newton removal              (paper rule)
 ========================  ==========================================  ==================
 
 Add a method: write a module with a factory returning
@@ -29,6 +31,7 @@ from dpunlearn.methods.base import Data, Method
 from dpunlearn.methods.certified_removal import certified_removal
 from dpunlearn.methods.descent_to_delete import descent_to_delete
 from dpunlearn.methods.dp_extractor import dp_extractor
+from dpunlearn.methods.fair_unlearning import fair_unlearning
 from dpunlearn.methods.finetune import certified_finetune, certified_finetune_plan
 from dpunlearn.methods.langevin import langevin, langevin_calibration, langevin_plan
 from dpunlearn.methods.noisy_sgd import noisy_sgd, noisy_sgd_calibration, noisy_sgd_plan
@@ -44,6 +47,7 @@ FACTORIES = {
     "certified_removal": certified_removal,
     "descent_to_delete": descent_to_delete,
     "dp_extractor": dp_extractor,
+    "fair_unlearning": fair_unlearning,
     "langevin": langevin,
     "noisy_sgd": noisy_sgd,
     "sekhari": sekhari,
@@ -60,6 +64,7 @@ __all__ = [
     "certified_removal",
     "descent_to_delete",
     "dp_extractor",
+    "fair_unlearning",
     "langevin",
     "langevin_calibration",
     "langevin_plan",
