@@ -116,11 +116,13 @@ def run_camouflage(
     target_y: int,
     *,
     key: PRNGKey,
+    delete=None,
 ) -> CamouflageTrial:
     """Trains ``method`` on ``data ∪ S_p ∪ S_c``, unlearns ``S_c``, predicts ``x_t``.
 
     Labels are appended in ``data.y``'s dtype. Keys: ``fold_in(key, 0)``
-    trains, ``fold_in(key, 1)`` unlearns.
+    trains, ``fold_in(key, 1)`` unlearns. ``delete``: other rows of the
+    augmented data to delete instead of ``S_c`` (a control).
     """
     _validate.prng_key("key", key)
     X = jnp.asarray(data.x)
@@ -130,7 +132,7 @@ def run_camouflage(
         jnp.concatenate([X, attack.poison_x.astype(X.dtype), attack.camouflage_x.astype(X.dtype)]),
         jnp.concatenate([y, attack.poison_y.astype(y.dtype), attack.camouflage_y.astype(y.dtype)]),
     )
-    rows = np.arange(n + k, n + 2 * k)
+    rows = np.arange(n + k, n + 2 * k) if delete is None else np.asarray(delete)
     state, _ = method.train(jax.random.fold_in(key, 0), aug, None)
     xt = jnp.asarray(target_x)[None, :]
     before = int(np.asarray(method.predict(state.params, xt))[0])
