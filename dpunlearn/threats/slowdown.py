@@ -303,7 +303,8 @@ def serve_removals(
 
     _validate.prng_key("key", key)
     state, charge = method.train(jax.random.fold_in(key, 0), data, None)
-    serve_mod.record_training(ledger, charge)
+    if ledger is not None:  # without a ledger only RetrainRequired retrains
+        serve_mod.record_training(ledger, charge)
     flags = []
     blocked = 0
     for i, row in enumerate(order):
