@@ -13,10 +13,10 @@ factory                   method                                       currency
 ``certified_finetune``    Koloskova et al. 2025: model clip + noisy    ``finetune``
                           clipped fine-tuning, any network (PABI)
 ``sisa``                  Bourtoule et al. 2021: shards, slices, vote  ``exact``
-``dp_extractor``          Guo et al. 2020 §4.3: DP-SGD features + CR   ``dp_extractor``
-                          head (group privacy caps the removals)
 ``fair_unlearning``       Oesterling et al. 2024: fair (equalized-     ``certified_removal``
                           odds) objective, Newton removal              (paper rule)
+``dp_extractor``          Guo et al. 2020 §4.3: DP-SGD features + CR   ``dp_extractor``
+                          head (group privacy caps the removals)
 ========================  ==========================================  ==================
 
 Add a method: write a module with a factory returning
