@@ -96,7 +96,10 @@ def test_noisy_step_from_sum_is_the_same_update_and_noise():
     for _ in range(3):  # the noise key advances identically
         u_old, s_old = old.update(grads, s_old, p_old)
         u_new, s_new = new.update(total, s_new, p_new)
-        p_old, p_new = optax.apply_updates(p_old, u_old), optax.apply_updates(p_new, u_new)
+        p_old, p_new = (
+            optax.apply_updates(p_old, u_old),
+            optax.apply_updates(p_new, u_new),
+        )
         np.testing.assert_allclose(p_new, p_old, rtol=1e-5, atol=1e-6)
         grads, _ = _noisy.per_example_grads(model.loss, p_old, x, y, keep)
         total, _ = _noisy.clipped_grad_sum(model.loss, p_new, x, y, keep, 0.5)

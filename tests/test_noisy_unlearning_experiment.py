@@ -24,7 +24,13 @@ pytest.importorskip("flax")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "experiments", "noisy_unlearning.py")
-CERTIFIED_ON_LINEAR = {"langevin", "noisy_sgd", "descent_to_delete", "sekhari", "certified_finetune"}
+CERTIFIED_ON_LINEAR = {
+    "langevin",
+    "noisy_sgd",
+    "descent_to_delete",
+    "sekhari",
+    "certified_finetune",
+}
 
 
 def _load_script():
@@ -49,7 +55,11 @@ def _langevin_epsilon(steps, *, m, eta, sigma, clip, n, removed, delta):
     (a grid minimum is an upper bound on the true minimum)."""
     alpha = np.geomspace(1.0 + 1e-4, 1e4, 200_001)
     eps0 = 4 * alpha * removed**2 * clip**2 / (m * sigma**2 * n**2)
-    return float(np.min(np.exp(-m * eta * steps / alpha) * eps0 + math.log(1 / delta) / (alpha - 1)))
+    return float(
+        np.min(
+            np.exp(-m * eta * steps / alpha) * eps0 + math.log(1 / delta) / (alpha - 1)
+        )
+    )
 
 
 def test_schema_parts_and_plots(smoke):
@@ -68,7 +78,11 @@ def test_schema_parts_and_plots(smoke):
     parts = {(row["part"], row["method"]) for row in runs}
     assert {("fig3a", "langevin"), ("fig3a", "descent_to_delete")} <= parts
     assert {("removed", m) for m in mod.ALL_METHODS} <= parts
-    assert {("mlp", "langevin"), ("mlp", "certified_finetune"), ("mlp", "retrain")} <= parts
+    assert {
+        ("mlp", "langevin"),
+        ("mlp", "certified_finetune"),
+        ("mlp", "retrain"),
+    } <= parts
     for name in ("fig3a.png", "removed.png"):
         assert os.path.getsize(out / name) > 1000
     with open(out / "config.json") as f:
@@ -87,7 +101,9 @@ def test_certified_epsilons_and_accuracies_are_sane(smoke):
         if row["method"] == "retrain":
             assert row["epsilon_certified"] == 0.0
     # The MLP Langevin run is the non-convex escape hatch: never certified.
-    (mlp_langevin,) = [x for x in r["runs"] if x["part"] == "mlp" and x["method"] == "langevin"]
+    (mlp_langevin,) = [
+        x for x in r["runs"] if x["part"] == "mlp" and x["method"] == "langevin"
+    ]
     assert mlp_langevin["certified"] is False
     # Exact retraining beats chance (0.5 on two balanced classes, 0.1 on ten).
     for row in r["runs"]:
@@ -101,27 +117,32 @@ def test_langevin_steps_are_the_fewest_the_bound_certifies(smoke):
     cfg = r["config"]
     m = cfg["lam"]
     eta = 1 / (0.25 + m)
-    rows = [x for x in r["runs"] if x["part"] == "removed" and x["method"] == "langevin"]
+    rows = [
+        x for x in r["runs"] if x["part"] == "removed" and x["method"] == "langevin"
+    ]
     assert rows
     for row in rows:
-        kw = dict(m=m, eta=eta, sigma=cfg["sigma"], clip=1.0, n=cfg["n"],
-                  removed=row["num_removed"], delta=row["delta"])  # fmt: skip
+        kw = {"m": m, "eta": eta, "sigma": cfg["sigma"], "clip": 1.0, "n": cfg["n"],
+              "removed": row["num_removed"], "delta": row["delta"]}  # fmt: skip
         k = row["unlearn_steps"]
         assert k >= 1
         assert _langevin_epsilon(k, **kw) <= row["epsilon"] * (1 + 1e-3)
         assert _langevin_epsilon(k - 1, **kw) > row["epsilon"]
-        assert row["gradient_evaluations_unlearn"] == k * (cfg["n"] - row["num_removed"])
+        assert row["gradient_evaluations_unlearn"] == k * (
+            cfg["n"] - row["num_removed"]
+        )
     # Control: the same check at a σ twice too small must reject these K
     # (ε₀ ∝ 1/σ², so K certifies nothing there).
     row = rows[0]
-    kw = dict(m=m, eta=eta, sigma=cfg["sigma"] / 2, clip=1.0, n=cfg["n"],
-              removed=row["num_removed"], delta=row["delta"])  # fmt: skip
+    kw = {"m": m, "eta": eta, "sigma": cfg["sigma"] / 2, "clip": 1.0, "n": cfg["n"],
+          "removed": row["num_removed"], "delta": row["delta"]}  # fmt: skip
     assert _langevin_epsilon(row["unlearn_steps"], **kw) > row["epsilon"]
     # The paper's constants: our K is the fewest steps the bound certifies too.
     pc = r["paper_constants"]
     for s, k in zip(pc["num_removed"], pc["K_ours"]):
-        kw = dict(m=pc["strong_convexity"], eta=1 / (0.25 + pc["strong_convexity"]),
-                  sigma=pc["sigma"], clip=1.0, n=pc["n"], removed=s, delta=pc["delta"])  # fmt: skip
+        m = pc["strong_convexity"]
+        kw = {"m": m, "eta": 1 / (0.25 + m), "sigma": pc["sigma"], "clip": 1.0,
+              "n": pc["n"], "removed": s, "delta": pc["delta"]}  # fmt: skip
         assert _langevin_epsilon(k, **kw) <= pc["epsilon"] * (1 + 1e-3)
         if k > 1:
             assert _langevin_epsilon(k - 1, **kw) > pc["epsilon"]
