@@ -18,7 +18,7 @@ Gradient Descent for Machine Unlearning" (NeurIPS 2024, arXiv:2401.10371):
    every ``S`` in ``--removed``, for every method of ``--methods``. Langevin and
    noisy SGD use ``σ = --sigma`` and run the smallest ``K`` the accountant
    certifies (regenerated here, see ``paper_constants`` in results.json).
-3. **A flax nnx MLP over the ten digits** (``part="mlp"``): Langevin (through
+3. **A flax nnx MLP over every class** (``part="mlp"``; the ten digits of MNIST): Langevin (through
    its ``allow_nonconvex`` escape hatch, for a fixed ``--mlp-unlearn-steps``:
    the ε it reports is the convex formula's, *not* a certificate) and
    certified fine-tuning (Koloskova et al., ICML 2025: a
@@ -141,8 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--classes",
-        default="3,8",
-        help='two classes for the binary parts, e.g. "3,8" (breast-cancer: "0,1")',
+        default=None,
+        help='two classes for the binary parts (default "3,8"; breast-cancer "0,1")',
     )
     p.add_argument(
         "--methods",
@@ -438,6 +438,20 @@ def run(args) -> dict:
         or any(s < 1 for s in removed)
     ):
         raise ValueError("Expected --epsilon > 0, --budgets >= 1 and --removed >= 1.")
+    for flag, value, low in (
+        ("--trials", args.trials, 1),
+        ("--mlp-unlearn-steps", args.mlp_unlearn_steps, 0),
+        ("--mlp-removed", args.mlp_removed, 1),
+        ("--mlp-hidden", args.mlp_hidden, 1),
+        ("--batch-size", args.batch_size, 1),
+        ("--d2d-iterations", args.d2d_iterations, 1),
+    ):
+        if value < low:
+            raise ValueError(f"Expected {flag} >= {low}, got {value}.")
+    if args.rows is not None and args.rows < 4:
+        raise ValueError(f"Expected --rows >= 4, got {args.rows}.")
+    if args.classes is None:
+        args.classes = "0,1" if args.dataset == "breast-cancer" else "3,8"
     classes = common.parse_ints(args.classes, "--classes")
     if len(classes) != 2:
         raise ValueError(
@@ -578,9 +592,7 @@ def _mlp_part(args, names, key, record) -> None:
     from dpunlearn import data, methods, models
 
     ds = data.load(
-        "mnist-subset"
-        if args.dataset in ("mnist-subset", "breast-cancer")
-        else args.dataset,
+        args.dataset,
         classes=None,
         seed=args.seed,
         data_dir=args.data_dir,
