@@ -15,9 +15,13 @@ so a user can chain them with any optax optimiser:
   (not a rescaling onto the sphere: points inside are left alone). Projected
   noisy gradient descent needs it for its contraction argument (Chien, Wang,
   Chen, Li, "Langevin Unlearning", NeurIPS 2024, eq. 2).
-* :func:`noisy_clipped_step` — the chain the noisy methods use:
+* :func:`noisy_clipped_step` — the noisy step from per-example gradients:
   clip, average, add the (never clipped) L2 term ``λθ``, scale by ``−η``,
   add ``N(0, 2ησ²)`` (the Langevin step), project.
+* :func:`noisy_step_from_sum` — the same step from the sum of already-clipped
+  per-example gradients (what the noisy methods use, with
+  :func:`dpunlearn.methods._noisy.clipped_grad_sum`: one pass over the data
+  less per step).
 
 Noise is sampled in the dtype of each leaf. JAX's threefry is not a
 cryptographic generator: see the README's security note.
@@ -38,6 +42,7 @@ __all__ = [
     "clip_per_example",
     "gaussian_noise",
     "noisy_clipped_step",
+    "noisy_step_from_sum",
     "project_l2_ball",
     "tree_norm",
 ]
@@ -181,18 +186,68 @@ def noisy_clipped_step(
         if clip_norm is not None
         else _mean_over_examples(normalizer)
     )
+    return optax.chain(
+        first, *_noisy_tail(learning_rate, noise_std, radius, key, weight_decay)
+    )
+
+
+def noisy_step_from_sum(
+    *,
+    learning_rate,
+    noise_std,
+    radius,
+    key: PRNGKey,
+    normalizer,
+    weight_decay=0.0,
+) -> optax.GradientTransformation:
+    """:func:`noisy_clipped_step` for updates that are already the SUM of the
+    clipped per-example gradients (no example axis), e.g. from
+    :func:`dpunlearn.methods._noisy.clipped_grad_sum`.
+
+    ``θ ← Π_R(θ − η·(u/normalizer + λθ) + N(0, 2ησ² I))`` with ``u`` the
+    incoming sum: the same chain after the clip (same weight decay, scale,
+    noise with the same key schedule, projection). The noisy methods use it
+    because clipping inside the gradient computation (clip factors, then one
+    batched backward pass) costs about one pass over the data less than
+    materialising the per-example gradients for :func:`clip_per_example`.
+
+    Args:
+      learning_rate, noise_std, radius, key, weight_decay: As for
+        :func:`noisy_clipped_step`.
+      normalizer: Divide the sum by this (a number or a traced scalar): the
+        batch size, or the ``N`` of the objective.
+    """
+    return optax.chain(
+        _divide_by(normalizer),
+        *_noisy_tail(learning_rate, noise_std, radius, key, weight_decay),
+    )
+
+
+def _noisy_tail(learning_rate, noise_std, radius, key, weight_decay):
+    """The chain after the (clipped) mean: L2 term, −η, Langevin noise, projection."""
     decay = (
         [optax.add_decayed_weights(weight_decay)]
         if not (isinstance(weight_decay, (int, float)) and weight_decay == 0)
         else []
     )
-    return optax.chain(
-        first,
+    return [
         *decay,
         optax.scale(-learning_rate),
         gaussian_noise(jnp.sqrt(2.0 * learning_rate) * noise_std, key=key),
         project_l2_ball(radius),
-    )
+    ]
+
+
+def _divide_by(normalizer) -> optax.GradientTransformation:
+    def init(params):
+        del params
+        return optax.EmptyState()
+
+    def update(updates, state, params=None):
+        del params
+        return jax.tree.map(lambda u: u / jnp.asarray(normalizer, u.dtype), updates), state
+
+    return optax.GradientTransformation(init, update)
 
 
 def _mean_over_examples(normalizer=None) -> optax.GradientTransformation:

@@ -293,6 +293,88 @@ def per_example_grads(loss, params, x, y, keep: Array):
     return grads, norms
 
 
+# Rows per block of :func:`clipped_grad_sum`: a block's per-example gradients
+# (rows x parameters floats) are kept near 2**18 floats (1 MiB in float32), so
+# they stay in cache between the pass that writes them and the two that read
+# them. Measured on a 2-core CPU, linear model, n = 11,982, d = 784: blocks of
+# 256 rows cost 1.0-1.5x a plain gradient step, one block of all rows 3.2x.
+_BLOCK_FLOATS = 2**18
+
+
+def clipped_grad_sum(loss, params, x, y, keep: Array, clip_norm: float, *, block_rows=None):
+    """``Σ_{i kept} clip_C(∇ℓ(θ, x_i, y_i))`` and every row's gradient norm.
+
+    The same sum as :func:`per_example_grads` followed by
+    :func:`dpunlearn.transforms.clip_per_example` (times its normaliser), up
+    to float rounding, computed block by block: for each block of
+    ``block_rows`` rows, the per-example gradients (``jax.vmap(jax.grad)``),
+    their norms, the clip factors ``c_i = keep_i·min(1, C/‖∇ℓ_i‖)`` and
+    ``Σ_i c_i ∇ℓ_i`` (``lax.scan`` over the blocks, the remainder last). The
+    ``[n, p]`` per-example gradients are never materialised at once: peak
+    memory is one block (about 2**18 floats by default), which stays in cache,
+    so the data are read once per step. (The previous path, per-example
+    gradients then the clip transform, materialised ``[n, p]`` floats, read
+    them twice and masked them in a third pass: 1.2 GB for a 25k-parameter
+    MLP on 4,000 rows.)
+
+    Dropped rows enter through ``jnp.where`` on the loss, so their gradient
+    is zero for finite data (the methods poison the charge of non-finite
+    data, :func:`data_ok`). Returns ``(sum, norms)``; ``norms`` are zero for
+    dropped rows, as in :func:`per_example_grads`.
+
+    Args:
+      loss, params, x, y: Per-example loss, parameters, rows (leading axis;
+        ``x`` may be a pytree), labels.
+      keep: ``bool[n]``; rows where false contribute nothing.
+      clip_norm: ``C > 0``.
+      block_rows: Rows per block (static); default ``max(1, 2**18 // p)``.
+    """
+    n = int(keep.shape[0])
+    p = sum(int(np.prod(np.shape(a))) for a in jax.tree.leaves(params))
+    rows = int(block_rows) if block_rows is not None else max(1, _BLOCK_FLOATS // max(p, 1))
+    rows = min(rows, n)
+
+    def masked(q, xi, yi, ki):
+        return jnp.where(ki, loss(q, xi, yi), 0.0)
+
+    per_grad = jax.vmap(jax.grad(masked), in_axes=(None, 0, 0, 0))
+
+    def block(xb, yb, kb):
+        g = per_grad(params, xb, yb, kb)
+        # Materialise the block's gradients once (XLA otherwise recomputes
+        # them inside the norm's reduction, which is slow for dense layers).
+        g = jax.lax.optimization_barrier(g)
+        leaves = jax.tree.leaves(g)
+        sq = sum(jnp.sum(jnp.square(jnp.reshape(a, (a.shape[0], -1))), axis=1) for a in leaves)
+        norms = jnp.where(kb, jnp.sqrt(sq), 0.0)
+        tiny = jnp.finfo(norms.dtype).tiny
+        c = jnp.where(kb, jnp.minimum(1.0, clip_norm / jnp.maximum(norms, tiny)), 0.0)
+        return jax.tree.map(lambda a: jnp.tensordot(c.astype(a.dtype), a, axes=1), g), norms
+
+    def take(start, size):
+        def cut(a):
+            return jax.lax.dynamic_slice_in_dim(a, start, size, axis=0)
+
+        return jax.tree.map(cut, x), cut(y), cut(keep)
+
+    full = n // rows
+    if full == 1 and n == rows:
+        return block(x, y, keep)
+
+    def body(acc, i):
+        total, norms = block(*take(i * rows, rows))
+        return jax.tree.map(jnp.add, acc, total), norms
+
+    zero = jax.tree.map(jnp.zeros_like, params)
+    total, norms = jax.lax.scan(body, zero, jnp.arange(full))
+    norms = jnp.reshape(norms, (-1,))
+    if full * rows < n:
+        rest, rest_norms = block(*take(full * rows, n - full * rows))
+        total = jax.tree.map(jnp.add, total, rest)
+        norms = jnp.concatenate([norms, rest_norms])
+    return total, norms
+
+
 def data_ok(data, row_norm: float | None) -> Array:
     """On-device: every feature finite and (if set) every row norm ``<= row_norm``."""
     ok = jnp.asarray(True)

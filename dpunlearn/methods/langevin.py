@@ -10,8 +10,9 @@ run for ``train_steps`` steps from ``Π_R(model.params)``. **Unlearning** a
 request removes its rows and keeps running the same PNGD on what remains, from
 the current weights, for the smallest number of steps ``K`` that the
 accountant certifies. Every step is
-:func:`dpunlearn.transforms.noisy_clipped_step` inside ``lax.scan`` /
-``lax.fori_loop``.
+:func:`dpunlearn.transforms.noisy_clipped_step`'s update (computed as
+:func:`dpunlearn.methods._noisy.clipped_grad_sum` then
+:func:`dpunlearn.transforms.noisy_step_from_sum`) inside ``lax.fori_loop``.
 
 **Certificate** (the paper's Theorem 3.2 with Corollary 3.4, strongly convex
 case, numbered as in arXiv:2401.10371 and as :mod:`dpunlearn.accounting.currencies`
@@ -524,10 +525,9 @@ def langevin(
     def run(key, params, mask, data, num_steps):
         """``num_steps`` PNGD steps (``num_steps`` may be traced)."""
         normalizer = n if adjacency == "replace" else jnp.sum(mask)
-        tx = transforms.noisy_clipped_step(
+        tx = transforms.noisy_step_from_sum(
             learning_rate=eta,
             noise_std=sigma,
-            clip_norm=setup.clip_norm,
             radius=R,
             key=key,
             weight_decay=setup.lam,
@@ -536,8 +536,8 @@ def langevin(
 
         def body(_, carry):
             params, opt, gmax = carry
-            grads, norms = _noisy.per_example_grads(
-                model.loss, params, data.x, data.y, mask
+            grads, norms = _noisy.clipped_grad_sum(
+                model.loss, params, data.x, data.y, mask, setup.clip_norm
             )
             updates, opt = tx.update(grads, opt, params)
             return (

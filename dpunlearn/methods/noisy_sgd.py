@@ -15,7 +15,9 @@ The L2 term is added after clipping (never clipped). Training runs
 turns its rows into null slots (zero gradient, same batch positions, same
 normaliser ``b``) and continues the same cyclic PNSGD from the current
 weights for the smallest number of epochs ``K`` the W∞ accountant certifies.
-Every step is :func:`dpunlearn.transforms.noisy_clipped_step`.
+Every step is :func:`dpunlearn.transforms.noisy_clipped_step`'s update (computed
+as :func:`dpunlearn.methods._noisy.clipped_grad_sum` then
+:func:`dpunlearn.transforms.noisy_step_from_sum`).
 
 **Certificate** (W∞ tracking, the paper's Theorem 3.3 as
 :mod:`dpunlearn.accounting.currencies` cites it, ``wsgd_*``): with
@@ -565,13 +567,13 @@ def noisy_sgd(
 
     def run(key, params, mask, perm, data, num_epochs):
         """``num_epochs`` cyclic epochs (``num_epochs`` may be traced)."""
-        tx = transforms.noisy_clipped_step(
+        tx = transforms.noisy_step_from_sum(
             learning_rate=eta,
             noise_std=sigma,
-            clip_norm=setup.clip_norm,
             radius=R,
             key=key,
             weight_decay=setup.lam,
+            normalizer=b,
         )
         batches = cyclic_batches(perm, b)
 
@@ -580,8 +582,8 @@ def noisy_sgd(
             safe = jnp.clip(rows, 0, n - 1)
             keep = (rows >= 0) & mask[safe]
             xb = jax.tree.map(lambda a: a[safe], data.x)
-            grads, norms = _noisy.per_example_grads(
-                model.loss, params, xb, data.y[safe], keep
+            grads, norms = _noisy.clipped_grad_sum(
+                model.loss, params, xb, data.y[safe], keep, setup.clip_norm
             )
             updates, opt = tx.update(grads, opt, params)
             return (
