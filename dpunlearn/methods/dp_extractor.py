@@ -29,9 +29,18 @@ extractor's mechanism (``T`` Poisson-subsampled Gaussian steps). The head is
 not a DP mechanism (its guarantee is the (U) certificate), so a ledger entry
 of a release that includes the head must say so (see the experiment).
 
-When to retrain: the decision depends on the head's secret noise ``b``. The
-extractor's cap ``k`` (group privacy) depends on counts only. The head's
-budget does not: a request's ``residual_bound`` is Guo et al.'s
+When to retrain. The extractor's cap ``k`` (group privacy) depends on counts
+only. The head's must not look at its secret noise ``b`` either: with
+``num_shadows > 0`` (and the head's ``head_epsilon``, ``head_delta``), ``M``
+shadow heads with independent keys follow every request on the same features
+(:mod:`dpunlearn.retrain_schedule`, as in the ``certified_removal`` method);
+a charge carries the number of marked shadows and the ledger's
+``"dp_extractor"`` currency (head rule ``"schedule"``) refuses once their
+Clopper–Pearson bound passes ``δ′``: every release is then
+``(kε_DP + ε_CR, k·e^{(k−1)ε_DP}δ_DP + δ_CR)`` with ``(ε_CR, δ_CR) =
+(head_epsilon, head_delta)``. Without shadows (``num_shadows=0``, the
+default, kept for reproductions) the head's budget is Algorithm 2's, which
+does look at ``b``: a request's ``residual_bound`` is Guo et al.'s
 data-dependent bound (Corollary 1, or the integral form of
 :mod:`dpunlearn.certified`), computed at the head's weights, which are a
 function of the loss perturbation ``b``; the ``"dp_extractor"`` currency
@@ -63,7 +72,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dpunlearn import _validate, certified, dpsgd
+from dpunlearn import _validate, certified, dpsgd, retrain_schedule
 from dpunlearn.methods.base import (
     Data,
     Method,
@@ -103,12 +112,14 @@ class DPExtractorState(NamedTuple):
         mask: the rows the head trains on, minus removals).
       in_extractor: ``bool[n]``: rows the extractor was trained on.
       mask: ``bool[n]``: rows the model was trained on, minus removals.
+      schedule: The head's shadow heads (``None`` without a schedule).
     """
 
     extractor: PyTree
     head: certified.CertifiedState
     in_extractor: Array
     mask: Array
+    schedule: retrain_schedule.RetrainSchedule | None = None
 
     @property
     def params(self) -> DPExtractorParams:
@@ -126,12 +137,18 @@ class DPExtractorCharge(NamedTuple):
         (sum form, summed over the Newton steps; for a training, the head's
         training residual). ``+inf`` for an invalid request.
       valid: The request was valid (else the model is unchanged).
+      num_exceeded: Shadow heads marked since training (the head's sound
+        currency; 0 without a schedule).
+      num_shadows: ``M`` (0: no schedule, the head's charge is Algorithm 2's
+        ``residual_bound``).
     """
 
     num_removed: Array
     num_extractor_removed: Array
     residual_bound: Array
     valid: Array
+    num_exceeded: Array = 0
+    num_shadows: Array = 0
 
 
 class DPExtractorInfo(NamedTuple):
@@ -223,6 +240,9 @@ def dp_extractor(
     split: Literal["shared", "disjoint"] = "shared",
     extractor_fraction: float = 0.5,
     head_dtype=None,
+    num_shadows: int = 0,
+    head_epsilon: float | None = None,
+    head_delta: float | None = None,
     **head_config,
 ) -> Method:
     """DP-SGD extractor + Guo et al.'s certified head, as a :class:`Method`.
@@ -241,6 +261,11 @@ def dp_extractor(
       head_dtype: dtype of the features the head sees (default: the
         extractor's); ``jnp.float64`` (with ``JAX_ENABLE_X64``) makes the
         head's certificate float64 (no float32 rounding charges).
+      num_shadows: Shadow heads deciding, without looking at ``b``, when the
+        head must be retrained (:mod:`dpunlearn.retrain_schedule`); needs
+        ``head_epsilon`` and ``head_delta``, the head's ``(ε_CR, δ_CR)``.
+        ``0`` (default): Algorithm 2's uncertified residual budget.
+      head_epsilon, head_delta: The head's certificate (with ``num_shadows``).
       **head_config: :func:`dpunlearn.certified.make_config` fields (e.g.
         ``num_classes=10`` for one-vs-rest heads on integer labels).
     """
@@ -253,6 +278,16 @@ def dp_extractor(
     _validate.non_negative(sigma=sigma)
     config = certified.make_config(**head_config)
     disjoint = split == "disjoint"
+    _validate.array_non_negative_int("num_shadows", num_shadows)
+    target = None
+    if num_shadows:
+        if head_epsilon is None or head_delta is None:
+            raise ValueError(
+                f"Expected head_epsilon and head_delta with num_shadows={num_shadows} "
+                f"(the certificate the shadow schedule keeps), got {head_epsilon}, "
+                f"{head_delta}."
+            )
+        target = retrain_schedule.make_target(head_epsilon, head_delta, int(num_shadows))
 
     def feature_rows(params, x):
         return head_features(features, params, x, dtype=head_dtype)
@@ -289,17 +324,33 @@ def dp_extractor(
         y = jnp.asarray(data.y)
         params, _ = dpsgd.train(k_ext, extractor, data.x, y, ext_mask, dpsgd_config)
         feats = feature_rows(params, data.x)
+        if target is not None:  # the shadows' key is split off the head's
+            k_head, k_shadows = jax.random.split(k_head)
         head = certified.train(
             k_head, feats, labels(y), lam=lam, sigma=sigma, mask=head_mask, config=config
         )
-        state = DPExtractorState(params, head, in_ext, mask)
+        schedule = (
+            retrain_schedule.init_shadows(k_shadows, head, feats, labels(y), target)
+            if target is not None
+            else None
+        )
+        state = DPExtractorState(params, head, in_ext, mask, schedule)
         charge = DPExtractorCharge(
             num_removed=jnp.zeros((), jnp.int32),
             num_extractor_removed=jnp.zeros((), jnp.int32),
             residual_bound=head.grad_residual_bound,
             valid=jnp.isfinite(head.grad_residual_bound),
+            **_schedule_fields(schedule),
         )
         return state, charge
+
+    def _schedule_fields(schedule):
+        if schedule is None:
+            return {}
+        return {
+            "num_exceeded": jnp.sum(schedule.exceeded).astype(jnp.int32),
+            "num_shadows": jnp.asarray(target.num_shadows, jnp.int32),
+        }
 
     def unlearn(key: PRNGKey, state: DPExtractorState, request, data: Data):
         del key  # the extractor is kept; the head's Newton step is deterministic
@@ -316,37 +367,47 @@ def dp_extractor(
             head, info = certified.remove(state.head, request, feats, y)
             ok = valid & info.valid
             bound = info.bound_increment
+            schedule = state.schedule
+            if schedule is not None:
+                schedule, _ = retrain_schedule.advance(schedule, request, feats, y)
         else:
             in_head = state.head.mask[safe]
 
             def body(j, carry):
-                head, bound, ok = carry
+                head, schedule, bound, ok = carry
 
-                def step(h):
+                def step(hs):
+                    h, sch = hs
                     new, info = certified.remove(h, safe[j][None], feats, y)
-                    return new, info.bound_increment, info.valid
+                    if sch is not None:
+                        sch, _ = retrain_schedule.advance(sch, safe[j][None], feats, y)
+                    return (new, sch), info.bound_increment, info.valid
 
-                new, inc, good = jax.lax.cond(
+                (new, schedule), inc, good = jax.lax.cond(
                     in_head[j] & valid,
                     step,
-                    lambda h: (h, jnp.zeros_like(bound), jnp.asarray(True)),
-                    head,
+                    lambda hs: (hs, jnp.zeros_like(bound), jnp.asarray(True)),
+                    (head, schedule),
                 )
-                return new, bound + inc, ok & good
+                return new, schedule, bound + inc, ok & good
 
             zero = jnp.zeros((), state.head.residual_bounds.dtype)
-            head, bound, ok = jax.lax.fori_loop(
-                0, request.shape[0], body, (state.head, zero, valid)
+            head, schedule, bound, ok = jax.lax.fori_loop(
+                0, request.shape[0], body, (state.head, state.schedule, zero, valid)
             )
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
         mask = jnp.where(ok, state.mask.at[safe].set(False), state.mask)
-        head = jax.tree.map(lambda a, b: jnp.where(ok, a, b), head, state.head)
-        new = DPExtractorState(state.extractor, head, state.in_extractor, mask)
+        head = keep(head, state.head)
+        if schedule is not None:
+            schedule = keep(schedule, state.schedule)
+        new = DPExtractorState(state.extractor, head, state.in_extractor, mask, schedule)
         m = request.shape[0]
         charge = DPExtractorCharge(
             num_removed=jnp.where(ok, m, 0).astype(jnp.int32),
             num_extractor_removed=jnp.where(ok, ext_removed, 0),
             residual_bound=jnp.where(ok, bound, jnp.inf),
             valid=ok,
+            **_schedule_fields(schedule),
         )
         return new, charge, DPExtractorInfo(state.in_extractor[safe], ok)
 

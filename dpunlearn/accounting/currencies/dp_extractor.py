@@ -21,9 +21,12 @@ from dpunlearn.accounting.currencies._common import (
 from dpunlearn.accounting.currencies.certified_removal import (
     CertifiedRemovalConfig,
     CertifiedRemovalState,
+    RetrainScheduleConfig,
+    RetrainScheduleState,
     cr_init,
     cr_report,
     cr_update,
+    schedule_report,
 )
 
 __all__ = [
@@ -120,13 +123,16 @@ class ExtractorHeadConfig:
 
     Attributes:
       extractor_epsilon, extractor_delta: (ε_DP, δ_DP) of the extractor.
-      head: :class:`CertifiedRemovalConfig` of the head (its ε, δ are ε_CR, δ_CR).
+      head: The head's certificate, (ε_CR, δ_CR) its ``epsilon``, ``delta``:
+        a :class:`RetrainScheduleConfig` (shadow heads decide when to retrain,
+        sound) or a :class:`CertifiedRemovalConfig` (Algorithm 2's residual
+        budget, whose retrain decision looks at the head's secret noise).
       target_epsilon, target_delta: Total (ε, δ) every release must certify.
     """
 
     extractor_epsilon: float
     extractor_delta: float
-    head: CertifiedRemovalConfig
+    head: CertifiedRemovalConfig | RetrainScheduleConfig
     target_epsilon: float
     target_delta: float
 
@@ -140,19 +146,23 @@ class ExtractorHeadConfig:
                 f"Expected extractor_delta={self.extractor_delta} in [0, 1)."
             )
         _check_delta(self.target_delta)
-        if not isinstance(self.head, CertifiedRemovalConfig):
-            raise ValueError("Expected head to be a CertifiedRemovalConfig.")
+        if not isinstance(self.head, (CertifiedRemovalConfig, RetrainScheduleConfig)):
+            raise ValueError(
+                "Expected head to be a RetrainScheduleConfig or a CertifiedRemovalConfig."
+            )
 
 
 class ExtractorHeadState(NamedTuple):
     """Removed points the extractor saw (the group size k), and the head's CR state."""
 
     num_removed: int = 0
-    head: CertifiedRemovalState = CertifiedRemovalState()
+    head: CertifiedRemovalState | RetrainScheduleState = CertifiedRemovalState()
 
 
-def extractor_init() -> ExtractorHeadState:
-    """State after training extractor and head."""
+def extractor_init(config: ExtractorHeadConfig | None = None) -> ExtractorHeadState:
+    """State after training extractor and head (a schedule head: no mark yet)."""
+    if config is not None and isinstance(config.head, RetrainScheduleConfig):
+        return ExtractorHeadState(0, RetrainScheduleState())
     return ExtractorHeadState()
 
 
@@ -162,8 +172,10 @@ def extractor_update(
     num_removed: int = 1,
     *,
     extractor_removed: int | None = None,
+    shadows_exceeded: int | None = None,
 ) -> ExtractorHeadState:
-    """k ← k + removed; the head's β ← β + βᵢ.
+    """k ← k + removed; the head's β ← β + βᵢ (or, for a schedule head, its
+    count of marked shadows ← ``shadows_exceeded``).
 
     ``extractor_removed`` (default ``num_removed``): how many of the removed
     rows the extractor was trained on. Rows it never saw (a head trained on
@@ -176,10 +188,15 @@ def extractor_update(
         raise ValueError(
             f"Expected extractor_removed={extractor_removed} <= removed={num_removed}."
         )
-    return ExtractorHeadState(
-        state.num_removed + int(extractor_removed),
-        cr_update(state.head, residual_bound, num_removed),
-    )
+    if isinstance(state.head, RetrainScheduleState):
+        if shadows_exceeded is None:
+            raise ValueError("Expected shadows_exceeded for a schedule head.")
+        head = RetrainScheduleState(
+            int(shadows_exceeded), state.head.num_removed + int(num_removed)
+        )
+    else:
+        head = cr_update(state.head, residual_bound, num_removed)
+    return ExtractorHeadState(state.num_removed + int(extractor_removed), head)
 
 
 def extractor_reset(
@@ -191,6 +208,8 @@ def extractor_reset(
     if scope == "full":
         return extractor_init()
     if scope == "head":
+        if isinstance(state.head, RetrainScheduleState):
+            return ExtractorHeadState(state.num_removed, RetrainScheduleState())
         return ExtractorHeadState(state.num_removed, cr_init())
     raise ValueError(f"Expected scope in ('full', 'head'), got {scope!r}.")
 
@@ -200,7 +219,10 @@ def extractor_report(
 ) -> CertificateReport:
     """(U) certificate: the head must be within β_max and the composed (ε, δ)
     within the target. ``used``/``budget`` are in ε."""
-    head = cr_report(state.head, config.head)
+    if isinstance(config.head, RetrainScheduleConfig):
+        head = schedule_report(state.head, config.head)
+    else:
+        head = cr_report(state.head, config.head)
     eps, dlt = extractor_head_epsilon(
         state.num_removed,
         extractor_epsilon=config.extractor_epsilon,
@@ -218,12 +240,15 @@ def extractor_report(
 
 def _prepare(params: dict) -> dict:
     p = dict(params)
-    p["head"] = {"method": "analytic", **dict(p.get("head") or {})}
+    head = dict(p.get("head") or {})
+    if head.get("rule") != "schedule":
+        head = {"method": "analytic", **head}
+    p["head"] = head
     return p
 
 
 def _register():
-    from dpunlearn.accounting.currencies.certified_removal import _residual_bound
+    from dpunlearn.accounting.currencies.certified_removal import _exceeded, _residual_bound
     from dpunlearn.accounting.currencies.registry import (
         Currency,
         check_keys,
@@ -235,10 +260,22 @@ def _register():
         p = dict(params)
         check_keys("params", p, {"extractor_epsilon", "extractor_delta", "head"})
         head = dict(p.pop("head", {}) or {})
-        check_keys("params.head", head, {"sigma", "epsilon", "delta", "method"})
-        head.setdefault("method", "paper")  # ledgers written before the default changed
+        if head.get("rule") == "schedule":
+            head.pop("rule")
+            check_keys(
+                "params.head",
+                head,
+                {"epsilon", "delta", "num_shadows", "delta_noise", "delta_schedule",
+                 "confidence"},
+            )
+            head_config = RetrainScheduleConfig(**head)
+        else:
+            head.pop("rule", None)
+            check_keys("params.head", head, {"sigma", "epsilon", "delta", "method"})
+            head.setdefault("method", "paper")  # ledgers written before the default changed
+            head_config = CertifiedRemovalConfig(**head)
         return ExtractorHeadConfig(
-            head=CertifiedRemovalConfig(**head),
+            head=head_config,
             target_epsilon=eps,
             target_delta=delta,
             **p,
@@ -246,6 +283,14 @@ def _register():
 
     def request(cfg, state, entry):
         removed = removed_count(entry)
+        if isinstance(cfg.head, RetrainScheduleConfig):
+            return extractor_update(
+                state,
+                0.0,
+                removed,
+                extractor_removed=entry.get("extractor_removed", removed),
+                shadows_exceeded=_exceeded(entry, cfg.head, state.head.num_exceeded),
+            )
         return extractor_update(
             state,
             _residual_bound(entry, None),
@@ -253,16 +298,32 @@ def _register():
             extractor_removed=entry.get("extractor_removed", removed),
         )
 
+    def train(cfg, entry):
+        state = extractor_init(cfg)
+        if isinstance(cfg.head, RetrainScheduleConfig) and "shadows_exceeded" in entry:
+            state = ExtractorHeadState(
+                0, RetrainScheduleState(_exceeded(entry, cfg.head), 0)
+            )
+        return state
+
+    def retrain(cfg, state, entry):
+        new = extractor_reset(state, scope=entry.get("scope", "full"))
+        if isinstance(cfg.head, RetrainScheduleConfig):
+            count = _exceeded(entry, cfg.head) if "shadows_exceeded" in entry else 0
+            new = ExtractorHeadState(new.num_removed, RetrainScheduleState(count, 0))
+        return new
+
     def from_charge(charge):
         if not bool(getattr(charge, "valid", True)):
             raise ValueError(
                 "Refusing to record the charge of an invalid request: the model was "
                 "left unchanged (check the request against the mask)."
             )
-        fields = {
-            "removed": int(charge.num_removed),
-            "residual_bound": float(charge.residual_bound),
-        }
+        fields = {"removed": int(charge.num_removed)}
+        if int(getattr(charge, "num_shadows", 0)) > 0:
+            fields["shadows_exceeded"] = int(charge.num_exceeded)
+        else:
+            fields["residual_bound"] = float(charge.residual_bound)
         extractor_removed = getattr(charge, "num_extractor_removed", None)
         if extractor_removed is not None:
             fields["extractor_removed"] = int(extractor_removed)
@@ -272,16 +333,20 @@ def _register():
         Currency(
             name="dp_extractor",
             config=config,
-            request_keys=frozenset({"removed", "residual_bound", "extractor_removed"}),
-            train_keys=frozenset({"scope"}),
-            initial=lambda cfg: extractor_init(),
-            train=lambda cfg, entry: extractor_init(),
-            request=request,
-            retrain=lambda cfg, state, entry: extractor_reset(
-                state, scope=entry.get("scope", "full")
+            request_keys=frozenset(
+                {"removed", "residual_bound", "extractor_removed", "shadows_exceeded"}
             ),
+            train_keys=frozenset({"scope", "shadows_exceeded"}),
+            initial=extractor_init,
+            train=train,
+            request=request,
+            retrain=retrain,
             report=lambda cfg, state, eps, delta: extractor_report(state, cfg),
-            budget=lambda cfg: {"head_residual_budget": cfg.head.budget},
+            budget=lambda cfg: (
+                {"head_delta_schedule": cfg.head.delta_schedule}
+                if isinstance(cfg.head, RetrainScheduleConfig)
+                else {"head_residual_budget": cfg.head.budget}
+            ),
             from_charge=from_charge,
             prepare=_prepare,
         )
