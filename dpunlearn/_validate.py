@@ -73,6 +73,18 @@ def positive_int(**kwargs: Any) -> None:
             raise ValueError(f"Expected {name}={value} >= 1.")
 
 
+def on_device(x: Any) -> bool:
+    """True when a concrete ``x`` should be checked where it lives.
+
+    ``x`` is a JAX array and no trace is active: inside ``jit`` even operations
+    on concrete arrays are staged (their results are tracers), so there the
+    host path (NumPy on the concrete value) is used instead.
+    """
+    if not isinstance(x, jax.Array) or isinstance(x, jax.core.Tracer):
+        return False
+    return not isinstance(jnp.zeros((), jnp.int32) + 0, jax.core.Tracer)
+
+
 @jax.jit
 def _first_bad(bad: jax.Array, x: jax.Array):
     flat = jnp.reshape(bad, (-1,))
@@ -97,7 +109,7 @@ def finite_array(name: str, x: Any) -> None:
     """Raises if a concrete array holds NaN or inf, naming the first bad entry."""
     if not is_concrete(x):
         return
-    if isinstance(x, jax.Array):
+    if on_device(x):
         if jnp.issubdtype(x.dtype, jnp.inexact):
             found = first_violation(~jnp.isfinite(x), x)
             if found is not None:

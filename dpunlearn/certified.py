@@ -291,7 +291,7 @@ def _check_features(X, *, values: bool = True) -> None:
     _validate.finite_array("X", X)
     if not _validate.is_concrete(X):
         return
-    if isinstance(X, jax.Array):
+    if _validate.on_device(X):
         # On X's devices: only the largest norm and its row come back.
         i, norm = _largest_row_norm(X)
         i, norm = int(i), float(norm)
@@ -328,7 +328,7 @@ def _check_labels(y, n: int, loss: MarginLoss, num_classes: int | None) -> None:
     if num_classes is not None and loss.labels != "pm1":
         raise ValueError(f"Expected num_classes=None for loss {loss.name!r}.")
     # A JAX array is checked on its devices (a few scalars come back).
-    xp = jnp if isinstance(y, jax.Array) else np
+    xp = jnp if _validate.on_device(y) else np
     arr = y if xp is jnp else np.asarray(y)
     _validate.finite_array("y", arr)
     if num_classes is not None:
@@ -413,7 +413,11 @@ def _check_indices(arr: np.ndarray, mask, *, name: str) -> np.ndarray:
             f"Expected distinct {name}; row {uniq[np.argmax(counts > 1)]} is repeated."
         )
     # Only the requested rows of the mask and its count leave the device.
-    present, remaining = _mask_at(jnp.asarray(mask), jnp.asarray(flat))
+    if _validate.on_device(mask):
+        present, remaining = _mask_at(mask, jnp.asarray(flat))
+    else:
+        m = np.asarray(mask)
+        present, remaining = m[flat], m.sum()
     gone = ~np.asarray(present)
     if gone.any():
         raise ValueError(f"Row {flat[np.argmax(gone)]} in {name} was already removed.")
@@ -443,14 +447,24 @@ def _class_counts(y, mask, flat, *, num_classes):
     return before, after
 
 
+def _class_counts_host(y, mask, flat, num_classes):
+    """:func:`_class_counts` in NumPy (for host arrays, and inside a trace)."""
+    codes = (y > 0).astype(np.int64) if num_classes is None else y.astype(np.int64)
+    size = 2 if num_classes is None else num_classes
+    before = np.bincount(codes[mask], minlength=size)
+    after = before - np.bincount(codes[flat], minlength=size)
+    return before, after
+
+
 def _check_classes(y, mask, flat, *, config: CertifiedConfig) -> None:
     if config.allow_empty_class or config.loss.labels != "pm1":
         return
     if not _validate.is_concrete(y):
         return
-    before, after = _class_counts(
-        jnp.asarray(y), jnp.asarray(mask), jnp.asarray(flat), num_classes=config.num_classes
-    )
+    if _validate.on_device(y) and _validate.on_device(mask):
+        before, after = _class_counts(y, mask, jnp.asarray(flat), num_classes=config.num_classes)
+    else:
+        before, after = _class_counts_host(np.asarray(y), np.asarray(mask), flat, config.num_classes)
     emptied = np.flatnonzero((np.asarray(before) > 0) & (np.asarray(after) == 0))
     if emptied.size:
         label = int(emptied[0]) if config.num_classes else (-1, 1)[int(emptied[0])]
