@@ -96,6 +96,18 @@ def single_threaded_blas() -> Iterator[dict[str, Any]]:
         yield {"blas_threads": 1, "via": "threadpoolctl"}
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), for the figures a benchmark prints."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def environment() -> dict[str, Any]:
     """Versions and the JAX backend, for ``config.json``."""
     import jax
@@ -114,6 +126,7 @@ def environment() -> dict[str, Any]:
         "devices": [str(d) for d in jax.devices()],
         "x64": bool(jax.config.jax_enable_x64),
         "cpu_count": os.cpu_count(),
+        "cpu": cpu_model(),
     }
 
 

@@ -40,6 +40,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common as common  # noqa: E402
 
 DEVICE_COUNTS = (1, 2, 4, 8)
 
@@ -178,7 +179,7 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     machine = {
         "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
+        "cpu": common.cpu_model(),
         "cpu_count": os.cpu_count(),
         "load_average": os.getloadavg(),
     }

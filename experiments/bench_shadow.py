@@ -38,16 +38,6 @@ import _common as common
 log = common.log
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
 
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
@@ -81,7 +71,7 @@ def main(argv=None) -> dict:
     method = methods.retrain(models.linear(d), lam=args.lam, tol=args.tol, steps=1000)
     k1, k2 = jax.random.split(jax.random.key(args.seed))
     log(f"[bench_shadow] {M} logistic regressions on half of n={n} rows (d={d}), λ={args.lam:g}, "
-        f"tol {args.tol:g}; {_cpu_model()}, {os.cpu_count()} cores, load {load0[0]:.1f}")
+        f"tol {args.tol:g}; {common.cpu_model()}, {os.cpu_count()} cores, load {load0[0]:.1f}")
 
     def fit_all(k):
         ka, kb = jax.random.split(k)
@@ -155,7 +145,7 @@ def main(argv=None) -> dict:
         "max_grad_inf_jax": g_jax, "max_grad_inf_sklearn": g_sk,
         "max_abs_param_difference": diff, "prediction_agreement": agree,
         "lira_scores_per_second": per_sec, "lira_seconds": t_lira, "lira_num_scores": int(s.size),
-        "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
+        "machine": {"cpu": common.cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
                     "load_average_before": list(load0), "load_average_after": list(load1)},
         "environment": common.environment(),
     }

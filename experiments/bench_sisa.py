@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common  # noqa: F401  (puts the checkout on sys.path)
+import _common as common  # also puts the checkout on sys.path
 
 from dpunlearn import data as D
 from dpunlearn import models
@@ -51,16 +51,6 @@ def _time(fn, repeats: int) -> float:
         times.append(time.perf_counter() - t)
     return float(np.median(times))
 
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main(argv=None) -> dict:
@@ -125,7 +115,7 @@ def main(argv=None) -> dict:
         "sisa_request_vs_retrain": retrain_s / request_s,
         "vmapped_shards_vs_loop": loop_s / vmap_s,
     }
-    machine = f"{_cpu_model()}, {os.cpu_count()} cores, {jax.default_backend()}"
+    machine = f"{common.cpu_model()}, {os.cpu_count()} cores, {jax.default_backend()}"
     print(f"# machine: {machine}; load average {load_before[0]:.2f} at start")
     for k, v in ratios.items():
         print(f"{k}: {v:.2f}")
@@ -147,7 +137,7 @@ def main(argv=None) -> dict:
             "seed": args.seed,
         },
         "machine": {
-            "cpu": _cpu_model(),
+            "cpu": common.cpu_model(),
             "platform": platform.platform(),
             "cpu_count": os.cpu_count(),
             "backend": jax.default_backend(),
