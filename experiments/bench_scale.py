@@ -40,7 +40,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common as common  # noqa: E402
+import _common as common
 
 DEVICE_COUNTS = (1, 2, 4, 8)
 
@@ -99,7 +99,9 @@ def scaling(args) -> dict:
     for k in DEVICE_COUNTS:
         strong.append(run_worker(k, args.n, args.d, args.removals, args.repeats))
         print(f"[strong] {strong[-1]}", flush=True)
-        weak.append(run_worker(k, args.weak_rows * k, args.d, args.removals, args.repeats))
+        weak.append(
+            run_worker(k, args.weak_rows * k, args.d, args.removals, args.repeats)
+        )
         print(f"[weak]   {weak[-1]}", flush=True)
     figures = {}
     for what in ("train", "removal"):
@@ -136,7 +138,12 @@ def gpu_removal(args) -> dict:
         y = jnp.where(X[:, 0] > 0, 1.0, -1.0).astype(dtype)
         state = certified.train(jax.random.key(1), X, y, lam=1e-4, sigma=1.0)
         idx = np.arange(args.removals).reshape(-1, 1)
-        f = lambda: jax.block_until_ready(certified.remove_sequence(state, idx, X, y)[0].params)
+
+        def f(state=state, idx=idx, X=X, y=y):
+            return jax.block_until_ready(
+                certified.remove_sequence(state, idx, X, y)[0].params
+            )
+
         f()
         t = time.perf_counter()
         f()
@@ -157,7 +164,9 @@ def gpu_removal(args) -> dict:
         }
         if peak:
             row["matvec_bandwidth_fraction"] = bytes_x / matvec / 1e9 / peak
-            row["removal_bandwidth_fraction_one_pass"] = bytes_x / per_removal / 1e9 / peak
+            row["removal_bandwidth_fraction_one_pass"] = (
+                bytes_x / per_removal / 1e9 / peak
+            )
         results[dtype] = row
         print(f"[gpu {dtype}] {row}", flush=True)
     return results
@@ -165,15 +174,23 @@ def gpu_removal(args) -> dict:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--n", type=int, default=16_384, help="rows, strong scaling (16,384)")
-    p.add_argument("--weak-rows", type=int, default=4_096, help="rows per device, weak (4,096)")
+    p.add_argument(
+        "--n", type=int, default=16_384, help="rows, strong scaling (16,384)"
+    )
+    p.add_argument(
+        "--weak-rows", type=int, default=4_096, help="rows per device, weak (4,096)"
+    )
     p.add_argument("--d", type=int, default=256, help="columns (256)")
     p.add_argument("--removals", type=int, default=20, help="requests timed (20)")
     p.add_argument("--repeats", type=int, default=3, help="best of (3)")
-    p.add_argument("--gpu", action="store_true", help="also time one removal at GPU scale")
+    p.add_argument(
+        "--gpu", action="store_true", help="also time one removal at GPU scale"
+    )
     p.add_argument("--gpu-rows", type=int, default=1_000_000)
     p.add_argument("--gpu-cols", type=int, default=1_000)
-    p.add_argument("--peak-gbps", type=float, default=None, help="device peak bandwidth")
+    p.add_argument(
+        "--peak-gbps", type=float, default=None, help="device peak bandwidth"
+    )
     p.add_argument("--skip-scaling", action="store_true")
     p.add_argument("--out", default="results/bench_scale.json")
     args = p.parse_args(argv)

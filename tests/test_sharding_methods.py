@@ -75,6 +75,7 @@ def test_every_method_on_a_model_by_data_mesh():
         capture_output=True,
         text=True,
         timeout=900,
+        check=False,
     )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
     for name in FACTORIES:
