@@ -15,6 +15,7 @@ factory                   method                                       currency
 ``sisa``                  Bourtoule et al. 2021: shards, slices, vote  ``exact``
 ``dp_extractor``          Guo et al. 2020 §4.3: DP-SGD features + CR   ``dp_extractor``
                           head (group privacy caps the removals)
+``retrain``               retraining from scratch (exact baseline)     ``exact``
 ========================  ==========================================  ==================
 
 Add a method: write a module with a factory returning
@@ -32,6 +33,7 @@ from dpunlearn.methods.dp_extractor import dp_extractor
 from dpunlearn.methods.finetune import certified_finetune, certified_finetune_plan
 from dpunlearn.methods.langevin import langevin, langevin_calibration, langevin_plan
 from dpunlearn.methods.noisy_sgd import noisy_sgd, noisy_sgd_calibration, noisy_sgd_plan
+from dpunlearn.methods.retrain import retrain
 from dpunlearn.methods.sekhari import sekhari
 from dpunlearn.methods.sisa import sisa
 
@@ -46,6 +48,7 @@ FACTORIES = {
     "dp_extractor": dp_extractor,
     "langevin": langevin,
     "noisy_sgd": noisy_sgd,
+    "retrain": retrain,
     "sekhari": sekhari,
     "sisa": sisa,
 }
@@ -67,6 +70,7 @@ __all__ = [
     "noisy_sgd",
     "noisy_sgd_calibration",
     "noisy_sgd_plan",
+    "retrain",
     "sekhari",
     "sisa",
 ]

@@ -15,7 +15,7 @@ Langevin (Rényi)       the requests since retrain   yes (curve ← 0)
 Noisy-SGD (W∞)         the W∞ radius Z              yes (Z ← 0)
 Certified fine-tuning  nothing (latest release)     n/a (every request is certified alone)
 DP extractor + CR head group size k and head β      full retrain only
-Exact (SISA)           rows removed (ε = 0 always)  yes (counts only)
+Exact (retrain, SISA)  rows removed (ε = 0 always)  yes (counts only)
 =====================  ==========================  =============================
 
 Each currency is a pure state, an ``*_init`` / ``*_update`` /
