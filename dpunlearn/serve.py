@@ -13,6 +13,12 @@ for any method of :mod:`dpunlearn.methods`:
    a fresh key (``method.train``), the retrain is recorded, and that model,
    which already excludes the request, is released.
 
+Optionally a request monitor (:class:`dpunlearn.monitor.RequestMonitor`, or
+any callable ``(request, state, data) -> Decision``) is consulted first: a
+refused or deferred request is not applied and nothing is recorded; an
+applied one carries the decision (``Decision.note()``) in the ledger entry's
+``note``.
+
 Keys: ``key`` is consumed (split into the unlearning and the retraining keys);
 pass a new one per request, e.g. ``jax.random.fold_in(key, request_number)``.
 """
@@ -45,7 +51,9 @@ class ServeResult(NamedTuple):
       retrained: Whether the ledger refused the update and the model was
         retrained.
       summary: The ledger summary after recording (``None`` without a ledger).
-      refusal: The refusal's message, if any.
+      refusal: The refusal's message, if any (the ledger's, or the monitor's
+        when it did not let the request through).
+      monitor: The monitor's decision (``None`` without a monitor).
     """
 
     state: Any
@@ -54,6 +62,7 @@ class ServeResult(NamedTuple):
     retrained: bool
     summary: LedgerSummary | None
     refusal: str | None
+    monitor: Any = None
 
 
 def _fields(ledger: Ledger, charge, kind: str) -> dict:
@@ -63,12 +72,14 @@ def _fields(ledger: Ledger, charge, kind: str) -> dict:
     return {k: v for k, v in fields.items() if k in allowed}
 
 
-def record_training(ledger: Ledger, charge, *, dp=None, kind: str = "train") -> LedgerSummary:
+def record_training(
+    ledger: Ledger, charge, *, dp=None, kind: str = "train", note: str | None = None
+) -> LedgerSummary:
     """Records a (re)training's charge (``kind`` ``"train"`` or ``"retrain"``)."""
     fields = _fields(ledger, charge, kind)
     if kind == "train":
-        return ledger.train(dp=dp, **fields)
-    return ledger.retrain(dp=dp, **fields)
+        return ledger.train(dp=dp, note=note, **fields)
+    return ledger.retrain(dp=dp, note=note, **fields)
 
 
 def serve(
@@ -80,6 +91,7 @@ def serve(
     key: PRNGKey,
     ledger: Ledger | None = None,
     dp=None,
+    monitor=None,
 ) -> ServeResult:
     """Serves one deletion request (see the module docstring).
 
@@ -91,6 +103,8 @@ def serve(
       key: Fresh randomness for this request (split here; never reused).
       ledger: Where to record; ``None`` applies the request without checks.
       dp: The (D) mechanisms this release declares (see the ledger).
+      monitor: Optional request monitor, consulted before anything is applied
+        (see the module docstring).
 
     Returns:
       A :class:`ServeResult`. The released model is ``result.state``.
@@ -102,25 +116,31 @@ def serve(
     """
     request = check_request(request, state.mask)
     k_unlearn, k_retrain = jax.random.split(key)
+    decision = None if monitor is None else monitor(request, state, data)
+    if decision is not None and not decision.applied:
+        return ServeResult(state, None, None, False, None, f"monitor: {decision.reason}", decision)
+    note = None if decision is None else decision.note()
 
     def retrain(reason: str, info=None) -> ServeResult:
         mask = np.asarray(state.mask).copy()
         mask[np.asarray(request)] = False
         retrained, charge = method.train(k_retrain, data, jnp.asarray(mask))
         summary = (
-            None if ledger is None else record_training(ledger, charge, dp=dp, kind="retrain")
+            None
+            if ledger is None
+            else record_training(ledger, charge, dp=dp, kind="retrain", note=note)
         )
-        return ServeResult(retrained, charge, info, True, summary, reason)
+        return ServeResult(retrained, charge, info, True, summary, reason, decision)
 
     try:
         new, charge, info = method.unlearn(k_unlearn, state, request, data)
     except RetrainRequired as spent:  # the method's own calibration is spent
         return retrain(str(spent))
     if ledger is None:
-        return ServeResult(new, charge, info, False, None, None)
+        return ServeResult(new, charge, info, False, None, None, decision)
     try:
-        summary = ledger.request(dp=dp, **_fields(ledger, charge, "request"))
-        return ServeResult(new, charge, info, False, summary, None)
+        summary = ledger.request(dp=dp, note=note, **_fields(ledger, charge, "request"))
+        return ServeResult(new, charge, info, False, summary, None, decision)
     except BudgetExceededError as refusal:
         if refusal.ledger != "U":
             raise

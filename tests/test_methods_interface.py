@@ -71,6 +71,9 @@ BUILDERS = {
         epsilon=1.0, delta=1e-3, batch_size=8, train_epochs=10, request_size=2,
     ),
     "dp_extractor": _dp_extractor,
+    "fair_unlearning": lambda: methods.fair_unlearning(
+        lam=0.1, sigma=1.0, fairness=1.0, group_column=0
+    ),
     "sisa": _sisa,
     "retrain": lambda: methods.retrain(models.linear(4), lam=0.1),
 }  # fmt: skip

@@ -16,6 +16,8 @@ factory                   method                                       currency
 ``dp_extractor``          Guo et al. 2020 §4.3: DP-SGD features + CR   ``dp_extractor``
                           head (group privacy caps the removals)
 ``retrain``               retraining from scratch (exact baseline)     ``exact``
+``fair_unlearning``       Oesterling et al. 2024: fair (equalized-     ``certified_removal``
+                          odds) objective, Newton removal              (paper rule)
 ========================  ==========================================  ==================
 
 Add a method: write a module with a factory returning
@@ -30,6 +32,7 @@ from dpunlearn.methods.base import Data, Method
 from dpunlearn.methods.certified_removal import certified_removal
 from dpunlearn.methods.descent_to_delete import descent_to_delete
 from dpunlearn.methods.dp_extractor import dp_extractor
+from dpunlearn.methods.fair_unlearning import fair_unlearning
 from dpunlearn.methods.finetune import certified_finetune, certified_finetune_plan
 from dpunlearn.methods.langevin import langevin, langevin_calibration, langevin_plan
 from dpunlearn.methods.noisy_sgd import noisy_sgd, noisy_sgd_calibration, noisy_sgd_plan
@@ -46,6 +49,7 @@ FACTORIES = {
     "certified_removal": certified_removal,
     "descent_to_delete": descent_to_delete,
     "dp_extractor": dp_extractor,
+    "fair_unlearning": fair_unlearning,
     "langevin": langevin,
     "noisy_sgd": noisy_sgd,
     "retrain": retrain,
@@ -63,6 +67,7 @@ __all__ = [
     "certified_removal",
     "descent_to_delete",
     "dp_extractor",
+    "fair_unlearning",
     "langevin",
     "langevin_calibration",
     "langevin_plan",
