@@ -13,10 +13,8 @@ import json
 import os
 import sys
 
+from dpunlearn.benchmark import DATASETS, METHODS, SCENARIOS
 from dpunlearn.cli._output import CLIError, _jsonable
-
-SCENARIOS = ("utility", "forgetting", "membership", "audit", "reconstruction",
-             "slowdown", "camouflage", "backdoor", "fairness", "cost")  # fmt: skip
 
 
 def add_parser(subparsers) -> None:
@@ -31,13 +29,14 @@ def add_parser(subparsers) -> None:
         ),
     )
     p.add_argument("--methods", default="all",
-                   help="comma-separated method names, or 'all' (default)")
+                   help="comma-separated method names, or 'all' (default): "
+                   + ", ".join(METHODS))
     p.add_argument("--scenarios", default="all",
                    help="comma-separated scenario names, or 'all' (default): "
                    + ", ".join(SCENARIOS))
     p.add_argument("--datasets", default=None,
-                   help="comma-separated among mnist-subset, digits, breast-cancer, "
-                   "synthetic-groups (default: the size's data sets)")
+                   help="comma-separated among " + ", ".join(DATASETS)
+                   + " (default: the size's data sets; all at full size)")
     p.add_argument("--seed", type=int, default=0, help="seed of splits and keys (default 0)")
     p.add_argument("--out", default="results/bench", help="output folder (default results/bench)")
     size = p.add_mutually_exclusive_group()
