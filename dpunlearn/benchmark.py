@@ -314,8 +314,9 @@ def metric(value, interval=None, kind=None, **extra) -> dict:
     return {"value": v, "interval": iv, "interval_kind": kind, **extra}
 
 
-def t_metric(values) -> dict:
-    """Mean with a two-sided 95 % Student-t interval over seeds/repeats."""
+def t_metric(values, bounds: tuple[float, float] | None = None) -> dict:
+    """Mean with a two-sided 95 % Student-t interval over seeds/repeats,
+    clipped to ``bounds`` (e.g. ``(0, 1)`` for an accuracy) when given."""
     from scipy import stats as S
 
     a = np.asarray(values, float)
@@ -323,7 +324,10 @@ def t_metric(values) -> dict:
     if a.size < 2:
         return metric(mean, None, None, n=int(a.size))
     half = float(S.t.ppf(1 - ALPHA / 2, a.size - 1) * a.std(ddof=1) / math.sqrt(a.size))
-    return metric(mean, (mean - half, mean + half), "t", n=int(a.size))
+    lo, hi = mean - half, mean + half
+    if bounds is not None:
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+    return metric(mean, (lo, hi), "t", n=int(a.size))
 
 
 def rate_metric(successes: int, trials: int) -> dict:
@@ -420,9 +424,9 @@ def _core(ctx, method):
 def scen_utility(ctx, method):
     runs = _core(ctx, method)
     return {
-        "test_accuracy": t_metric([r["acc_test"] for r in runs]),
-        "test_accuracy_after_unlearning": t_metric([r["acc_test_unl"] for r in runs]),
-        "test_accuracy_retrained": t_metric([r["acc_test_re"] for r in runs]),
+        "test_accuracy": t_metric([r["acc_test"] for r in runs], (0.0, 1.0)),
+        "test_accuracy_after_unlearning": t_metric([r["acc_test_unl"] for r in runs], (0.0, 1.0)),
+        "test_accuracy_retrained": t_metric([r["acc_test_re"] for r in runs], (0.0, 1.0)),
     }, "test_accuracy_after_unlearning"
 
 
@@ -430,9 +434,9 @@ def scen_forgetting(ctx, method):
     runs = _core(ctx, method)
     n_test = ctx.task.test.num_rows
     return {
-        "forget_accuracy_unlearned": t_metric([r["acc_f_unl"] for r in runs]),
-        "forget_accuracy_retrained": t_metric([r["acc_f_re"] for r in runs]),
-        "forget_accuracy_gap": t_metric([r["acc_f_unl"] - r["acc_f_re"] for r in runs]),
+        "forget_accuracy_unlearned": t_metric([r["acc_f_unl"] for r in runs], (0.0, 1.0)),
+        "forget_accuracy_retrained": t_metric([r["acc_f_re"] for r in runs], (0.0, 1.0)),
+        "forget_accuracy_gap": t_metric([r["acc_f_unl"] - r["acc_f_re"] for r in runs], (-1.0, 1.0)),
         "test_disagreement_with_retrained": rate_metric(sum(r["disagree"] for r in runs),
                                                         n_test * len(runs)),
         "forget_set_size": ctx.size["forget"],
@@ -641,7 +645,7 @@ def scen_cost(ctx, method):
     return {
         "train_seconds": t_metric(t_tr), "unlearn_seconds": t_metric(t_un),
         "retrain_seconds": t_metric(t_re),
-        "speedup_vs_retrain": t_metric(np.asarray(t_re) / np.maximum(t_un, 1e-9)),
+        "speedup_vs_retrain": t_metric(np.asarray(t_re) / np.maximum(t_un, 1e-9), (0.0, math.inf)),
         "request_size": k,
     }, "speedup_vs_retrain"
 
