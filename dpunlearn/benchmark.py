@@ -72,6 +72,7 @@ __all__ = [
     "build_method",
     "load_task",
     "markdown_table",
+    "summary_tables",
     "parse_names",
     "plot",
     "run",
@@ -774,6 +775,33 @@ def markdown_table(result: dict) -> str:
         lines.append("")
         lines.append(f"- `{ds}`: {note}")
     return "\n".join(lines)
+
+
+def summary_tables(result: dict) -> str:
+    """Per data set, one compact Markdown table: methods × scenarios, each cell
+    the headline value (``n/a`` where not applicable)."""
+    recs = result["records"]
+    out = []
+    for ds in result["config"]["datasets"]:
+        rs = [r for r in recs if r["dataset"] == ds]
+        meths = list(dict.fromkeys(r["method"] for r in rs))
+        scens = list(dict.fromkeys(r["scenario"] for r in rs))
+        heads = {r["scenario"]: r["headline"] for r in rs if r["headline"]}
+        cell = {(r["method"], r["scenario"]): r for r in rs}
+        out.append(f"**{ds}** (headlines: "
+                   + "; ".join(f"{s}: `{heads[s]}`" for s in scens if s in heads) + ")")
+        out.append("")
+        out.append("| method | " + " | ".join(scens) + " |")
+        out.append("|---" * (len(scens) + 1) + "|")
+        for m in meths:
+            vals = []
+            for s in scens:
+                r = cell[m, s]
+                vals.append(_fmt(r["metrics"][r["headline"]]["value"]) if r["status"] == "ok"
+                            else ("n/a" if r["status"] == NA else "error"))
+            out.append(f"| {m} | " + " | ".join(vals) + " |")
+        out.append("")
+    return "\n".join(out)
 
 
 def plot(result: dict, out: str) -> list[str]:

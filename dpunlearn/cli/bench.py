@@ -64,7 +64,7 @@ def run_command(args) -> int:
                    seed=args.seed, progress=not args.no_progress)
     pngs = [] if args.no_plots else B.plot(result, args.out)
     result["pngs"] = [os.path.basename(p) for p in pngs]
-    table = B.markdown_table(result)
+    table = B.markdown_table(result) + "\n\n" + B.summary_tables(result)
     header = (f"# dpunlearn bench ({size}, seed {args.seed})\n\n"
               f"{len(result['records'])} records in {result['seconds']:.0f} s "
               f"(load average {', '.join(f'{x:.1f}' for x in result['load_average'] or [])}).\n\n")
