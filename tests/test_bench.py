@@ -62,8 +62,16 @@ def test_tiny_has_a_record_per_method_scenario_dataset(tiny):
 def test_records_schema(tiny):
     _, res = tiny
     for r in res["records"]:
-        assert set(r) >= {"method", "scenario", "dataset", "status", "reason", "headline",
-                          "metrics", "seconds"}
+        assert set(r) >= {
+            "method",
+            "scenario",
+            "dataset",
+            "status",
+            "reason",
+            "headline",
+            "metrics",
+            "seconds",
+        }
         assert r["status"] in ("ok", B.NA), r  # no errors
         if r["status"] == B.NA:
             assert r["reason"] and not r["metrics"]
@@ -95,23 +103,47 @@ def test_exact_retraining_forgets_exactly(tiny):
     assert f["forget_accuracy_gap"]["value"] == 0.0
     assert f["test_disagreement_with_retrained"]["value"] == 0.0
     u = rec["retrain", "utility"]["metrics"]
-    assert u["test_accuracy_after_unlearning"]["value"] == u["test_accuracy_retrained"]["value"]
+    assert (
+        u["test_accuracy_after_unlearning"]["value"]
+        == u["test_accuracy_retrained"]["value"]
+    )
 
 
 def test_all_methods_get_a_row_when_a_scenario_does_not_apply(tmp_path, capsys):
-    code = cli.main(["bench", "--tiny", "--scenarios", "fairness", "--datasets",
-                     "breast-cancer", "--out", str(tmp_path), "--no-progress", "--no-plots"])
+    code = cli.main(
+        [
+            "bench",
+            "--tiny",
+            "--scenarios",
+            "fairness",
+            "--datasets",
+            "breast-cancer",
+            "--out",
+            str(tmp_path),
+            "--no-plots",
+        ]
+    )
     assert code == 0
     res = json.loads((tmp_path / "results.json").read_text())
     assert [r["method"] for r in res["records"]] == list(B.METHODS)
-    assert all(r["status"] == B.NA and "sensitive" in r["reason"] for r in res["records"])
-    printed = capsys.readouterr().out
+    assert all(
+        r["status"] == B.NA and "sensitive" in r["reason"] for r in res["records"]
+    )
+    printed, progress = capsys.readouterr()
     assert printed.count("| not applicable |") == len(B.METHODS)
+    n = len(B.METHODS)
+    assert f"] {n}/{n} " in progress and progress.endswith("\n")  # the bar, on stderr
 
 
-@pytest.mark.parametrize("flag,value", [("--methods", "retrain,nope"),
-                                        ("--scenarios", "utility,speed"),
-                                        ("--datasets", "adult"), ("--methods", ",")])
+@pytest.mark.parametrize(
+    "flag,value",
+    [
+        ("--methods", "retrain,nope"),
+        ("--scenarios", "utility,speed"),
+        ("--datasets", "adult"),
+        ("--methods", ","),
+    ],
+)
 def test_bad_names_are_one_line_errors(flag, value, tmp_path, capsys):
     code = cli.main(["bench", "--tiny", flag, value, "--out", str(tmp_path)])
     err = capsys.readouterr().err
