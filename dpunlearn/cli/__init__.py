@@ -37,7 +37,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from dpunlearn.cli import budget
+from dpunlearn.cli import bench, budget
 from dpunlearn.cli._output import CLIError, Output, _jsonable, _render
 
 __all__ = [
@@ -69,9 +69,9 @@ def register_command(
 
 
 # A command package (``dpunlearn/cli/<name>/`` with ``add_parser(subparsers)``,
-# like ``budget``) registers here; ``dpunlearn bench`` will be
-# ``register_command("bench", bench.add_parser)``.
+# like ``budget``, or a module, like ``bench``) registers here.
 register_command("budget", budget.add_parser)
+register_command("bench", bench.add_parser)
 
 
 class _Parser(argparse.ArgumentParser):
