@@ -43,7 +43,7 @@ public sample whose prediction changes most between ``θ`` and ``θ'``.
 Non-negative pixel data make Avg high (every image looks like the mean
 image): always read the cosine against the baseline. The derivation, and why
 certified removal's loss perturbation does not protect the pair ``(θ, θ')``,
-are in ``docs/attacks.md`` §1.
+are in ``docs/attacks_and_audits.md`` §1.
 """
 
 from __future__ import annotations

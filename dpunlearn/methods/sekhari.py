@@ -35,7 +35,7 @@ retrained model on ``S \\ U`` released through the same map,
 ``Ā_sc(∅, A_sc(S\\U), T(S\\U))``, **with the same σ** (the σ of the model the
 deletions were made from; :func:`reference_release` builds it).
 
-**Noise** (``algorithms.md``-verified constants; Sekhari et al., the
+**Noise** (Sekhari et al., the
 γ/σ equations of the deletion guarantee):
 
 * ``γ = 2 M m² L² / (λ³ n²)`` (``tight=True``: ``M m² L² / (2 λ³ (n − m)²)``),
