@@ -57,6 +57,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import weakref
 from typing import Literal, NamedTuple
 
 import jax
@@ -181,6 +182,11 @@ class CertifiedState(NamedTuple):
       precond: Inverse Hessians at training time ``[K, d, d]`` (the removals'
         CG preconditioner; its accuracy does not matter, the solve residual is
         certified); ``None`` on the matrix-free path.
+      margins: ``X wᵀ`` per head ``[K, n]``, kept up to date by every removal
+        (``z ← z + Xv`` from the solver's own products), so that a removal
+        spends no pass over ``X`` on recomputing them.
+      margin_error: Certified bound per head ``[K]`` on ``|margins − X w|``
+        (the rounding of computing and of updating them).
       num_removed: Rows removed since training (``int32``).
       fingerprint: ``uint32[4]`` digest of the training ``X`` and ``y``.
       config: The static :class:`CertifiedConfig`.
@@ -201,6 +207,8 @@ class CertifiedState(NamedTuple):
     norm_bound: Array
     row_norm_bound: Array
     precond: Array | None
+    margins: Array
+    margin_error: Array
     num_removed: Array
     fingerprint: Array
     config: CertifiedConfig
@@ -234,6 +242,8 @@ class RemovalInfo(NamedTuple):
         is then ``+inf`` (margins moved so much that the map from ``b`` to the
         model may fold); the model is updated but has no certificate.
       num_remaining: Rows left after this step.
+      solver_iterations: Iterations of the removal's solver, at most over
+        heads (each spends two passes over ``X``; ``"cholesky"``: 1).
     """
 
     worst_case_bound: Array
@@ -246,6 +256,7 @@ class RemovalInfo(NamedTuple):
     logdet_bound: Array
     valid: Array
     num_remaining: Array
+    solver_iterations: Array
 
 
 # ---------------------------------------------------------------------------
@@ -530,13 +541,19 @@ def data_fingerprint(X: ArrayLike, y: ArrayLike) -> Array:
     after conversion to ``int32`` (class ids) or ``X``'s dtype (±1, reals).
     """
     X = jnp.asarray(X)
-    y = jnp.asarray(y)
-    y = y.astype(jnp.int32) if jnp.issubdtype(y.dtype, jnp.integer) else y.astype(X.dtype)
+    return jnp.concatenate([_features_digest(X), _labels_digest(y, X.dtype)])
+
+
+def _features_digest(X) -> Array:
     xb = jax.lax.bitcast_convert_type(X, jnp.uint32)
+    return jnp.stack([_digest(xb, 1), _digest(xb, 2)])
+
+
+def _labels_digest(y, dtype) -> Array:
+    y = jnp.asarray(y)
+    y = y.astype(jnp.int32) if jnp.issubdtype(y.dtype, jnp.integer) else y.astype(dtype)
     yb = jax.lax.bitcast_convert_type(y, jnp.uint32)
-    return jnp.stack(
-        [_digest(xb, 1), _digest(xb, 2), _digest(yb, 3), _digest(yb, 4)]
-    )
+    return jnp.stack([_digest(yb, 3), _digest(yb, 4)])
 
 
 # ---------------------------------------------------------------------------
@@ -565,17 +582,17 @@ def _rounding(dtype, m: int, config: CertifiedConfig) -> float:
     return removal_certificate.rounding_factor(dtype, m, lam=config.rounding_lambda)
 
 
-def _gradient_rounding(F, r, abs_grad_sum, curv_sum, reg, w, b, u, loss):
+def _gradient_rounding(F, r, abs_grad_sum, curv_sum, reg, w, b, u, loss, dz):
     """Bound on ``‖fl(g) − g‖`` for the sum-form gradient at the stored ``w``.
 
-    ``g = Σ m_i ℓ'(z_i)x_i + reg·w + b`` with ``z = Xw``. The computed margins
-    are off by at most ``F r‖w‖`` (a length-``d`` sum with ``|x_iᵀ||w| <=
-    r‖w‖``), which moves ``ℓ'_i`` by at most ``ℓ''·F r‖w‖`` (a factor
+    ``g = Σ m_i ℓ'(z_i)x_i + reg·w + b`` with ``z = Xw``. The margins used are
+    off by at most ``dz`` (computed afresh: ``F r‖w‖``, a length-``d`` sum with
+    ``|x_iᵀ||w| <= r‖w‖``; stored: the state's ``margin_error``), which moves
+    ``ℓ'_i`` by at most ``ℓ''·dz`` (a factor
     ``e^{c F r‖w‖}`` covers the curvature's change over that interval); ``ℓ'``
     itself is evaluated to ``8u`` relative; the weighted row sum is a
     length-``n`` sum (``F r Σ|ℓ'|``); adding ``reg·w + b`` rounds once more.
     """
-    dz = F * r * jnp.linalg.norm(w)
     return (
         (F + 8 * u) * r * abs_grad_sum
         + r * dz * curv_sum * jnp.exp(loss.hess_log_lipschitz * dz)
@@ -622,7 +639,8 @@ def _train_given_perturbation(B, X, y, mask, lam, sigma, *, config: CertifiedCon
         z = mm(X, w)
         g_abs = jnp.sum(weights * jnp.abs(loss.grad(z, Yh)))
         curv = jnp.sum(weights * loss.hess(z, Yh))
-        return _gradient_rounding(F, row_norm, g_abs, curv, reg, w, bh, u, loss)
+        dz = F * row_norm * jnp.linalg.norm(w)
+        return _gradient_rounding(F, row_norm, g_abs, curv, reg, w, bh, u, loss, dz)
 
     def fit(Yh, bh):
         return solvers.newton_fit(
@@ -654,6 +672,9 @@ def _train_given_perturbation(B, X, y, mask, lam, sigma, *, config: CertifiedCon
     # residual the certificate must cover.
     leftover = info.grad_norm * (1 + F) + jax.vmap(rounding)(W, Y, B)
     leftover = jnp.where(valid, leftover, jnp.inf)
+    # Margins for the removals: one pass now saves one per removal.
+    margins = jax.vmap(lambda w: mm(X, w))(W)
+    margin_error = F * row_norm * jnp.linalg.norm(W, axis=-1)
     num_sums = k * (3 * n + 3 * d + 8) * (config.max_steps + 1)
     state = CertifiedState(
         params=_from_heads(W, num_classes),
@@ -676,6 +697,8 @@ def _train_given_perturbation(B, X, y, mask, lam, sigma, *, config: CertifiedCon
         norm_bound=solvers.spectral_norm_bound(X, method=config.norm_method),
         row_norm_bound=row_norm,
         precond=precond,
+        margins=margins,
+        margin_error=margin_error,
         num_removed=jnp.zeros((), jnp.int32),
         fingerprint=data_fingerprint(X, y),
         config=config,
@@ -683,27 +706,128 @@ def _train_given_perturbation(B, X, y, mask, lam, sigma, *, config: CertifiedCon
     return state, info
 
 
-def _solve(X, D, reg, rhs, precond, config: CertifiedConfig, cg_tol):
-    """Solves ``(Xᵀ diag(D) X + reg·I) v = rhs``; the residual is certified later.
+class _Step(NamedTuple):
+    """A removal's Newton step and the products that certify it.
 
-    ``"cholesky"`` rebuilds and factors ``H`` (``n d²`` flops); ``"pcg"`` runs CG
-    preconditioned by the stored inverse of the training-time Hessian (a
-    matrix–vector product; its accuracy does not matter because the residual
-    is recomputed and charged, not trusted); ``"cg"`` runs CG without it.
+    ``xv`` and ``hv`` are accumulated from the products the solver computed
+    anyway (``X p_j`` and ``H p_j`` for each search direction ``p_j``), so
+    certifying the step and updating the margins costs no further pass over
+    ``X``. ``hv_err`` bounds ``‖hv − H v‖`` for the stored ``v`` and the exact
+    Hessian ``H`` at the model's exact margins (the products' rounding, the
+    curvature's error from the margins' error, the accumulations' rounding);
+    ``xv_err`` bounds ``|xv_i − x_iᵀv|`` for every row.
     """
+
+    v: Array
+    xv: Array
+    hv: Array
+    hv_err: Array
+    xv_err: Array
+    factor: Array | None
+    iterations: Array
+
+
+def _hessian_product(X, D, reg, p, *, F, r, dz, u, loss):
+    """``(X p, H p, err)`` with ``H = Xᵀ diag(D) X + reg·I``: two passes over ``X``.
+
+    ``err`` bounds ``‖fl(H p) − H⋆p‖`` where ``H⋆`` has the curvature at the
+    exact margins: the row sum ``Xᵀ(D ⊙ Xp)`` (length ``n``), the rounding
+    ``F r‖p‖`` of every ``x_iᵀp`` carried through ``D_i x_i``, the curvature's
+    error ``γ dz`` (margins off by ``dz``) and its evaluation ``8u D``, and
+    ``reg·p``.
+    """
+    xp = mm(X, p)
+    dxp = D * xp
+    q = mm(dxp, X) + reg * p
+    p_norm = jnp.linalg.norm(p)
+    err = (
+        F * r * jnp.sum(jnp.abs(dxp))
+        + F * r * r * p_norm * jnp.sum(D)
+        + r * jnp.sum(jnp.abs(xp) * (loss.gamma * dz + 8 * u * D))
+        + F * reg * p_norm
+    )
+    return xp, q, err
+
+
+def _solve(X, D, reg, rhs, precond, config: CertifiedConfig, cg_tol, *, F, r, dz, u, h_norm):
+    """Solves ``(Xᵀ diag(D) X + reg·I) v = rhs`` and certifies the result (:class:`_Step`).
+
+    ``"cholesky"`` rebuilds and factors ``H`` (``n d²`` flops), then spends one
+    product on ``X v`` and ``H v``. ``"pcg"`` runs conjugate gradients
+    preconditioned by the stored inverse of the training-time Hessian (a
+    ``d × d`` product; its accuracy does not matter because the residual is
+    certified, not trusted); ``"cg"`` runs them without it. Each iteration
+    spends one product ``(X p, H p)``, two passes over ``X``, and the step's
+    ``X v`` and ``H v`` are accumulated from them (``v = Σ α_j p_j``), so a
+    removal that converges in one iteration reads ``X`` twice. The residual
+    ``rhs − H v`` is recomputed from the accumulated ``H v`` at every iteration
+    (no recursive drift); the iterations stop once it is below
+    ``max(cg_tol·‖rhs‖, the rounding charges)``: below the charges that
+    no solve can avoid, more accuracy would not lower the certified bound.
+    """
+    product = functools.partial(_hessian_product, F=F, r=r, dz=dz, u=u, loss=config.loss)
+    zero = jnp.zeros((), rhs.dtype)
     if config.solver == "cholesky":
         H = solvers.hessian_from_curvature(X, D, reg)
         L = jnp.linalg.cholesky(H)
-        return cho_solve((L, True), rhs), L
-    apply_precond = None if config.solver == "cg" else (lambda r: mm(precond, r))
-    v, _ = solvers.pcg(
-        lambda p: solvers.hvp_from_curvature(X, D, reg, p),
-        rhs,
-        precond=apply_precond,
-        tol=cg_tol,
-        maxiter=config.cg_maxiter,
+        v = cho_solve((L, True), rhs)
+        xv, hv, err = product(X, D, reg, v)
+        xv_err = F * r * jnp.linalg.norm(v)
+        return _Step(v, xv, hv, err, xv_err, L, jnp.ones((), jnp.int32))
+    apply_precond = (lambda g: g) if config.solver == "cg" else (lambda g: mm(precond, g))
+    threshold = cg_tol * jnp.linalg.norm(rhs)
+
+    def charges(c):
+        # Rounding charges so far: products, the accumulation of H v, and
+        # the accumulation of v itself (moved through ‖H‖).
+        return c["err"] + c["acc_hv"] + h_norm * c["acc_v"]
+
+    def cond(c):
+        res = jnp.linalg.norm(rhs - c["hv"])
+        more = res > jnp.maximum(threshold, charges(c))
+        return (c["k"] == 0) | (more & (c["k"] < config.cg_maxiter))
+
+    def body(c):
+        p = c["p"]
+        xp, q, err = product(X, D, reg, p)
+        pq = jnp.vdot(p, q)
+        alpha = jnp.where(pq > 0, c["rz"] / pq, zero)
+        a = jnp.abs(alpha)
+        v = c["v"] + alpha * p
+        xv = c["xv"] + alpha * xp
+        hv = c["hv"] + alpha * q
+        p_norm = jnp.linalg.norm(p)
+        # Each accumulation x ← x + αy rounds the product and the sum (≤ u each).
+        acc_v = c["acc_v"] + 2 * u * (a * p_norm + jnp.linalg.norm(v))
+        acc_hv = c["acc_hv"] + 2 * u * (a * jnp.linalg.norm(q) + jnp.linalg.norm(hv))
+        acc_xv = c["acc_xv"] + a * F * r * p_norm + 2 * u * (
+            a * jnp.max(jnp.abs(xp)) + jnp.max(jnp.abs(xv))
+        )
+        res = rhs - hv  # explicit residual of the accumulated products
+        g = apply_precond(res)
+        rz = jnp.vdot(res, g)
+        beta = jnp.where(c["rz"] > 0, rz / c["rz"], zero)
+        return dict(
+            v=v, xv=xv, hv=hv, p=g + beta * p, rz=rz, k=c["k"] + 1,
+            err=c["err"] + a * err, acc_v=acc_v, acc_hv=acc_hv, acc_xv=acc_xv,
+        )  # fmt: skip
+
+    g0 = apply_precond(rhs)
+    init = dict(
+        v=jnp.zeros_like(rhs), xv=jnp.zeros(X.shape[0], rhs.dtype), hv=jnp.zeros_like(rhs),
+        p=g0, rz=jnp.vdot(rhs, g0), k=jnp.zeros((), jnp.int32),
+        err=zero, acc_v=zero, acc_hv=zero, acc_xv=zero,
+    )  # fmt: skip
+    c = jax.lax.while_loop(cond, body, init)
+    return _Step(
+        v=c["v"],
+        xv=c["xv"],
+        hv=c["hv"],
+        hv_err=charges(c),
+        xv_err=c["acc_xv"] + r * c["acc_v"],
+        factor=None,
+        iterations=c["k"],
     )
-    return v, None
 
 
 def _leverages(X, D, reg, r, N, L, loss, u):
@@ -746,7 +870,7 @@ def _index_valid(state: CertifiedState, idx, Y):
     return ok, safe
 
 
-def _remove_step(state: CertifiedState, idx, X, y, Y, cg_tol, *, checks: Checks):
+def _remove_step(state: CertifiedState, idx, X, Y, data_ok, cg_tol, *, checks: Checks):
     config = state.config
     loss = config.loss
     num_classes = config.num_classes
@@ -759,12 +883,10 @@ def _remove_step(state: CertifiedState, idx, X, y, Y, cg_tol, *, checks: Checks)
     N = state.norm_bound
 
     idx_ok, safe = _index_valid(state, idx, Y)
-    data_ok = jnp.all(data_fingerprint(X, y) == state.fingerprint)
     already = jnp.all(jnp.isfinite(state.residual_bounds))
     if checks == "checkify":
         checkify.check(idx_ok, "Removal indices must be in range, distinct, not "
                        "already removed, leave a row and (unless allowed) a class.")
-        checkify.check(data_ok, "X, y differ from the data the model was trained on.")
 
     mask = state.mask.at[safe].set(False)
     weights = mask.astype(dtype)
@@ -779,52 +901,51 @@ def _remove_step(state: CertifiedState, idx, X, y, Y, cg_tol, *, checks: Checks)
     u = float(jnp.finfo(dtype).eps) / 2
     h_norm = N * N * loss.hess_bound + reg  # ‖H‖ at any point
 
-    def head(w, Yh, bh, precond, drift):
-        z = mm(X, w)
+    def head(w, Yh, bh, precond, drift, z, dz):
+        # z: the stored margins X w (off by at most dz), no pass over X.
         D_all = loss.hess(z, Yh)
         D = weights * D_all
         if config.correct_residual:
             # Newton step on the full gradient of the remaining perturbed
             # objective, g′ = ∇L_b(w; D′): it also cancels the residual left by
-            # training and earlier removals.
+            # training and earlier removals. One pass over X.
             lg = weights * loss.grad(z, Yh)
             rhs = -(mm(lg, X) + reg * w + bh)
             rhs_err = _gradient_rounding(
-                F, r, jnp.sum(jnp.abs(lg)), jnp.sum(D), reg, w, bh, u, loss
+                F, r, jnp.sum(jnp.abs(lg)), jnp.sum(D), reg, w, bh, u, loss, dz
             )
         else:
             # Δ: gradient of the removed terms, including the change λk·w of the
             # sum-form regulariser λn′/2‖w‖² (Guo et al. §3, batch form).
             lg_rm = loss.grad(z[safe], Yh[safe])
             rhs = k * lam * w + mm(lg_rm, X_rm)
-            dz = F * r * jnp.linalg.norm(w)
             rhs_err = (F + 8 * u) * (
                 k * lam * jnp.linalg.norm(w) + r * jnp.sum(jnp.abs(lg_rm))
             ) + r * dz * jnp.sum(D_all[safe]) * jnp.exp(loss.hess_log_lipschitz * dz)
-        v, chol = _solve(X, D, reg, rhs, precond, config, cg_tol)
-        xv = mm(X, v)
-        hv = mm(D * xv, X) + reg * v
-        # Certify the solve: the explicit residual, plus the rounding of X v,
-        # of the curvature (margins off by F r‖w‖), of the products and sums,
-        # of the right-hand side, and of storing w + v (which moves the
-        # gradient by at most ‖H‖·u·‖w + v‖).
-        res_hat = jnp.linalg.norm(rhs - hv)
-        dz = F * r * jnp.linalg.norm(w)
-        hv_err = (
-            F * r * jnp.sum(jnp.abs(D * xv))
-            + F * r * r * jnp.linalg.norm(v) * jnp.sum(D)
-            + r * jnp.sum(jnp.abs(xv) * (loss.gamma * dz + 8 * u * D))
-            + F * reg * jnp.linalg.norm(v)
+        step = _solve(
+            X, D, reg, rhs, precond, config, cg_tol, F=F, r=r, dz=dz, u=u, h_norm=h_norm
         )
+        v, xv, chol, xv_err = step.v, step.xv, step.factor, step.xv_err
+        # Certify the solve: the explicit residual of the accumulated H v, plus
+        # the rounding of the products and their accumulation (step.hv_err), of
+        # the right-hand side, and of storing w + v (which moves the gradient by
+        # at most ‖H‖·u·‖w + v‖).
+        res_hat = jnp.linalg.norm(rhs - step.hv)
         w_new = w + v
         solve_charge = (
-            res_hat * (1 + F) + rhs_err + hv_err + u * h_norm * jnp.linalg.norm(w_new)
+            res_hat * (1 + F) + rhs_err + step.hv_err + u * h_norm * jnp.linalg.norm(w_new)
         )
+        # The new margins, and how far they may be from X w_new: the old error,
+        # X v's, the rounding of the sum and of storing w + v.
+        z_new = z + xv
+        dz_new = (
+            dz + xv_err + u * (jnp.max(jnp.abs(z_new)) + r * jnp.linalg.norm(w_new))
+        ) * (1 + F)
         # Margin changes of the remaining rows, inflated by their rounding, and
         # how far each row's curvature moves along the step (exact for a
         # unimodal ℓ'', inflated by the rounding of z and s).
-        s = weights * (jnp.abs(xv) + F * r * jnp.linalg.norm(v))
-        h_err = loss.gamma * (2 * dz + F * r * jnp.linalg.norm(v)) + 16 * u * loss.hess_bound
+        s = weights * (jnp.abs(xv) + xv_err)
+        h_err = loss.gamma * (2 * dz + xv_err) + 16 * u * loss.hess_bound
         deviation = weights * (loss.hess_deviation(z, xv, Yh) + h_err)
         D_end = loss.hess(z + xv, Yh)
         change = weights * (jnp.abs(D_end - D_all) + h_err)
@@ -835,7 +956,7 @@ def _remove_step(state: CertifiedState, idx, X, y, Y, cg_tol, *, checks: Checks)
             lin_err = weights * jnp.minimum(
                 jnp.abs(D_end - D_all - third * xv)
                 + 2 * h_err
-                + loss.fourth_bound * s * F * r * jnp.linalg.norm(v),
+                + loss.fourth_bound * s * xv_err,
                 0.5 * loss.fourth_bound * s * s,
             )
         # Row-wise Taylor remainder: |ρ_i| <= |s_i| max_t |ℓ''(z_i + t s_i) − ℓ''(z_i)|
@@ -885,18 +1006,21 @@ def _remove_step(state: CertifiedState, idx, X, y, Y, cg_tol, *, checks: Checks)
                 norm_bound=N,
                 loss=loss,
             )
-        return w_new, dd, solve_charge, mass, logdet, drift
+        return w_new, dd, solve_charge, mass, logdet, drift, z_new, dz_new, step.iterations
 
-    heads = (W, Y, B, P_inv, state.jacobian_drift)
+    heads = (W, Y, B, P_inv, state.jacobian_drift, state.margins, state.margin_error)
     if checks == "checkify":
         # checkify cannot thread errors through a batched while loop (CG):
         # map over heads sequentially instead of vmapping them.
-        per_head = lambda a: head(a[0], a[1], a[2], None if P_inv is None else a[3], a[4])
-        packed = (W, Y, B, P_inv if P_inv is not None else W, state.jacobian_drift)
-        W_new, dd, res, mass, logdet, drift = jax.lax.map(per_head, packed)
+        per_head = lambda a: head(
+            a[0], a[1], a[2], None if P_inv is None else a[3], a[4], a[5], a[6]
+        )
+        packed = (W, Y, B, P_inv if P_inv is not None else W) + heads[4:]
+        outs = jax.lax.map(per_head, packed)
     else:
-        in_axes = (0, 0, 0, None if P_inv is None else 0, 0)
-        W_new, dd, res, mass, logdet, drift = jax.vmap(head, in_axes=in_axes)(*heads)
+        in_axes = (0, 0, 0, None if P_inv is None else 0, 0, 0, 0)
+        outs = jax.vmap(head, in_axes=in_axes)(*heads)
+    W_new, dd, res, mass, logdet, drift, margins, margin_error, iterations = outs
     increment = dd + res
     C = loss.grad_bound * r
     # Theorem 1 (with ‖x‖ <= r): ‖R‖ <= γ n′ r³ ‖v‖², ‖v‖ <= ‖rhs‖/(λ n′), and
@@ -934,6 +1058,8 @@ def _remove_step(state: CertifiedState, idx, X, y, Y, cg_tol, *, checks: Checks)
         unstructured_bounds=poison(unstructured, inf),
         logdet_bound=poison(J, inf),
         jacobian_drift=poison(drift, state.jacobian_drift),
+        margins=poison(margins, state.margins),
+        margin_error=poison(margin_error, state.margin_error),
         rounding_failure=state.rounding_failure + fail,
         num_removed=state.num_removed + jnp.where(valid, k, 0).astype(jnp.int32),
     )
@@ -949,22 +1075,38 @@ def _remove_step(state: CertifiedState, idx, X, y, Y, cg_tol, *, checks: Checks)
         logdet_bound=new_state.logdet_bound,
         valid=valid,
         num_remaining=jnp.sum(new_state.mask).astype(jnp.int32),
+        solver_iterations=jnp.max(iterations),
     )
     return new_state, info
 
 
-@functools.partial(jax.jit, static_argnames=("checks",))
-def _remove_impl(state, idx, X, y, cg_tol, *, checks="poison"):
-    Y = _head_labels(y, state.config.num_classes, X.dtype)
-    return _remove_step(state, idx, X, y, Y, cg_tol, checks=checks)
+def _data_ok(state, X, y, x_digest, checks):
+    """``X, y`` are the training data: their digest equals the state's
+    fingerprint. ``X``'s half is given (cached) or computed here in one pass;
+    ``y``'s half (``n`` entries) always here. Once per call, not per step."""
+    if x_digest is None:
+        x_digest = _features_digest(X)
+    digest = jnp.concatenate([x_digest, _labels_digest(y, X.dtype)])
+    ok = jnp.all(digest == state.fingerprint)
+    if checks == "checkify":
+        checkify.check(ok, "X, y differ from the data the model was trained on.")
+    return ok
 
 
 @functools.partial(jax.jit, static_argnames=("checks",))
-def _remove_sequence_impl(state, idx_batches, X, y, cg_tol, *, checks="poison"):
+def _remove_impl(state, idx, X, y, digest, cg_tol, *, checks="poison"):
     Y = _head_labels(y, state.config.num_classes, X.dtype)
+    data_ok = _data_ok(state, X, y, digest, checks)
+    return _remove_step(state, idx, X, Y, data_ok, cg_tol, checks=checks)
+
+
+@functools.partial(jax.jit, static_argnames=("checks",))
+def _remove_sequence_impl(state, idx_batches, X, y, digest, cg_tol, *, checks="poison"):
+    Y = _head_labels(y, state.config.num_classes, X.dtype)
+    data_ok = _data_ok(state, X, y, digest, checks)
 
     def step(s, idx):
-        return _remove_step(s, idx, X, y, Y, cg_tol, checks=checks)
+        return _remove_step(s, idx, X, Y, data_ok, cg_tol, checks=checks)
 
     return jax.lax.scan(step, state, idx_batches)
 
@@ -1220,8 +1362,9 @@ def remove(
     """
     flat = _validate_request(state, idx, X, y, name="idx")
     idx = jnp.asarray(np.atleast_1d(flat) if flat is not None else jnp.atleast_1d(idx))
-    X = jnp.asarray(X)
-    out = _remove_impl(state, idx, X, _labels(state, y), _cg_tol(state, X), checks=checks)
+    X, y = jnp.asarray(X), _labels(state, y)
+    digest = _cached_digest(X)
+    out = _remove_impl(state, idx, X, y, digest, _cg_tol(state, X), checks=checks)
     if flat is not None:
         _raise_if_other_data(state, out[0], X, y)
     return out
@@ -1253,13 +1396,42 @@ def remove_sequence(
         )
     flat = _validate_request(state, idx_batches, X, y, name="idx_batches")
     batches = jnp.asarray(flat.reshape(np.shape(idx_batches)) if flat is not None else idx_batches)
-    X = jnp.asarray(X)
-    out = _remove_sequence_impl(
-        state, batches, X, _labels(state, y), _cg_tol(state, X), checks=checks
-    )
+    X, y = jnp.asarray(X), _labels(state, y)
+    digest = _cached_digest(X)
+    out = _remove_sequence_impl(state, batches, X, y, digest, _cg_tol(state, X), checks=checks)
     if flat is not None:
         _raise_if_other_data(state, out[0], X, y)
     return out
+
+
+#: Feature digests of device arrays already seen, by ``id(X)``; an entry is
+#: dropped when its array is garbage-collected (so an id is never reused for
+#: other data while its entry lives).
+_DIGESTS: dict[int, Array] = {}
+
+
+def _cached_digest(X) -> Array | None:
+    """The features' half of the data fingerprint, computed once per array.
+
+    A ``jax.Array`` cannot change, so the digest of the same ``X`` is computed
+    once (one pass, in a separate program, on the array's devices) and reused
+    by every later removal: a queue of removals on the same data reads ``X``
+    only for the removals themselves. ``None`` inside a trace (the removal
+    then computes it in its own program). The labels' half is cheap and is
+    computed by every removal.
+    """
+    if not _validate.on_device(X):
+        return None
+    key = id(X)
+    digest = _DIGESTS.get(key)
+    if digest is None:
+        digest = _features_digest_jit(X)
+        _DIGESTS[key] = digest
+        weakref.finalize(X, _DIGESTS.pop, key, None)
+    return digest
+
+
+_features_digest_jit = jax.jit(_features_digest)
 
 
 def _labels(state: CertifiedState, y) -> Array:

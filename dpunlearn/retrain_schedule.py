@@ -247,8 +247,9 @@ def advance(schedule: RetrainSchedule, idx, X, y) -> tuple[RetrainSchedule, Arra
     X = jnp.asarray(X)
     yl = certified._labels(first, y)
     cg_tol = certified._cg_tol(first, X)
+    digest = certified._cached_digest(X)
     shadows, infos = jax.lax.map(
-        lambda s: certified._remove_impl(s, jnp.atleast_1d(idx), X, yl, cg_tol),
+        lambda s: certified._remove_impl(s, jnp.atleast_1d(idx), X, yl, digest, cg_tol),
         schedule.shadows,
         batch_size=SHADOW_BATCH,
     )
@@ -354,8 +355,9 @@ def plan(
     yl = certified._labels(first, y)
     reqs = jnp.asarray(requests)
     cg_tol = certified._cg_tol(first, X)
+    digest = certified._cached_digest(X)
     _, infos = jax.lax.map(
-        lambda s: certified._remove_sequence_impl(s, reqs, X, yl, cg_tol),
+        lambda s: certified._remove_sequence_impl(s, reqs, X, yl, digest, cg_tol),
         schedule.shadows,
         batch_size=SHADOW_BATCH,
     )

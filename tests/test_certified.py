@@ -301,6 +301,8 @@ def test_one_vs_rest_heads_combine_in_l2():
             residual_bounds=state.residual_bounds[h : h + 1],
             unstructured_bounds=state.unstructured_bounds[h : h + 1],
             jacobian_drift=state.jacobian_drift[h : h + 1],
+            margins=state.margins[h : h + 1],
+            margin_error=state.margin_error[h : h + 1],
             fingerprint=certified.data_fingerprint(X, yh),
             config=binary,
         )

@@ -130,7 +130,7 @@ def library_states(problem, grid, config):
             b[None], X, y, mask, problem.lam, problem.sigma, config=config
         )
         for rm in problem.removals:
-            state, _ = certified._remove_impl(state, jnp.asarray(rm), X, y, 1e-12)
+            state, _ = certified._remove_impl(state, jnp.asarray(rm), X, y, None, 1e-12)
         return state
 
     return jax.jit(jax.vmap(one))(jnp.asarray(grid))
