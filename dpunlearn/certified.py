@@ -31,8 +31,15 @@ certified upper bound on ``‖X‖₂``, ``r`` the row-norm bound):
   "corollary1"``) or, by default, ``(γ/2)·N·‖s ⊙ s‖₂`` (``"integral"``): the
   exact remainder ``X′ᵀρ``, ``ρ_i = ∫₀¹ (ℓ''(z_i + t s_i) − ℓ''(z_i)) s_i dt``,
   has ``|ρ_i| <= γ s_i²/2``; never more than half of Corollary 1;
-* ``solve_residual`` = ``‖Δ − Hv‖`` recomputed explicitly after the solve,
-  plus the rounding of computing it, of ``Δ`` and of storing ``w + v``.
+* ``solve_residual`` = ``‖Δ − Hv‖`` with ``Hv`` accumulated from the
+  solver's own products (no drift, no further pass), plus the rounding of
+  those products and sums, of ``Δ`` and of storing ``w + v``.
+
+Cost: the state keeps the margins ``Xw`` (with a certified bound on their
+rounding), and a removal's ``Xv`` and ``Hv`` come from the CG products, so a
+removal whose preconditioned CG converges in one iteration reads ``X`` twice
+(``Xp``, ``Xᵀ(D ⊙ Xp)``); ``docs/certified_removal.md`` §7 derives the
+rounding charges.
 
 Heads of a one-vs-rest model are released together, one Gaussian mechanism in
 ``K·d`` dimensions: their residuals combine in ℓ2, ``β = √(Σ_h β_h²)``.
@@ -788,10 +795,16 @@ def _solve(X, D, reg, rhs, precond, config: CertifiedConfig, cg_tol, *, F, r, dz
         return (c["k"] == 0) | (more & (c["k"] < config.cg_maxiter))
 
     def body(c):
-        p = c["p"]
+        # The next direction, from the residual of the accumulated products:
+        # the preconditioner is applied once per iteration, never after the last.
+        res = rhs - c["hv"]
+        g = apply_precond(res)
+        rz = jnp.vdot(res, g)
+        beta = jnp.where(c["rz"] > 0, rz / c["rz"], zero)
+        p = g + beta * c["p"]
         xp, q, err = product(X, D, reg, p)
         pq = jnp.vdot(p, q)
-        alpha = jnp.where(pq > 0, c["rz"] / pq, zero)
+        alpha = jnp.where(pq > 0, rz / pq, zero)
         a = jnp.abs(alpha)
         v = c["v"] + alpha * p
         xv = c["xv"] + alpha * xp
@@ -803,19 +816,14 @@ def _solve(X, D, reg, rhs, precond, config: CertifiedConfig, cg_tol, *, F, r, dz
         acc_xv = c["acc_xv"] + a * F * r * p_norm + 2 * u * (
             a * jnp.max(jnp.abs(xp)) + jnp.max(jnp.abs(xv))
         )
-        res = rhs - hv  # explicit residual of the accumulated products
-        g = apply_precond(res)
-        rz = jnp.vdot(res, g)
-        beta = jnp.where(c["rz"] > 0, rz / c["rz"], zero)
         return dict(
-            v=v, xv=xv, hv=hv, p=g + beta * p, rz=rz, k=c["k"] + 1,
+            v=v, xv=xv, hv=hv, p=p, rz=rz, k=c["k"] + 1,
             err=c["err"] + a * err, acc_v=acc_v, acc_hv=acc_hv, acc_xv=acc_xv,
         )  # fmt: skip
 
-    g0 = apply_precond(rhs)
     init = dict(
         v=jnp.zeros_like(rhs), xv=jnp.zeros(X.shape[0], rhs.dtype), hv=jnp.zeros_like(rhs),
-        p=g0, rz=jnp.vdot(rhs, g0), k=jnp.zeros((), jnp.int32),
+        p=jnp.zeros_like(rhs), rz=zero, k=jnp.zeros((), jnp.int32),
         err=zero, acc_v=zero, acc_hv=zero, acc_xv=zero,
     )  # fmt: skip
     c = jax.lax.while_loop(cond, body, init)

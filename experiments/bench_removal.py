@@ -10,9 +10,11 @@ Measures, in one run and on one machine, for three cases:
 For each: seconds per single removal (PCG preconditioned by the training-time
 Cholesky factor, steady state, compile time excluded), per batch of 100 rows
 removed in one Newton step, retraining from scratch with our fastest solver to
-the same tolerance, a naive reference that rebuilds the Hessian at every
-removal, solves densely and estimates ‖X′‖₂ by 20 steps of power iteration
-(the method of facebookresearch/certified-removal), and one product ``X v``.
+the same tolerance, the reference method of facebookresearch/certified-removal
+(at every removal: rebuild the Hessian and invert it, downdate ``XᵀX`` by the
+removed row and estimate ``‖X′‖₂`` by 20 power-iteration steps on it), and
+one product ``X v``. ``removal_vs_matvec`` counts passes over ``X``: a
+removal that converges in one solver iteration reads ``X`` twice.
 It prints the MNIST-sized ratios one per line as ``name: value`` and writes
 every figure to JSON.
 
@@ -25,10 +27,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
+import _common as common
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,6 +41,21 @@ from dpunlearn.losses import LOGISTIC
 
 def _block(tree):
     return jax.block_until_ready(tree)
+
+
+def _time_interleaved(fns: dict, repeats: int) -> dict:
+    """Median wall time of each ``fns[name]()`` (already compiled), the calls
+    interleaved round-robin so that a change in the machine's load hits every
+    figure of a ratio alike."""
+    for fn in fns.values():
+        _block(fn())
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            _block(fn())
+            times[name].append(time.perf_counter() - t)
+    return {name: float(np.median(ts)) for name, ts in times.items()}
 
 
 def _time(fn, repeats: int) -> float:
@@ -62,40 +79,49 @@ def synthetic(n: int, d: int, seed: int, dtype=jnp.float32):
     return X, y
 
 
-# --- the naive reference (Guo et al.'s code, re-implemented in JAX) ----------
+# --- the reference method (Guo et al.'s code, re-implemented in JAX) ---------
 
 
 @jax.jit
-def _naive_step(w, mask, idx, X, y, lam, key):
-    """One removal as the reference code does it: rebuild H on the remaining data,
-    solve densely, estimate ‖X′‖₂ by 20 power-iteration steps, Corollary-1 bound."""
+def _naive_step(w, mask, K, idx, X, y, lam, key):
+    """One removal as facebookresearch/certified-removal's ``test_removal.py`` does
+    it: downdate ``K = X′ᵀX′`` by the removed row (rank one), rebuild the Hessian
+    on the remaining rows and invert it explicitly, estimate ``‖X′‖₂`` by 20
+    power-iteration steps on ``K`` (``d × d``), apply the Newton step and add
+    Corollary 1's ``‖Δ‖‖X′Δ‖‖X′‖₂/4`` to the bound. As there, with the mask in
+    place of a copy of the remaining rows (which only makes it faster)."""
+    x = X[idx]
+    K = K - jnp.outer(x, x)
     mask = mask.at[idx].set(False)
     weights = mask.astype(X.dtype)
     n_left = jnp.sum(weights)
-    delta = lam * w + LOGISTIC.grad(X[idx] @ w, y[idx]) * X[idx]
-    H = solvers.hessian(w, X, y, weights, lam, LOGISTIC)
-    v = jnp.linalg.solve(H, delta)
-    Xm = X * weights[:, None]
-    # K = X′ᵀX′ (the reference downdates it; it is a d×d matrix either way).
+    D = weights * LOGISTIC.hess(X @ w, y)
+    H = (X * D[:, None]).T @ X + lam * n_left * jnp.eye(X.shape[1], dtype=X.dtype)
+    H_inv = jnp.linalg.inv(H)
+    grad = lam * w + LOGISTIC.grad(x @ w, y[idx]) * x
     u = jax.random.normal(key, (X.shape[1],), X.dtype)
 
-    def power(u, _):
-        u = (Xm @ u) @ Xm
-        return u / jnp.linalg.norm(u), None
+    def power(c, _):
+        u, _ = c
+        u = K @ u
+        norm = jnp.linalg.norm(u)
+        return (u / norm, norm), None
 
-    u, _ = jax.lax.scan(power, u, None, length=20)
-    norm_est = jnp.sqrt(jnp.linalg.norm((Xm @ u) @ Xm))
-    bound = 0.25 * norm_est * jnp.linalg.norm(v) * jnp.linalg.norm(Xm @ v)
-    del n_left
-    return w + v, mask, bound
+    (_, top), _ = jax.lax.scan(power, (u, jnp.ones((), X.dtype)), None, length=20)
+    delta = H_inv @ grad
+    delta_p = (X @ delta) * weights
+    bound = jnp.linalg.norm(delta) * jnp.linalg.norm(delta_p) * jnp.sqrt(top) / 4
+    return w + delta, mask, K, bound
 
 
-def naive_sequence(state, order, X, y, key):
+def naive_sequence(state, order, X, y, key, K):
+    """``K = XᵀX`` is computed once before the removals (outside the timing),
+    as the reference does."""
     w, mask = state.params, state.mask
     bounds = []
     for t, i in enumerate(order):
-        w, mask, b = _naive_step(
-            w, mask, int(i), X, y, state.lam, jax.random.fold_in(key, t)
+        w, mask, K, b = _naive_step(
+            w, mask, K, int(i), X, y, state.lam, jax.random.fold_in(key, t)
         )
         bounds.append(b)
     return _block(w), np.asarray(bounds)
@@ -135,39 +161,44 @@ def bench_case(
 
     matvec = jax.jit(lambda X, v: X @ v)
     v = jnp.ones((d,), X.dtype)
-    res["matvec_seconds"] = _time(lambda: matvec(X, v), repeats=20)
-
-    # Single removals: a compiled lax.scan over `removals` requests, per-request time.
+    # Single removals: a compiled lax.scan over `removals` requests (per-request
+    # time); one call of the public remove() (host checks included); a batch of
+    # `batch` rows removed in one Newton step; one product X v. Interleaved.
     seq = jnp.asarray(order[:removals].reshape(removals, 1))
+    one = jnp.asarray(order[removals : removals + 1])
+    rows = jnp.asarray(order[removals + 1 : removals + 1 + batch])
     run_seq = lambda: certified.remove_sequence(state, seq, X, y)
-    total = _time(run_seq, repeats=1 if matrix_free else 3)
-    res["removal_seconds"] = total / removals
+    t = _time_interleaved(
+        {
+            "matvec": lambda: matvec(X, v),
+            "sequence": run_seq,
+            "single": lambda: certified.remove(state, one, X, y),
+            "batch": lambda: certified.remove(state, rows, X, y),
+        },
+        repeats=1 if matrix_free else 15,
+    )
+    res["matvec_seconds"] = t["matvec"]
+    res["removal_seconds"] = t["sequence"] / removals
+    res["remove_call_seconds"] = t["single"]
+    res["batch_size"] = batch
+    res["batch_seconds"] = t["batch"]
     _, infos = run_seq()
     res["removal_bounds_mean"] = float(np.mean(infos.data_dependent_bound))
     res["removal_solve_residual_max"] = float(np.max(infos.solve_residual))
-    # One call of the public remove() (host checks included), steady state.
-    one = jnp.asarray(order[removals : removals + 1])
-    res["remove_call_seconds"] = _time(
-        lambda: certified.remove(state, one, X, y), repeats=1 if matrix_free else 10
-    )
+    res["removal_solver_iterations_mean"] = float(np.mean(infos.solver_iterations))
+    res["removal_cumulative_bound"] = float(infos.cumulative_bound[-1])
     log(
-        f"[{name}] removal: {res['removal_seconds'] * 1e3:.2f} ms "
-        f"(public call {res['remove_call_seconds'] * 1e3:.2f} ms)"
+        f"[{name}] removal: {res['removal_seconds'] * 1e3:.2f} ms in a sequence "
+        f"(public call {res['remove_call_seconds'] * 1e3:.2f} ms), batch of {batch}: "
+        f"{res['batch_seconds'] * 1e3:.2f} ms, X v: {res['matvec_seconds'] * 1e3:.3f} ms"
     )
-
-    # A batch of `batch` rows removed in one Newton step.
-    rows = jnp.asarray(order[removals + 1 : removals + 1 + batch])
-    res["batch_size"] = batch
-    res["batch_seconds"] = _time(
-        lambda: certified.remove(state, rows, X, y), repeats=1 if matrix_free else 10
-    )
-    log(f"[{name}] batch of {batch}: {res['batch_seconds'] * 1e3:.2f} ms")
 
     if naive:
         m = min(removals, 20)
-        naive_sequence(state, order[:2], X, y, k_naive)  # compile
+        K = _block(jax.jit(lambda X: X.T @ X)(X))
+        naive_sequence(state, order[:2], X, y, k_naive, K)  # compile
         t = time.perf_counter()
-        _, naive_bounds = naive_sequence(state, order[:m], X, y, k_naive)
+        _, naive_bounds = naive_sequence(state, order[:m], X, y, k_naive, K)
         res["naive_removal_seconds"] = (time.perf_counter() - t) / m
         ours = np.asarray(infos.data_dependent_bound)[:m]
         res["naive_bounds_sum"] = float(naive_bounds.sum())
@@ -207,7 +238,7 @@ def main(argv=None) -> int:
         "jax": jax.__version__,
         "backend": jax.default_backend(),
         "devices": [str(dv) for dv in jax.devices()],
-        "machine": platform.processor() or platform.machine(),
+        "machine": common.cpu_model(),
         "cpu_count": os.cpu_count(),
         "x64": bool(jax.config.jax_enable_x64),
     }
@@ -259,6 +290,8 @@ def main(argv=None) -> int:
         del X
 
     m = results["mnist_sized"]
+    print(f"# machine: {results['machine']}, {results['cpu_count']} cores, "
+          f"{results['backend']} backend, jax {results['jax']}")
     for key in (
         "removal_vs_naive",
         "removal_vs_retrain",
