@@ -13,9 +13,14 @@ interface with :func:`dpunlearn.methods.certified_removal` as the server:
   package ships a real one); 5 % of the rows chosen by influence; equalized-
   odds and demographic-parity gaps after the deletions vs random deletions;
   monitor AUC.
-* ``camouflage`` (Di et al., NeurIPS 2023, dirty-label): digits, 10 classes;
-  success after deleting the camouflage and stealth before, for several k;
-  monitor AUC of the camouflage requests against random requests of k rows.
+* ``camouflage`` (Di et al., NeurIPS 2023): digits, 10 classes. Dirty-label
+  (``--camouflage dirty``, the default): success after deleting the
+  camouflage and stealth before, for several k; monitor AUC of the camouflage
+  requests against random requests of k rows. Clean-label (``--camouflage
+  clean``; ``both`` runs the two): k = 20 poison and 20 camouflage rows brewed
+  by gradient matching from the rows after the first n (their labels kept),
+  for several l_inf budgets relative to the feature range, and a control
+  whose perturbations are random signs of the largest budget.
 * ``selection`` (accuracy-degrading requests): breast cancer; held-out loss
   and error after 40 chosen deletions vs random ones.
 * ``backdoor`` (Liu et al., AAAI 2024, poison + mitigation): digits, 10
@@ -28,6 +33,7 @@ a summary table. ``--size smoke`` is the size of the tests (a few minutes on
 
 Usage:
   python experiments/threats.py [--size smoke|full] [--out DIR] [--seed 0]
+                                [--camouflage dirty|clean|both]
 """
 
 from __future__ import annotations
@@ -46,11 +52,13 @@ SIZES = {
     "smoke": {
         "sd_n": 400, "sd_m": 20, "sd_steps": 20, "fair_n": 1000, "fair_k": 50, "fair_random": 5,
         "camo_n": 1000, "camo_targets": 12, "camo_ks": (3, 10, 20), "mon_ordinary": 24,
+        "camo_clean_n": 1000, "camo_clean_eps": (16 / 255, 0.25, 0.5),
         "sel_k": 40, "sel_random": 5, "bd_n": 1000, "bd_poison": 20, "bd_mitigation": 60,
     },
     "full": {
         "sd_n": 1000, "sd_m": 50, "sd_steps": 30, "fair_n": 3000, "fair_k": 150, "fair_random": 20,
         "camo_n": 1437, "camo_targets": 40, "camo_ks": (3, 5, 10, 20), "mon_ordinary": 100,
+        "camo_clean_n": 1000, "camo_clean_eps": (16 / 255, 0.125, 0.25, 0.5),
         "sel_k": 40, "sel_random": 20, "bd_n": 1000, "bd_poison": 20, "bd_mitigation": 60,
     },
 }
@@ -63,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenarios", default=",".join(SCENARIOS))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="results/threats")
+    p.add_argument("--camouflage", choices=("dirty", "clean", "both"), default="dirty",
+                   help="which camouflage variant(s) the camouflage scenario runs")
     return p
 
 
@@ -178,7 +188,59 @@ def fairness(cfg, seed):
     return out
 
 
-def camouflage(cfg, seed):
+def camouflage(cfg, seed, variant="dirty"):
+    out = camouflage_dirty(cfg, seed) if variant in ("dirty", "both") else {}
+    if variant in ("clean", "both"):
+        out["clean"] = camouflage_clean(cfg, seed)
+    return out
+
+
+def camouflage_clean(cfg, seed):
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from dpunlearn import data as D
+    from dpunlearn import methods
+    from dpunlearn.threats import camouflage as C
+
+    lam, k = 1e-5, 20
+    ds = D.load("digits", seed=seed, label_format="int")
+    n = cfg["camo_clean_n"]
+    tr = methods.Data(ds.X_train[:n], ds.y_train[:n].astype(np.int32))
+    pool = methods.Data(ds.X_train[n:], ds.y_train[n:].astype(np.int32))
+    method = methods.certified_removal(lam=lam, sigma=0.01, epsilon=1.0, delta=1e-4, num_shadows=0, num_classes=10)
+    state, _ = method.train(jax.random.key(seed), tr, None)
+    pred = np.asarray(method.predict(state.params, ds.X_test))
+    targets = np.flatnonzero(pred == ds.y_test)[: cfg["camo_targets"]]
+    out = {"n": n, "k": k, "lam": lam, "targets": len(targets), "norm": "linf",
+           "budget": "epsilon * (max - min of the training features)", "by_eps": {}}  # fmt: skip
+
+    def trial(i, j, eps, control):
+        yt = int(ds.y_test[j])
+        a = C.craft_clean_camouflage(jax.random.key(seed + 100 + i), tr, pool, ds.X_test[j], yt, (yt + 1) % 10, k,
+                                     lam=lam, epsilon=eps, num_classes=10)  # fmt: skip
+        if control:  # the same pool rows, random signs of the same budget
+            kp, kc = jax.random.split(jax.random.key(seed + 500 + i))
+            bp, bc = jnp.asarray(pool.x[a.poison_index]), jnp.asarray(pool.x[a.camouflage_index])
+            rnd = lambda b, kk: C.project_perturbation(b + a.radius * jnp.sign(jax.random.normal(kk, b.shape)), b, radius=a.radius)  # noqa: E731
+            a = a._replace(poison_x=rnd(bp, kp), camouflage_x=rnd(bc, kc))
+        r = C.run_camouflage(method, tr, a, ds.X_test[j], yt, key=jax.random.key(seed + 200 + i))
+        return r.correct_before, r.success, a.surrogate_flipped, a.radius
+
+    for eps in cfg["camo_clean_eps"]:
+        res = np.array([trial(i, j, eps, False) for i, j in enumerate(targets)], float)
+        out["by_eps"][f"{eps:.4g}"] = {"radius": float(res[0, 3]), "stealth": float(res[:, 0].mean()),
+                                       "success": float(res[:, 1].mean()), "surrogate_flipped": float(res[:, 2].mean())}  # fmt: skip
+        _common.log(f"  camouflage clean eps={eps:.4g} (l_inf {res[0, 3]:.3f}): stealth {res[:, 0].mean():.2f}, success {res[:, 1].mean():.2f}")
+    eps = max(cfg["camo_clean_eps"])
+    res = np.array([trial(i, j, eps, True) for i, j in enumerate(targets)], float)
+    out["random_control"] = {"eps": eps, "stealth": float(res[:, 0].mean()), "success": float(res[:, 1].mean())}
+    _common.log(f"  camouflage clean random control eps={eps:.4g}: success {res[:, 1].mean():.2f}")
+    return out
+
+
+def camouflage_dirty(cfg, seed):
     import jax
     import numpy as np
 
@@ -301,12 +363,19 @@ def plot(results, path):
         axes[1].bar(["original", "random", "targeted"], vals, color=["C0", "C7", "C3"])
         axes[1].set_title(f"fairness: EO gap ({r['deletions']} deletions)")
     r = results.get("camouflage")
-    if r:
+    if r and "by_k" in r:
         ks = list(r["by_k"])
         axes[2].plot([int(k) for k in ks], [r["by_k"][k]["success"] for k in ks], "o-", color="C3", label="success after")
         axes[2].plot([int(k) for k in ks], [1 - r["by_k"][k]["stealth"] for k in ks], "s--", color="C0", label="flipped before")
         axes[2].set_xlabel("k (poison = camouflage rows)")
-        axes[2].set_title("camouflage")
+        axes[2].set_title("camouflage (dirty-label)")
+        axes[2].legend()
+    elif r and "clean" in r:
+        c = r["clean"]["by_eps"]
+        axes[2].plot([float(e) for e in c], [c[e]["success"] for e in c], "o-", color="C3", label="success after")
+        axes[2].plot([float(e) for e in c], [1 - c[e]["stealth"] for e in c], "s--", color="C0", label="flipped before")
+        axes[2].set_xlabel("l_inf budget / feature range (k = 20)")
+        axes[2].set_title("camouflage (clean-label)")
         axes[2].legend()
     aucs = {s: results[s]["monitor"]["auc"] for s in results if "monitor" in results[s]}
     shuf = {s: results[s]["monitor"]["auc_shuffled"] for s in aucs}
@@ -333,7 +402,8 @@ def main(argv=None) -> dict:
     cfg = SIZES[args.size]
     os.makedirs(args.out, exist_ok=True)
     results, seconds = {}, {}
-    runners = {"slowdown": slowdown, "fairness": fairness, "camouflage": camouflage,
+    runners = {"slowdown": slowdown, "fairness": fairness,
+               "camouflage": lambda c, sd: camouflage(c, sd, args.camouflage),
                "selection": selection, "backdoor": backdoor}  # fmt: skip
     with _common.single_threaded_blas() as blas:
         for i, s in enumerate(scenarios):
@@ -343,7 +413,7 @@ def main(argv=None) -> dict:
             seconds[s] = time.perf_counter() - t
             _common.log(f"[{i + 1}/{len(scenarios)}] {s} done in {seconds[s]:.1f} s")
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    doc = {"config": {"size": args.size, "seed": args.seed, "sizes": cfg, "blas": blas,
+    doc = {"config": {"size": args.size, "seed": args.seed, "sizes": cfg, "blas": blas, "camouflage": args.camouflage,
                       "environment": _common.environment(), "load_average": load},
            "seconds": seconds, "results": results}  # fmt: skip
     _common.write_json(os.path.join(args.out, "results.json"), doc)
@@ -356,8 +426,15 @@ def main(argv=None) -> dict:
         elif s == "fairness":
             fig = f"EO {r['original']['eo']:.3f} -> {r['targeted']['eo']:.3f} (random {r['random_mean']['eo']:.3f})"
         elif s == "camouflage":
-            kk = str(max(int(k) for k in r["by_k"]))
-            fig = f"k={kk}: success {r['by_k'][kk]['success']:.2f}, stealth {r['by_k'][kk]['stealth']:.2f}"
+            parts = []
+            if "by_k" in r:
+                kk = str(max(int(k) for k in r["by_k"]))
+                parts.append(f"k={kk}: success {r['by_k'][kk]['success']:.2f}, stealth {r['by_k'][kk]['stealth']:.2f}")
+            if "clean" in r:
+                c = r["clean"]["by_eps"]
+                parts.append("clean k=20, eps " + " / ".join(c) + ": success " + " / ".join(f"{c[e]['success']:.2f}" for e in c)
+                             + f" (random {r['clean']['random_control']['success']:.2f})")
+            fig = "; ".join(parts)
         elif s == "backdoor":
             fig = f"ASR {r['asr_before']:.2f} -> {r['asr_after']:.2f} (random deletion {r['asr_after_random_deletion']:.2f})"
         else:

@@ -7,8 +7,9 @@ module                      threat
                             spends the certified-removal budget fastest
 :mod:`.backdoor`            Liu et al. (AAAI 2024): poison + mitigation rows;
                             deleting the mitigation activates a backdoor
-:mod:`.camouflage`          Di et al. (NeurIPS 2023), dirty-label: a poison
-                            that acts once its camouflage is deleted
+:mod:`.camouflage`          Di et al. (NeurIPS 2023), dirty- and clean-label
+                            (gradient matching): a poison that acts once its
+                            camouflage is deleted
 :mod:`.selection`           real rows chosen by influence whose deletion
                             degrades accuracy (Qian et al., KDD 2023)
 :mod:`.fairness`            deletions chosen by influence to widen the
@@ -28,7 +29,11 @@ from dpunlearn.threats.backdoor import (
 from dpunlearn.threats.camouflage import (
     CamouflageSet,
     CamouflageTrial,
+    CleanCamouflageSet,
     craft_camouflage,
+    craft_clean_camouflage,
+    gradient_alignment,
+    project_perturbation,
     run_camouflage,
 )
 from dpunlearn.threats.fairness import (
@@ -55,16 +60,20 @@ __all__ = [
     "BackdoorSet",
     "CamouflageSet",
     "CamouflageTrial",
+    "CleanCamouflageSet",
     "FairnessSelection",
     "RemovalCount",
     "SlowdownPoison",
     "apply_trigger",
     "craft_backdoor",
     "craft_camouflage",
+    "craft_clean_camouflage",
     "craft_slowdown",
     "demographic_parity_gap",
     "equalized_odds_gap",
+    "gradient_alignment",
     "project_ball_box",
+    "project_perturbation",
     "removal_charges",
     "run_backdoor",
     "run_camouflage",
