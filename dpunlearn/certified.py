@@ -867,12 +867,15 @@ def _index_valid(state: CertifiedState, idx, Y):
     left = jnp.sum(state.mask) - idx.shape[0] >= 1
     ok = in_range & present & distinct & left
     if not state.config.allow_empty_class and state.config.loss.labels == "pm1":
-        mask = state.mask.at[safe].set(False)
-        # Every head keeps at least one positive and one negative row.
-        pos = jnp.sum(mask[None, :] & (Y > 0), axis=1)
-        neg = jnp.sum(mask[None, :] & (Y < 0), axis=1)
+        # Every head keeps at least one positive and one negative row. Labels
+        # are ±1, so one count over the rows per head gives all four (the
+        # removed rows' labels are a gather of k).
+        kept = jnp.sum(state.mask)
         before_pos = jnp.sum(state.mask[None, :] & (Y > 0), axis=1)
-        before_neg = jnp.sum(state.mask[None, :] & (Y < 0), axis=1)
+        before_neg = kept - before_pos
+        removed_pos = jnp.sum(Y[:, safe] > 0, axis=1)
+        pos = before_pos - removed_pos
+        neg = before_neg - (idx.shape[0] - removed_pos)
         ok = ok & jnp.all((pos > 0) | (before_pos == 0))
         ok = ok & jnp.all((neg > 0) | (before_neg == 0))
     return ok, safe
