@@ -134,3 +134,25 @@ def test_fingerprint_is_computed_once_per_array(monkeypatch):
     del other
     gc.collect()
     assert key not in C._DIGESTS
+
+
+@pytest.mark.parametrize("k", [None, 3])
+def test_emptying_a_class_under_jit_poisons(k):
+    # The device-side class check (what runs where nothing can raise).
+    X, y = data(n=60, d=5, seed=6, k=k)
+    state = C.train(jax.random.key(0), X, y, lam=1e-2, sigma=1.0, num_classes=k)
+    label = (y > 0) if k is None else (y == 1)
+    members = np.flatnonzero(label)
+    remove = jax.jit(C.remove)
+    _, info = remove(state, jnp.asarray(members), jnp.asarray(X), jnp.asarray(y))
+    assert not bool(info.valid)
+    _, info = remove(state, jnp.asarray(members[:-1]), jnp.asarray(X), jnp.asarray(y))
+    assert bool(info.valid)
+    # The other side of the head: every non-member but one.
+    others = np.flatnonzero(~label)
+    _, info = remove(state, jnp.asarray(others), jnp.asarray(X), jnp.asarray(y))
+    assert not bool(info.valid)
+    _, info = remove(state, jnp.asarray(others[1:]), jnp.asarray(X), jnp.asarray(y))
+    # Binary: valid. One-vs-rest: the kept non-member is of one other class, so
+    # the third head is left without a positive row.
+    assert bool(info.valid) == (k is None)
