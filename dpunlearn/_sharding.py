@@ -46,8 +46,8 @@ from dpunlearn.types import Array
 __all__ = [
     "carry",
     "concatenate",
-    "einsum",
     "explicit",
+    "fori_loop",
     "gather_rows",
     "index",
     "matmul",
@@ -60,9 +60,7 @@ __all__ = [
     "spec",
     "stack",
     "tensordot",
-    "vdot",
     "while_loop",
-    "fori_loop",
 ]
 
 
@@ -112,22 +110,6 @@ def _entries(x) -> tuple:
     return (None,) * jnp.ndim(x) if s is None else s
 
 
-def einsum(subscripts: str, *operands, precision=None) -> Array:
-    """``jnp.einsum`` (explicit ``->`` required); on explicitly sharded operands
-    each output dimension takes the sharding its letter has in the first
-    operand that shards it, and summed letters are reduced (all-reduce)."""
-    if not explicit(*operands):
-        return jnp.einsum(subscripts, *operands, precision=precision)
-    inputs, output = subscripts.replace(" ", "").split("->")
-    letters: dict[str, object] = {}
-    for sub, x in zip(inputs.split(","), operands):
-        for letter, entry in zip(sub, _entries(x)):
-            if letters.get(letter) is None:
-                letters[letter] = entry
-    out = _dedupe(letters.get(c) for c in output)
-    return jnp.einsum(subscripts, *operands, precision=precision, out_sharding=out)
-
-
 def matmul(a, b, *, precision=None) -> Array:
     """``jnp.matmul(a, b)`` (``a`` or ``b`` up to 2-D, ``a`` any rank) with the
     output sharding of its non-contracted dimensions; the contracted one is
@@ -142,7 +124,7 @@ def matmul(a, b, *, precision=None) -> Array:
     elif jnp.ndim(b) == 2:
         out = ea[:-1] + eb[1:]
     else:
-        raise ValueError("matmul: b of rank > 2 is not supported on explicit meshes.")
+        raise ValueError("matmul: b of rank > 2 is not supported on explicit meshes")
     return jnp.matmul(a, b, precision=precision, out_sharding=_dedupe(out))
 
 
@@ -151,15 +133,8 @@ def tensordot(a, b, axes: int = 1, *, precision=None) -> Array:
     dimensions are reduced across shards."""
     if not explicit(a, b):
         return jnp.tensordot(a, b, axes=axes, precision=precision)
-    out = _entries(a)[: jnp.ndim(a) - axes] + _entries(b)[axes:]
-    return jnp.tensordot(a, b, axes=axes, precision=precision, out_sharding=_dedupe(out))
-
-
-def vdot(a, b, *, precision=None) -> Array:
-    """``jnp.vdot``: a replicated scalar."""
-    if not explicit(a, b):
-        return jnp.vdot(a, b, precision=precision)
-    return jnp.dot(jnp.conj(jnp.ravel(a)), jnp.ravel(b), precision=precision, out_sharding=P())
+    out = _dedupe(_entries(a)[: jnp.ndim(a) - axes] + _entries(b)[axes:])
+    return jnp.tensordot(a, b, axes=axes, precision=precision, out_sharding=out)
 
 
 def gather_rows(x, idx) -> Array:
@@ -270,7 +245,8 @@ def fori_loop(lower, upper, body_fun, init_val):
     """
     if not _context_is_explicit():
         return jax.lax.fori_loop(lower, upper, body_fun, init_val)
-    if isinstance(lower, (int, np.integer)) and isinstance(upper, (int, np.integer)):
+    static = (int, np.integer)
+    if isinstance(lower, static) and isinstance(upper, static):
         step = lambda x, i: (body_fun(i, x), None)
         return jax.lax.scan(step, carry(init_val), jnp.arange(lower, upper))[0]
     dtype = jnp.result_type(lower, upper)
@@ -305,7 +281,8 @@ def concatenate(arrays, axis: int = 0) -> Array:
         widths = [(0, 0)] * a.ndim
         widths[axis] = (start, total - start - k)
         padded = jnp.pad(a.astype(dtype), widths)
-        out = padded if out is None else jnp.where((pos >= start) & (pos < start + k), padded, out)
+        inside = (pos >= start) & (pos < start + k)
+        out = padded if out is None else jnp.where(inside, padded, out)
         start += k
     return out
 
