@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dpunlearn import _sharding
+
 
 def is_concrete(x: Any) -> bool:
     """True when ``x`` has a value now (it is not a tracer inside ``jit``/``vmap``)."""
@@ -89,7 +91,7 @@ def on_device(x: Any) -> bool:
 def _first_bad(bad: jax.Array, x: jax.Array):
     flat = jnp.reshape(bad, (-1,))
     i = jnp.argmax(flat)
-    return flat[i], i, jnp.reshape(x, (-1,))[i]
+    return _sharding.index(flat, i), i, _sharding.index(jnp.reshape(x, (-1,)), i)
 
 
 def first_violation(bad: jax.Array, x: jax.Array) -> tuple[tuple[int, ...], Any] | None:

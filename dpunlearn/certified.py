@@ -73,7 +73,7 @@ import numpy as np
 from jax.experimental import checkify
 from jax.scipy.linalg import cho_solve
 
-from dpunlearn import _validate, removal_certificate, solvers
+from dpunlearn import _sharding, _validate, removal_certificate, solvers
 from dpunlearn.accounting import currencies, mechanisms
 from dpunlearn.errors import BudgetExceededError
 from dpunlearn.losses import MarginLoss, get_loss
@@ -108,6 +108,16 @@ __all__ = [
 Solver = Literal["pcg", "cholesky", "cg"]
 Checks = Literal["poison", "checkify"]
 _ROW_NORM_TOL = 1e-5  # float32 rounding of an L2-normalised row
+
+# Rows by index and the mask without them: ``X[idx]`` and
+# ``mask.at[idx].set(False)`` with the output sharding an explicit-sharding
+# mesh needs (replicated rows, gathered by one all-reduce of ``k × d``; the
+# mask keeps its row sharding). Plain indexing elsewhere.
+_rows = _sharding.gather_rows
+
+
+def _remove_rows(mask, idx):
+    return _sharding.scatter(mask, idx, False)
 
 
 @jax.tree_util.register_static
@@ -275,7 +285,7 @@ class RemovalInfo(NamedTuple):
 def _largest_row_norm(X):
     norms = jnp.sqrt(jnp.sum(jnp.square(X), axis=1))
     i = jnp.argmax(norms)
-    return i, norms[i]
+    return i, _sharding.index(norms, i)
 
 
 def _check_features(X, *, values: bool = True) -> None:
@@ -409,7 +419,7 @@ def _host_indices(idx, *, name: str) -> np.ndarray | None:
 @jax.jit
 def _mask_at(mask, flat):
     """``mask[flat]`` and ``Σ mask``, on the mask's devices (k + 1 values back)."""
-    return mask[flat], jnp.sum(mask.astype(jnp.int32))
+    return _sharding.gather_rows(mask, flat), jnp.sum(mask.astype(jnp.int32))
 
 
 def _check_indices(arr: np.ndarray, mask, *, name: str) -> np.ndarray:
@@ -460,8 +470,10 @@ def _class_counts(y, mask, flat, *, num_classes):
     else:
         codes = y.astype(jnp.int32)
         size = num_classes
-    before = jnp.zeros((size,), jnp.int32).at[codes].add(mask.astype(jnp.int32))
-    after = before.at[codes[flat]].add(-1)
+    before = _sharding.scatter(
+        jnp.zeros((size,), jnp.int32), codes, mask.astype(jnp.int32), op="add"
+    )
+    after = before.at[_sharding.gather_rows(codes, flat)].add(-1)
     return before, after
 
 
@@ -548,19 +560,19 @@ def data_fingerprint(X: ArrayLike, y: ArrayLike) -> Array:
     after conversion to ``int32`` (class ids) or ``X``'s dtype (±1, reals).
     """
     X = jnp.asarray(X)
-    return jnp.concatenate([_features_digest(X), _labels_digest(y, X.dtype)])
+    return _sharding.concatenate([_features_digest(X), _labels_digest(y, X.dtype)])
 
 
 def _features_digest(X) -> Array:
     xb = jax.lax.bitcast_convert_type(X, jnp.uint32)
-    return jnp.stack([_digest(xb, 1), _digest(xb, 2)])
+    return _sharding.stack([_digest(xb, 1), _digest(xb, 2)])
 
 
 def _labels_digest(y, dtype) -> Array:
     y = jnp.asarray(y)
     y = y.astype(jnp.int32) if jnp.issubdtype(y.dtype, jnp.integer) else y.astype(dtype)
     yb = jax.lax.bitcast_convert_type(y, jnp.uint32)
-    return jnp.stack([_digest(yb, 3), _digest(yb, 4)])
+    return _sharding.stack([_digest(yb, 3), _digest(yb, 4)])
 
 
 # ---------------------------------------------------------------------------
@@ -822,11 +834,11 @@ def _solve(X, D, reg, rhs, precond, config: CertifiedConfig, cg_tol, *, F, r, dz
         )  # fmt: skip
 
     init = dict(
-        v=jnp.zeros_like(rhs), xv=jnp.zeros(X.shape[0], rhs.dtype), hv=jnp.zeros_like(rhs),
+        v=jnp.zeros_like(rhs), xv=jnp.zeros_like(D), hv=jnp.zeros_like(rhs),
         p=jnp.zeros_like(rhs), rz=zero, k=jnp.zeros((), jnp.int32),
         err=zero, acc_v=zero, acc_hv=zero, acc_xv=zero,
     )  # fmt: skip
-    c = jax.lax.while_loop(cond, body, init)
+    c = _sharding.while_loop(cond, body, init)
     return _Step(
         v=c["v"],
         xv=c["xv"],
@@ -861,7 +873,7 @@ def _index_valid(state: CertifiedState, idx, Y):
     n = state.mask.shape[0]
     in_range = jnp.all((idx >= 0) & (idx < n))
     safe = jnp.clip(idx, 0, n - 1)
-    present = jnp.all(state.mask[safe])
+    present = jnp.all(_rows(state.mask, safe))
     ordered = jnp.sort(idx)
     distinct = jnp.all(ordered[1:] != ordered[:-1]) if idx.shape[0] > 1 else True
     left = jnp.sum(state.mask) - idx.shape[0] >= 1
@@ -873,7 +885,7 @@ def _index_valid(state: CertifiedState, idx, Y):
         kept = jnp.sum(state.mask)
         before_pos = jnp.sum(state.mask[None, :] & (Y > 0), axis=1)
         before_neg = kept - before_pos
-        removed_pos = jnp.sum(Y[:, safe] > 0, axis=1)
+        removed_pos = jnp.sum(_rows(Y.T, safe) > 0, axis=0)
         pos = before_pos - removed_pos
         neg = before_neg - (idx.shape[0] - removed_pos)
         ok = ok & jnp.all((pos > 0) | (before_pos == 0))
@@ -899,7 +911,7 @@ def _remove_step(state: CertifiedState, idx, X, Y, data_ok, cg_tol, *, checks: C
         checkify.check(idx_ok, "Removal indices must be in range, distinct, not "
                        "already removed, leave a row and (unless allowed) a class.")
 
-    mask = state.mask.at[safe].set(False)
+    mask = _remove_rows(state.mask, safe)
     weights = mask.astype(dtype)
     n_prev = jnp.sum(state.mask.astype(dtype))
     n_left = jnp.sum(weights)
@@ -907,7 +919,7 @@ def _remove_step(state: CertifiedState, idx, X, Y, data_ok, cg_tol, *, checks: C
     W = _as_heads(state.params, num_classes)
     B = _as_heads(state.perturbation, num_classes)
     P_inv = None if state.precond is None else state.precond
-    X_rm = X[safe]
+    X_rm = _rows(X, safe)
     F = _rounding(dtype, n + d, config)
     u = float(jnp.finfo(dtype).eps) / 2
     h_norm = N * N * loss.hess_bound + reg  # ‖H‖ at any point
@@ -928,11 +940,11 @@ def _remove_step(state: CertifiedState, idx, X, Y, data_ok, cg_tol, *, checks: C
         else:
             # Δ: gradient of the removed terms, including the change λk·w of the
             # sum-form regulariser λn′/2‖w‖² (Guo et al. §3, batch form).
-            lg_rm = loss.grad(z[safe], Yh[safe])
+            lg_rm = loss.grad(_rows(z, safe), _rows(Yh, safe))
             rhs = k * lam * w + mm(lg_rm, X_rm)
             rhs_err = (F + 8 * u) * (
                 k * lam * jnp.linalg.norm(w) + r * jnp.sum(jnp.abs(lg_rm))
-            ) + r * dz * jnp.sum(D_all[safe]) * jnp.exp(loss.hess_log_lipschitz * dz)
+            ) + r * dz * jnp.sum(_rows(D_all, safe)) * jnp.exp(loss.hess_log_lipschitz * dz)
         step = _solve(
             X, D, reg, rhs, precond, config, cg_tol, F=F, r=r, dz=dz, u=u, h_norm=h_norm
         )
@@ -981,7 +993,7 @@ def _remove_step(state: CertifiedState, idx, X, Y, data_ok, cg_tol, *, checks: C
         D_bar = D * (1 + 8 * u) + weights * loss.gamma * dz
         D_all_bar = D_all * (1 + 8 * u) + loss.gamma * dz
         h = _leverages(X, D, reg, r, N, chol, loss, u)
-        removed_mass = jnp.sum(D_all_bar[safe] * h[safe])
+        removed_mass = jnp.sum(_rows(D_all_bar, safe) * _rows(h, safe))
         logdet = removal_certificate.logdet_step_bound(
             curvature=D_bar,
             curvature_change=change,
@@ -1097,7 +1109,7 @@ def _data_ok(state, X, y, x_digest, checks):
     ``y``'s half (``n`` entries) always here. Once per call, not per step."""
     if x_digest is None:
         x_digest = _features_digest(X)
-    digest = jnp.concatenate([x_digest, _labels_digest(y, X.dtype)])
+    digest = _sharding.concatenate([x_digest, _labels_digest(y, X.dtype)])
     ok = jnp.all(digest == state.fingerprint)
     if checks == "checkify":
         checkify.check(ok, "X, y differ from the data the model was trained on.")
@@ -1271,7 +1283,7 @@ def train(
     _hyper("lam", lam, positive=True)
     _hyper("sigma", sigma, positive=False)
     if mask is None:
-        mask = jnp.ones((n,), bool)
+        mask = _sharding.ones_rows(X)
     else:
         if _validate.is_concrete(mask):
             m = np.asarray(mask)

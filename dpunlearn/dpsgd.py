@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dpunlearn import _validate, transforms
+from dpunlearn import _sharding, _validate, transforms
 from dpunlearn.accounting import calibration, rdp
 from dpunlearn.accounting import events as ev
 from dpunlearn.models import Model
@@ -194,8 +194,9 @@ def _clipped_sum(loss, params, x, y, mask, sampled_key, config: DPSGDConfig):
     c = int(config.chunk_size)
     sel = jax.random.bernoulli(sampled_key, config.sampling_rate, (n,)) & mask
     count = jnp.sum(sel).astype(jnp.int32)
+    sel = _sharding.replicated(sel)  # n booleans, not the rows
     idx = jnp.nonzero(sel, size=n, fill_value=-1)[0].astype(jnp.int32)
-    idx = jnp.concatenate([idx, jnp.full((c,), -1, jnp.int32)])
+    idx = _sharding.concatenate([idx, jnp.full((c,), -1, jnp.int32)])
     grad_fn = jax.vmap(jax.grad(loss), in_axes=(None, 0, 0))
     clip = (
         transforms.clip_per_example(config.clip_norm, reduce="sum")
@@ -209,22 +210,25 @@ def _clipped_sum(loss, params, x, y, mask, sampled_key, config: DPSGDConfig):
         rows = jax.lax.dynamic_slice_in_dim(idx, j * c, c)
         valid = rows >= 0
         safe = jnp.clip(rows, 0)
-        xb = jax.tree.map(lambda a: a[safe], x)
+        xb = jax.tree.map(lambda a: _sharding.gather_rows(a, safe), x)
+        yb = _sharding.gather_rows(y, safe)
         if clip is None:  # no clipping: the gradient of the sum, no per-example grads
             s = jax.grad(
                 lambda p: jnp.sum(
-                    valid * jax.vmap(loss, in_axes=(None, 0, 0))(p, xb, y[safe])
+                    valid * jax.vmap(loss, in_axes=(None, 0, 0))(p, xb, yb)
                 )
             )(params)
         else:
-            g = grad_fn(params, xb, y[safe])
+            g = grad_fn(params, xb, yb)
             g = jax.tree.map(
                 lambda a: a * valid.reshape((-1,) + (1,) * (a.ndim - 1)).astype(a.dtype), g
             )
             s, _ = clip.update(g, clip.init(params))
         return j + 1, jax.tree.map(jnp.add, acc, s)
 
-    _, total = jax.lax.while_loop(lambda cr: cr[0] * c < count, body, (jnp.int32(0), zero))
+    _, total = _sharding.while_loop(
+        lambda cr: cr[0] * c < count, body, (jnp.int32(0), zero)
+    )
     return total, count
 
 
@@ -301,7 +305,7 @@ def train(
 
     params = model.params
     sizes = jnp.zeros((int(config.steps),), jnp.int32)
-    params, _, sizes = jax.lax.fori_loop(
+    params, _, sizes = _sharding.fori_loop(
         0, int(config.steps), step, (params, tx.init(params), sizes)
     )
     return params, sizes

@@ -51,7 +51,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dpunlearn import _validate
+from dpunlearn import _sharding, _validate
 from dpunlearn.methods.base import Data
 from dpunlearn.solvers import mm
 from dpunlearn.types import Array, PRNGKey
@@ -114,7 +114,7 @@ def linear_influence(
       ``(v [K, d] (or [1, d] for binary), cost)``.
     """
     W, Y = _heads(params, y, num_classes)
-    keep = jnp.asarray(mask, X.dtype).at[rows].set(0.0)
+    keep = _sharding.scatter(jnp.asarray(mask, X.dtype), rows, 0.0)
     n_left = jnp.sum(keep)
     norm = jnp.sqrt(jnp.linalg.eigvalsh(mm(X.T * keep, X))[-1])
 
@@ -122,7 +122,8 @@ def linear_influence(
         z = yh * mm(X, w)
         curv = keep * jax.nn.sigmoid(z) * jax.nn.sigmoid(-z)
         H = mm(X.T * curv, X) + lam * n_left * jnp.eye(X.shape[1], dtype=X.dtype)
-        g = (-yh * jax.nn.sigmoid(-z))[rows, None] * X[rows]
+        lg = -yh * jax.nn.sigmoid(-z)
+        g = _sharding.gather_rows(lg, rows)[:, None] * _sharding.gather_rows(X, rows)
         delta = rows.shape[0] * lam * w + jnp.sum(g, axis=0)
         v = jnp.linalg.solve(H, delta)
         s = mm(X, v) * keep
@@ -144,11 +145,11 @@ def knn_distance(X: Array, mask: Array, rows: Array, *, k: int = 5) -> Array:
     Neighbours are the rows where ``mask`` holds, excluding ``rows``
     themselves (a request cannot vouch for itself). Jittable.
     """
-    others = jnp.asarray(mask, bool).at[rows].set(False)
-    Q = X[rows]
+    others = _sharding.scatter(jnp.asarray(mask, bool), rows, False)
+    Q = _sharding.gather_rows(X, rows)
     d2 = jnp.sum(Q**2, 1)[:, None] + jnp.sum(X**2, 1)[None, :] - 2 * mm(Q, X.T)
     d2 = jnp.where(others[None, :], jnp.maximum(d2, 0.0), jnp.inf)
-    kth = -jax.lax.top_k(-d2, k)[0][:, -1]
+    kth = -jax.lax.top_k(-_sharding.replicated(d2), k)[0][:, -1]  # [m, n], not X
     return jnp.mean(jnp.sqrt(kth))
 
 
@@ -288,7 +289,7 @@ def linear_features(
             )  # fmt: skip
             out[2] = float(jnp.dot(g, V[0]))
         out[3] = float(knn_distance(X, state.mask, rows, k=k))
-        pts = np.asarray(X[rows])
+        pts = np.asarray(_sharding.gather_rows(X, rows))
         if history is not None and len(history):
             pts = np.concatenate([pts, np.asarray(history)])
         if pts.shape[0] >= 2:

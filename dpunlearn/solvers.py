@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import cho_solve
 
+from dpunlearn import _sharding
 from dpunlearn.losses import MarginLoss
 from dpunlearn.types import Array
 
@@ -53,8 +54,12 @@ PRECISION = jax.lax.Precision.HIGHEST
 
 
 def mm(a: Array, b: Array) -> Array:
-    """``a @ b`` at full precision of the dtype (never TF32 or bfloat16 passes)."""
-    return jnp.matmul(a, b, precision=PRECISION)
+    """``a @ b`` at full precision of the dtype (never TF32 or bfloat16 passes).
+
+    On rows sharded over an explicit mesh axis a product over the rows
+    (``u @ X``) is reduced across shards (:func:`dpunlearn._sharding.matmul`).
+    """
+    return _sharding.matmul(a, b, precision=PRECISION)
 
 
 def _reg(lam: Array, weights: Array) -> Array:
@@ -133,7 +138,7 @@ def pcg(matvec, rhs, *, precond=None, tol, maxiter: int):
 
     z0 = precond(rhs)
     init = (jnp.zeros_like(rhs), rhs, z0, jnp.vdot(rhs, z0), jnp.vdot(rhs, rhs), 0)
-    x, _, _, _, _, k = jax.lax.while_loop(cond, body, init)
+    x, _, _, _, _, k = _sharding.while_loop(cond, body, init)
     return x, k
 
 
@@ -249,7 +254,7 @@ def newton_fit(
 
         one = jnp.ones((), X.dtype)
         g1 = grad(w + p)
-        t, g_t, ok, _ = jax.lax.while_loop(
+        t, g_t, ok, _ = _sharding.while_loop(
             cond, body, (one, g1, accepted(one, w + p, g1), 0)
         )
         return t, g_t, ok
@@ -273,7 +278,7 @@ def newton_fit(
         return w, jnp.where(ok, g_new, g), k + 1, ~ok, jnp.where(ok, threshold(w), stop)
 
     init = (w0, grad(w0), 0, False, threshold(w0))
-    w, g, k, _, _ = jax.lax.while_loop(cond, body, init)
+    w, g, k, _, _ = _sharding.while_loop(cond, body, init)
     gn = jnp.linalg.norm(g)
     return w, FitInfo(grad_norm=gn, num_steps=k, converged=gn <= tol)
 

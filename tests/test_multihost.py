@@ -2,7 +2,8 @@
 
 Each process starts ``jax.distributed`` (CPU collectives over gloo), holds
 two fake CPU devices and only its own half of the rows; the four devices form
-one ``data`` mesh axis. Certified removal trained and applied to the global,
+one ``data`` mesh axis, with automatic or explicit axis types (the latter set
+with ``jax.set_mesh``). Certified removal trained and applied to the global,
 row-sharded arrays gives the parameters and bounds of the same run on one
 process holding all rows. Validation runs on the devices (nothing is fetched
 that spans another host). The launch line is the README's multi-host recipe.
@@ -14,12 +15,14 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 WORKER = textwrap.dedent(
     """
     import sys
     import jax
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    process_id, port = int(sys.argv[1]), sys.argv[2]
+    process_id, port, kind = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     jax.distributed.initialize(
         coordinator_address=f"127.0.0.1:{port}", num_processes=2, process_id=process_id
     )
@@ -39,7 +42,9 @@ WORKER = textwrap.dedent(
     ref2, ref_info = certified.remove(ref, np.array([3, 250]), X, y)
 
     # Global arrays: this process supplies only its half of the rows.
-    mesh = jax.make_mesh((4,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    mesh = jax.make_mesh((4,), ("data",), axis_types=(getattr(jax.sharding.AxisType, kind),))
+    if kind == "Explicit":
+        jax.set_mesh(mesh)
     mine = slice(200 * process_id, 200 * (process_id + 1))
     Xg = jax.make_array_from_process_local_data(
         NamedSharding(mesh, P("data", None)), X[mine], X.shape)
@@ -67,12 +72,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_over_loopback_match_one():
+@pytest.mark.parametrize("kind", ["Auto", "Explicit"])
+def test_two_processes_over_loopback_match_one(kind):
     port = str(_free_port())
     env = dict(os.environ, JAX_NUM_CPU_DEVICES="2", JAX_PLATFORMS="cpu")
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(i), port],
+            [sys.executable, "-c", WORKER, str(i), port, kind],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from dpunlearn import _validate, models
+from dpunlearn import _sharding, _validate, models
 from dpunlearn.methods.base import Data
 from dpunlearn.types import Array, PRNGKey, PyTree
 
@@ -130,7 +130,8 @@ def all_finite(data: Data) -> Array:
 
 def rows(data: Data, idx: Array) -> Data:
     """The rows ``idx`` of ``data``."""
-    return Data(jax.tree.map(lambda a: a[idx], data.x), data.y[idx])
+    take = lambda a: _sharding.gather_rows(a, idx)
+    return Data(jax.tree.map(take, data.x), take(data.y))
 
 
 def gaussian(key: PRNGKey, dim: int, dtype) -> Array:

@@ -23,6 +23,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from dpunlearn import _sharding
 from dpunlearn.types import Array
 
 __all__ = ["MinimizeInfo", "lbfgs"]
@@ -114,16 +115,17 @@ def lbfgs(
             return j + 1, t, f1, g1, ok
 
         init = (jnp.asarray(0), jnp.asarray(1.0, dtype), f, g, jnp.asarray(False))
-        _, t, f1, g1, ok = jax.lax.while_loop(ls_cond, ls_body, init)
+        _, t, f1, g1, ok = _sharding.while_loop(ls_cond, ls_body, init)
         x_new = jnp.where(ok, x + t * d, x)
         f_new = jnp.where(ok, f1, f)
         g_new = jnp.where(ok, g1, g)
         s, y = x_new - x, g_new - g
         sy = jnp.vdot(s, y)
         keep = ok & (sy > 1e-10 * jnp.linalg.norm(s) * jnp.linalg.norm(y))
-        S = jnp.where(keep, jnp.concatenate([s[None], S[:-1]]), S)
-        Y = jnp.where(keep, jnp.concatenate([y[None], Y[:-1]]), Y)
-        rho = jnp.where(keep, jnp.concatenate([(1.0 / jnp.where(keep, sy, 1))[None], rho[:-1]]), rho)
+        S = jnp.where(keep, _sharding.concatenate([s[None], S[:-1]]), S)
+        Y = jnp.where(keep, _sharding.concatenate([y[None], Y[:-1]]), Y)
+        rho_new = (1.0 / jnp.where(keep, sy, 1))[None]
+        rho = jnp.where(keep, _sharding.concatenate([rho_new, rho[:-1]]), rho)
         return k + 1, x_new, f_new, g_new, S, Y, rho, ~ok
 
     def cond(c):
@@ -132,6 +134,6 @@ def lbfgs(
 
     zeros = jnp.zeros((memory, p), dtype)
     init = (jnp.asarray(0), x0, f0, g0, zeros, zeros, jnp.zeros((memory,), dtype), jnp.asarray(False))
-    k, x, _, g, _, _, _, stalled = jax.lax.while_loop(cond, body, init)
+    k, x, _, g, _, _, _, stalled = _sharding.while_loop(cond, body, init)
     gnorm = jnp.max(jnp.abs(g))
     return x, MinimizeInfo(k, gnorm, gnorm <= tol, stalled)

@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dpunlearn import _validate
+from dpunlearn import _sharding, _validate
 from dpunlearn.types import Array, ArrayLike, PRNGKey, PyTree
 
 __all__ = [
@@ -125,9 +125,15 @@ def check_data(data, *, num_rows: int | None = None) -> Data:
     return data
 
 
-def check_mask(mask, num_rows: int) -> Array:
-    """``mask``: ``bool[n]`` keeping at least one row (checked when concrete)."""
+def check_mask(mask, num_rows: int, *, data: Data | None = None) -> Array:
+    """``mask``: ``bool[n]`` keeping at least one row (checked when concrete).
+
+    The default (every row) is split over devices like the rows of ``data``
+    when given (explicitly sharded data; elsewhere it is the plain mask).
+    """
     if mask is None:
+        if data is not None:
+            return _sharding.ones_rows(data.x)
         return jnp.ones((num_rows,), bool)
     if np.shape(mask) != (num_rows,):
         raise ValueError(f"Expected mask of shape ({num_rows},), got {np.shape(mask)}.")
@@ -189,7 +195,7 @@ def request_valid(request: Array, mask: Array) -> tuple[Array, Array]:
     n = mask.shape[0]
     in_range = jnp.all((request >= 0) & (request < n))
     safe = jnp.clip(request, 0, n - 1)
-    present = jnp.all(mask[safe])
+    present = jnp.all(_sharding.gather_rows(mask, safe))
     ordered = jnp.sort(request)
     distinct = jnp.all(ordered[1:] != ordered[:-1]) if request.shape[0] > 1 else True
     left = jnp.sum(mask) - request.shape[0] >= 1

@@ -120,7 +120,7 @@ def certified_removal(
 
     def train(key: PRNGKey, data: Data, mask=None):
         data = check_data(data)
-        mask = check_mask(mask, data.num_rows)
+        mask = check_mask(mask, data.num_rows, data=data)
         k_live, k_shadows = jax.random.split(key)
         model = certified.train(
             k_live, data.x, data.y, lam=lam, sigma=sigma, mask=mask, config=config

@@ -73,7 +73,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from dpunlearn import _validate, models
+from dpunlearn import _sharding, _validate, models
 from dpunlearn.accounting import currencies
 from dpunlearn.methods import _flat
 from dpunlearn.methods.base import (
@@ -337,11 +337,11 @@ def descent_to_delete(
     def gd(w, data, mask, steps):
         """``steps`` projected GD steps (a Python int: ``lax.scan``; traced: a loop)."""
         if isinstance(steps, int):
-            w, _ = jax.lax.scan(
+            w, _ = _sharding.scan(
                 lambda w, _: (gd_step(w, data, mask), None), w, None, length=steps
             )
             return w
-        return jax.lax.fori_loop(0, steps, lambda _, w: gd_step(w, data, mask), w)
+        return _sharding.fori_loop(0, steps, lambda _, w: gd_step(w, data, mask), w)
 
     def strong_iterations(i, tables):
         i_first, breaks, _ = tables
@@ -409,7 +409,7 @@ def descent_to_delete(
         _validate.prng_key("key", key)
         data = check_data(data)
         n_rows = data.num_rows
-        mask = check_mask(mask, n_rows)
+        mask = check_mask(mask, n_rows, data=data)
         _flat.check_loss_on_data(model, data)
         n0 = int(np.sum(np.asarray(mask))) if _flat.is_concrete(mask) else n_rows
         needed = required_t(n0, n_rows)
@@ -459,7 +459,7 @@ def descent_to_delete(
             w, mask, i = carry
             idx, k_j = xs
             n_j = jnp.sum(mask).astype(dtype)
-            mask = mask.at[idx].set(False)
+            mask = _sharding.scatter(mask, idx, False)
             i = i + 1
             if variant == "weak":
                 w = gd(w, data, mask, iterations)
@@ -471,7 +471,7 @@ def descent_to_delete(
                 w = w + sigma * _flat.gaussian(k_j, p, dtype)
             return (w, mask, i), (its, sigma)
 
-        (w, mask, i), (its, sigmas) = jax.lax.scan(
+        (w, mask, i), (its, sigmas) = _sharding.scan(
             update,
             (start, state.mask, state.num_updates),
             (safe, jax.random.split(k_updates, k)),

@@ -72,7 +72,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dpunlearn import _validate, certified, dpsgd, retrain_schedule
+from dpunlearn import _sharding, _validate, certified, dpsgd, retrain_schedule
 from dpunlearn.methods.base import (
     Data,
     Method,
@@ -302,7 +302,7 @@ def dp_extractor(
         _validate.prng_key("key", key)
         data = check_data(data)
         n = data.num_rows
-        mask = check_mask(mask, n)
+        mask = check_mask(mask, n, data=data)
         k_split, k_ext, k_head = jax.random.split(key, 3)
         if disjoint:
             m = int(round(float(extractor_fraction) * n))
@@ -362,7 +362,8 @@ def dp_extractor(
     @jax.jit
     def unlearn_core(state: DPExtractorState, request, feats, y):
         valid, safe = request_valid(request, state.mask)
-        ext_removed = jnp.sum(state.in_extractor[safe]).astype(jnp.int32)
+        in_ext = _sharding.gather_rows(state.in_extractor, safe)
+        ext_removed = jnp.sum(in_ext).astype(jnp.int32)
         if not disjoint:
             head, info = certified.remove(state.head, request, feats, y)
             ok = valid & info.valid
@@ -371,7 +372,7 @@ def dp_extractor(
             if schedule is not None:
                 schedule, _ = retrain_schedule.advance(schedule, request, feats, y)
         else:
-            in_head = state.head.mask[safe]
+            in_head = _sharding.gather_rows(state.head.mask, safe)
 
             def body(j, carry):
                 head, schedule, bound, ok = carry
@@ -392,11 +393,11 @@ def dp_extractor(
                 return new, schedule, bound + inc, ok & good
 
             zero = jnp.zeros((), state.head.residual_bounds.dtype)
-            head, schedule, bound, ok = jax.lax.fori_loop(
+            head, schedule, bound, ok = _sharding.fori_loop(
                 0, request.shape[0], body, (state.head, state.schedule, zero, valid)
             )
         keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
-        mask = jnp.where(ok, state.mask.at[safe].set(False), state.mask)
+        mask = jnp.where(ok, _sharding.scatter(state.mask, safe, False), state.mask)
         head = keep(head, state.head)
         if schedule is not None:
             schedule = keep(schedule, state.schedule)
@@ -409,7 +410,7 @@ def dp_extractor(
             valid=ok,
             **_schedule_fields(schedule),
         )
-        return new, charge, DPExtractorInfo(state.in_extractor[safe], ok)
+        return new, charge, DPExtractorInfo(in_ext, ok)
 
     def predict(params: DPExtractorParams, inputs):
         feats = features(params.extractor, inputs)

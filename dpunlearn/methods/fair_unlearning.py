@@ -40,7 +40,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from dpunlearn import _validate
+from dpunlearn import _sharding, _validate
 from dpunlearn.methods.base import (
     Data,
     Method,
@@ -143,7 +143,7 @@ def fair_unlearning(
 
     def train(key: PRNGKey, data: Data, mask=None):
         data = check_data(data)
-        mask = check_mask(mask, data.num_rows)
+        mask = check_mask(mask, data.num_rows, data=data)
         X, group = split(jnp.asarray(data.x))
         y = jnp.asarray(data.y, X.dtype)
         weights = mask.astype(X.dtype)
@@ -154,7 +154,7 @@ def fair_unlearning(
             g, H = grad_hess(theta, X, y, group, weights, b)
             return theta - jnp.linalg.solve(H, g)
 
-        theta = jax.lax.fori_loop(0, num_steps, step, jnp.zeros(X.shape[1], X.dtype))
+        theta = _sharding.fori_loop(0, num_steps, step, jnp.zeros(X.shape[1], X.dtype))
         g, _ = grad_hess(theta, X, y, group, weights, b)
         state = FairUnlearningState(
             theta, b, mask, jnp.linalg.norm(g), jnp.zeros((), jnp.int32)
@@ -169,7 +169,7 @@ def fair_unlearning(
         valid, safe = request_valid(request, state.mask)
         X, group = split(jnp.asarray(data.x))
         y = jnp.asarray(data.y, X.dtype)
-        mask = jnp.where(valid, state.mask.at[safe].set(False), state.mask)
+        mask = jnp.where(valid, _sharding.scatter(state.mask, safe, False), state.mask)
         weights = mask.astype(X.dtype)
         g, H = grad_hess(state.params, X, y, group, weights, state.perturbation)
         theta = jnp.where(valid, state.params - jnp.linalg.solve(H, g), state.params)

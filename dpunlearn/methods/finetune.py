@@ -76,7 +76,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dpunlearn import _validate, transforms
+from dpunlearn import _sharding, _validate, transforms
 from dpunlearn.accounting import currencies as cur
 from dpunlearn.methods import _noisy
 from dpunlearn.methods.base import (
@@ -235,9 +235,9 @@ def _weights_and_rows(key, data: Data, mask: Array, batch_size: int | None):
         return data.x, data.y, keep / jnp.maximum(jnp.sum(keep), 1.0)
     scores = jnp.where(mask, jax.random.gumbel(key, mask.shape), -jnp.inf)
     _, idx = jax.lax.top_k(scores, batch_size)
-    w = keep[idx]
-    x = jax.tree.map(lambda a: a[idx], data.x)
-    return x, data.y[idx], w / jnp.maximum(jnp.sum(w), 1.0)
+    w = _sharding.gather_rows(keep, idx)
+    x = jax.tree.map(lambda a: _sharding.gather_rows(a, idx), data.x)
+    return x, _sharding.gather_rows(data.y, idx), w / jnp.maximum(jnp.sum(w), 1.0)
 
 
 def certified_finetune_plan(
@@ -404,7 +404,7 @@ def _make_procedure(
             return (optax.apply_updates(p, u), s, gmax), None
 
         init = (params, tx.init(params), jnp.zeros((), jnp.float32))
-        (params, _, gmax), _ = jax.lax.scan(body, init, keys)
+        (params, _, gmax), _ = _sharding.scan(body, init, keys)
         return params, gmax
 
     def procedure(key, params, mask, data):
@@ -518,7 +518,7 @@ def certified_finetune(
             u, s = train_tx.update(jax.grad(loss)(p), s, p)
             return (optax.apply_updates(p, u), s), None
 
-        (params, _), _ = jax.lax.scan(
+        (params, _), _ = _sharding.scan(
             body, (params, train_tx.init(params)), jax.random.split(key, train_steps)
         )
         ok &= _noisy.tree_finite(params)
@@ -540,14 +540,15 @@ def certified_finetune(
         """``train_steps`` steps of ``train_optimizer`` on the rows ``mask`` keeps."""
         _validate.prng_key("key", key)
         data = check_data(data, num_rows=n)
-        mask = check_mask(mask, n)
+        mask = check_mask(mask, n, data=data)
         return train_core(key, data, mask)
 
     @jax.jit
     def unlearn_core(key, state, request, data):
         valid, safe = request_valid(request, state.mask)
         valid &= _noisy.data_ok(data, None) & _noisy.tree_finite(state.params)
-        new_mask = jnp.where(valid, state.mask.at[safe].set(False), state.mask)
+        removed = _sharding.scatter(state.mask, safe, False)
+        new_mask = jnp.where(valid, removed, state.mask)
         params, (init_norm, gmax) = procedure(key, state.params, new_mask, data)
         valid &= _noisy.tree_finite(params)
         size = jnp.asarray(request.shape[0], jnp.int32)

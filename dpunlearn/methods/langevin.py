@@ -109,7 +109,7 @@ import numpy as np
 import optax
 
 from dpunlearn.errors import RetrainRequired
-from dpunlearn import _validate, transforms
+from dpunlearn import _sharding, _validate, transforms
 from dpunlearn.accounting import currencies as cur
 from dpunlearn.accounting.currencies._common import _check_count
 from dpunlearn.methods import _noisy
@@ -547,7 +547,7 @@ def langevin(
             )
 
         init = (params, tx.init(params), jnp.zeros((), jnp.float32))
-        params, _, gmax = jax.lax.fori_loop(0, num_steps, body, init)
+        params, _, gmax = _sharding.fori_loop(0, num_steps, body, init)
         return params, gmax
 
     def params0():
@@ -585,7 +585,7 @@ def langevin(
         _validate.prng_key("key", key)
         data = check_data(data, num_rows=n)
         _noisy.check_row_norms(data, setup.row_norm)
-        mask = check_mask(mask, n)
+        mask = check_mask(mask, n, data=data)
         probed = probe.eager(data)
         return train_core(key, data, mask, probed=probed)
 
@@ -599,7 +599,8 @@ def langevin(
             valid &= jnp.sum(state.mask) >= n_cert
         at = jnp.clip(pos, 0, len(schedule) - 1)
         k = jnp.where(valid, jnp.asarray(schedule)[at], 0)
-        new_mask = jnp.where(valid, state.mask.at[safe].set(False), state.mask)
+        removed = _sharding.scatter(state.mask, safe, False)
+        new_mask = jnp.where(valid, removed, state.mask)
         params, gmax = run(key, state.params, new_mask, data, k)
         valid &= _noisy.tree_finite(params)
         k = jnp.where(valid, k, 0)

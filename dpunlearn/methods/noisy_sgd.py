@@ -90,7 +90,7 @@ import numpy as np
 import optax
 
 from dpunlearn.errors import RetrainRequired
-from dpunlearn import _validate, transforms
+from dpunlearn import _sharding, _validate, transforms
 from dpunlearn.accounting import currencies as cur
 from dpunlearn.accounting.currencies._common import _check_count
 from dpunlearn.methods import _noisy
@@ -386,7 +386,8 @@ def cyclic_batches(perm: Array, batch_size: int) -> Array:
     n = perm.shape[0]
     num_batches = -(-n // batch_size)
     pad = num_batches * batch_size - n
-    idx = jnp.concatenate([perm.astype(jnp.int32), jnp.full((pad,), -1, jnp.int32)])
+    fill = jnp.full((pad,), -1, jnp.int32)
+    idx = _sharding.concatenate([perm.astype(jnp.int32), fill])
     return idx.reshape(num_batches, batch_size)
 
 
@@ -580,10 +581,11 @@ def noisy_sgd(
         def step(carry, rows):
             params, opt, gmax = carry
             safe = jnp.clip(rows, 0, n - 1)
-            keep = (rows >= 0) & mask[safe]
-            xb = jax.tree.map(lambda a: a[safe], data.x)
+            keep = (rows >= 0) & _sharding.gather_rows(mask, safe)
+            xb = jax.tree.map(lambda a: _sharding.gather_rows(a, safe), data.x)
+            yb = _sharding.gather_rows(data.y, safe)
             grads, norms = _noisy.clipped_grad_sum(
-                model.loss, params, xb, data.y[safe], keep, setup.clip_norm
+                model.loss, params, xb, yb, keep, setup.clip_norm
             )
             updates, opt = tx.update(grads, opt, params)
             return (
@@ -593,10 +595,10 @@ def noisy_sgd(
             ), None
 
         def epoch(_, carry):
-            return jax.lax.scan(step, carry, batches)[0]
+            return _sharding.scan(step, carry, batches)[0]
 
         init = (params, tx.init(params), jnp.zeros((), jnp.float32))
-        params, _, gmax = jax.lax.fori_loop(0, num_epochs, epoch, init)
+        params, _, gmax = _sharding.fori_loop(0, num_epochs, epoch, init)
         return params, gmax
 
     @functools.partial(jax.jit, static_argnames="probed")
@@ -634,7 +636,7 @@ def noisy_sgd(
         _validate.prng_key("key", key)
         data = check_data(data, num_rows=n)
         _noisy.check_row_norms(data, setup.row_norm)
-        mask = check_mask(mask, n)
+        mask = check_mask(mask, n, data=data)
         probed = probe.eager(data)
         return train_core(key, data, mask, probed=probed)
 
@@ -647,7 +649,8 @@ def noisy_sgd(
         valid &= _noisy.data_ok(data, setup.row_norm) & _noisy.tree_finite(state.params)
         at = jnp.clip(pos, 0, table - 1)
         k = jnp.where(valid, jnp.asarray(sched_k)[at], 0)
-        new_mask = jnp.where(valid, state.mask.at[safe].set(False), state.mask)
+        removed = _sharding.scatter(state.mask, safe, False)
+        new_mask = jnp.where(valid, removed, state.mask)
         params, gmax = run(key, state.params, new_mask, state.perm, data, k)
         valid &= _noisy.tree_finite(params)
         k = jnp.where(valid, k, 0)

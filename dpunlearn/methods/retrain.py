@@ -39,7 +39,7 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
-from dpunlearn import _validate, models
+from dpunlearn import _sharding, _validate, models
 from dpunlearn.methods import _minimize
 from dpunlearn.methods.base import (
     Data,
@@ -174,13 +174,14 @@ def retrain(
                 fn = full
             else:
                 idx = jax.random.choice(k, n, (batch_size,), p=probs)
-                sub = Data(jax.tree.map(lambda a: a[idx], data.x), data.y[idx])
+                take = lambda a: _sharding.gather_rows(a, idx)
+                sub = Data(jax.tree.map(take, data.x), take(data.y))
                 fn = lambda v: objective(unravel(v), sub, jnp.ones((batch_size,), dtype))
             value, grad = jax.value_and_grad(fn)(w)
             updates, s = opt.update(grad, s, w, value=value, grad=grad, value_fn=fn)
             return (optax.apply_updates(w, updates), s), None
 
-        (w, _), _ = jax.lax.scan(
+        (w, _), _ = _sharding.scan(
             step, (w0, opt.init(w0)), jax.random.split(k_batches, steps)
         )
         gnorm = jnp.max(jnp.abs(jax.grad(full)(w)))
@@ -194,7 +195,7 @@ def retrain(
     @jax.jit
     def unlearn_impl(key, state, request, data):
         valid, safe = request_valid(request, state.mask)
-        mask = state.mask.at[safe].set(False)
+        mask = _sharding.scatter(state.mask, safe, False)
         params, k, gnorm, conv = fit(key, data, mask)
         new = RetrainState(params, mask)
         out = jax.tree.map(lambda a, b: jnp.where(valid, a, b), new, state)
@@ -204,7 +205,7 @@ def retrain(
     def train(key: PRNGKey, data: Data, mask=None):
         _validate.prng_key("key", key)
         data = check_data(data)
-        mask = check_mask(mask, data.num_rows)
+        mask = check_mask(mask, data.num_rows, data=data)
         state = train_impl(key, data, mask)
         return state, ExactCharge(jnp.zeros((), jnp.int32), jnp.asarray(True))
 

@@ -100,7 +100,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from dpunlearn.errors import RetrainRequired
-from dpunlearn import _validate, models
+from dpunlearn import _sharding, _validate, models
 from dpunlearn.accounting import currencies
 from dpunlearn.methods import _flat
 from dpunlearn.methods.base import (
@@ -505,7 +505,7 @@ def sekhari(
                 ok = ok & jnp.isfinite(f1)
                 return jnp.where(ok, t, 0.5 * t), ok
 
-            t, ok = jax.lax.while_loop(
+            t, ok = _sharding.while_loop(
                 lambda ls: ~ls[1] & (ls[0] > 1e-9),
                 search,
                 (jnp.asarray(1.0, dtype), jnp.asarray(False)),
@@ -514,7 +514,7 @@ def sekhari(
             return i + 1, w, gradF(w), ok
 
         init = (jnp.asarray(0), w0, gradF(w0), jnp.asarray(True))
-        _, w, _, _ = jax.lax.while_loop(
+        _, w, _, _ = _sharding.while_loop(
             lambda c: (
                 (c[0] < train_steps) & (jnp.linalg.norm(c[2]) > 0.01 * tol) & c[3]
             ),
@@ -588,7 +588,7 @@ def sekhari(
     def train(key: PRNGKey, data: Data, mask: Array | None = None):
         _validate.prng_key("key", key)
         data = check_data(data)
-        mask = check_mask(mask, data.num_rows)
+        mask = check_mask(mask, data.num_rows, data=data)
         _flat.check_loss_on_data(model, data)
         if _flat.is_concrete(mask):
             n = int(np.sum(np.asarray(mask)))
@@ -668,7 +668,7 @@ def sekhari(
             secret=secret,
             removed_grad=removed_grad,
             removed_hessian=removed_hessian,
-            mask=state.mask.at[safe].set(False),
+            mask=_sharding.scatter(state.mask, safe, False),
             num_removed=total.astype(jnp.int32),
         )
         out_state = _flat.where_tree(valid, new, state)

@@ -73,7 +73,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dpunlearn import _validate
+from dpunlearn import _sharding, _validate
 from dpunlearn.methods.base import (
     Data,
     Method,
@@ -323,46 +323,48 @@ def sisa(
         checkpoints. The same function runs in ``train`` (vmapped) and
         ``unlearn`` (one shard)."""
         P = layout_s.shape[-1]
-        rows = jnp.concatenate([layout_s.reshape(-1), jnp.full((B,), -1, jnp.int32)])
+        fill = jnp.full((B,), -1, jnp.int32)
+        rows = _sharding.concatenate([layout_s.reshape(-1), fill])
         slot_slice = jnp.arange(R * P, dtype=jnp.int32) // P
-        present = (rows >= 0) & mask[jnp.clip(rows, 0)]
+        present = (rows >= 0) & _sharding.gather_rows(mask, jnp.clip(rows, 0))
         safe_rows = jnp.clip(rows, 0)
         sentinel = jnp.full((B,), R * P, jnp.int32)
 
         def slice_step(carry):
             r, params, ckpts = carry
             avail = slot_slice <= r
-            weight = (present & jnp.concatenate([avail, jnp.zeros((B,), bool)])).astype(
-                jnp.float32
-            )
+            avail_rows = _sharding.concatenate([avail, jnp.zeros((B,), bool)])
+            weight = (present & avail_rows).astype(jnp.float32)
             num_batches = ((r + 1) * P + B - 1) // B
             k_slice = jax.random.fold_in(key_s, r)
 
             def epoch(e, state):
                 k = jax.random.fold_in(k_slice, e)
                 u = jnp.where(avail, jax.random.uniform(k, (R * P,)), 2.0)
-                order = jnp.concatenate([jnp.argsort(u).astype(jnp.int32), sentinel])
+                perm = jnp.argsort(u).astype(jnp.int32)
+                order = _sharding.concatenate([perm, sentinel])
 
                 def step(c):
                     b, params, opt_state = c
                     slots = jax.lax.dynamic_slice_in_dim(order, b * B, B)
                     w = weight[slots]
                     idx = safe_rows[slots]
-                    xb = jax.tree.map(lambda a: a[idx], x)
-                    g = jax.grad(batch_loss)(params, xb, y[idx], w)
+                    xb = jax.tree.map(lambda a: _sharding.gather_rows(a, idx), x)
+                    yb = _sharding.gather_rows(y, idx)
+                    g = jax.grad(batch_loss)(params, xb, yb, w)
                     upd, opt_state = opt.update(g, opt_state, params)
                     return b + 1, optax.apply_updates(params, upd), opt_state
 
-                _, params, opt_state = jax.lax.while_loop(
+                _, params, opt_state = _sharding.while_loop(
                     lambda c: c[0] < num_batches, step, (jnp.int32(0), *state)
                 )
                 return params, opt_state
 
-            params, _ = jax.lax.fori_loop(0, E, epoch, (params, opt.init(params)))
+            params, _ = _sharding.fori_loop(0, E, epoch, (params, opt.init(params)))
             ckpts = _set_index(ckpts, r, params)
             return r + 1, params, ckpts
 
-        _, params, ckpts = jax.lax.while_loop(
+        _, params, ckpts = _sharding.while_loop(
             lambda c: c[0] < R, slice_step, (jnp.asarray(r_start, jnp.int32), start, ckpts)
         )
         return params, ckpts
@@ -397,7 +399,8 @@ def sisa(
         return fit_shard(start, empty_checkpoints(start), layout_s, key_s, 0, mask, x, y)
 
     def active_shards(shard, mask):
-        counts = jax.ops.segment_sum(mask.astype(jnp.int32), shard, num_segments=S)
+        zero = jnp.zeros((S,), jnp.int32)
+        counts = _sharding.scatter(zero, shard, mask.astype(jnp.int32), op="add")
         return counts > 0
 
     def check_layout(n, mask):
@@ -422,7 +425,7 @@ def sisa(
         _validate.prng_key("key", key)
         data = check_data(data)
         n = data.num_rows
-        mask = check_mask(mask, n)
+        mask = check_mask(mask, n, data=data)
         check_layout(n, mask)
         x, y = data.x, jnp.asarray(data.y)
         if vectorize:
@@ -459,8 +462,9 @@ def sisa(
     @_batch_invariant_jit
     def unlearn_core(state: SisaState, request, x, y):
         valid, safe = request_valid(request, state.mask)
-        mask = jnp.where(valid, state.mask.at[safe].set(False), state.mask)
-        rs, rl = state.shard[safe], state.slice[safe]
+        mask = jnp.where(valid, _sharding.scatter(state.mask, safe, False), state.mask)
+        rs = _sharding.gather_rows(state.shard, safe)
+        rl = _sharding.gather_rows(state.slice, safe)
         first = jnp.full((S,), R, jnp.int32).at[rs].min(rl)
         first = jnp.where(valid, first, R)
         m = request.shape[0]
@@ -488,7 +492,7 @@ def sisa(
 
             return jax.lax.cond(todo, retrain, lambda a: a, carry)
 
-        final, ckpts, shards, steps = jax.lax.fori_loop(
+        final, ckpts, shards, steps = _sharding.fori_loop(
             0,
             m,
             body,
