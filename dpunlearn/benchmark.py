@@ -186,10 +186,12 @@ def load_task(name: str, *, seed: int, n_train: int, n_test: int) -> Task:
         # As for synthetic-groups: the attribute (female) is column 0 of x,
         # the unit-norm features follow, and rows are scaled by 1/sqrt(2).
         ds = D.load(name, classes=(1, 0), seed=seed)
+        # The 1e-6 margin keeps float32 norms <= 1 (the features have norm 1).
         X, Xt = (
-            np.concatenate([g[:, None].astype(np.float32), x], 1) / np.sqrt(2)
+            (np.concatenate([g[:, None], x], 1, dtype=np.float64)
+             / (np.sqrt(2) * (1 + 1e-6))).astype(np.float32)
             for g, x in ((ds.group_train, ds.X_train), (ds.group_test, ds.X_test))
-        )
+        )  # fmt: skip
         n = min(n_train, X.shape[0] // 2)
         m = min(n_test, Xt.shape[0])
         y, yt = ds.y_train, ds.y_test
