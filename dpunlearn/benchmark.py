@@ -1023,8 +1023,12 @@ def run(
                 bar.update(f"{r['dataset']} {r['method']} {r['scenario']}")
 
     if jobs == 1:
-        for u in units:
-            finished(u, *_run_unit(*u, scenarios, size, seed))
+        _CTXS.clear()  # nothing carried over from an earlier run in this process
+        try:
+            for u in units:
+                finished(u, *_run_unit(*u, scenarios, size, seed))
+        finally:
+            _CTXS.clear()
     else:
         import concurrent.futures as cf
         import multiprocessing as mp
