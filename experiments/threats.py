@@ -9,8 +9,10 @@ interface with :func:`dpunlearn.methods.certified_removal` as the server:
   :func:`dpunlearn.serve.serve` with a paper-rule ledger. Reports removals per
   retrain for clean, poisoned and randomly perturbed (same radius) rows, test
   accuracy, and the monitor's AUC on the poison rows.
-* ``fairness``: synthetic data with a 30 % minority group (no installed
-  package ships a real one); 5 % of the rows chosen by influence; equalized-
+* ``fairness``: synthetic data with a 30 % minority group (German credit,
+  the real data set with a sensitive attribute, is in ``dpunlearn bench`` and
+  tests/test_threats_fairness.py; this script has no data set option); 5 % of
+  the rows chosen by influence; equalized-
   odds and demographic-parity gaps after the deletions vs random deletions;
   monitor AUC.
 * ``camouflage`` (Di et al., NeurIPS 2023): digits, 10 classes. Dirty-label

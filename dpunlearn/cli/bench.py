@@ -56,6 +56,13 @@ def add_parser(subparsers) -> None:
         "--smoke", action="store_true", help="small size: a few minutes on 2 cores"
     )
     size.add_argument("--tiny", action="store_true", help="tiny size (tests)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="worker processes, one method x data set at a time "
+        "(default: the number of CPUs, at most 4; 1: in this process)",
+    )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument(
         "--no-progress", action="store_true", help="no progress bar on stderr"
@@ -76,6 +83,8 @@ def run_command(args) -> int:
         )
     except ValueError as e:
         raise CLIError(str(e)) from None
+    if args.jobs is not None and args.jobs < 1:
+        raise CLIError(f"expected --jobs to be a positive integer, got {args.jobs}")
     size = "tiny" if args.tiny else "smoke" if args.smoke else "full"
     os.makedirs(args.out, exist_ok=True)
     result = B.run(
@@ -85,6 +94,7 @@ def run_command(args) -> int:
         size=size,
         seed=args.seed,
         progress=not args.no_progress,
+        jobs=args.jobs,
     )
     pngs = [] if args.no_plots else B.plot(result, args.out)
     result["pngs"] = [os.path.basename(p) for p in pngs]
@@ -92,6 +102,7 @@ def run_command(args) -> int:
     header = (
         f"# dpunlearn bench ({size}, seed {args.seed})\n\n"
         f"{len(result['records'])} records in {result['seconds']:.0f} s "
+        f"({result['config']['jobs']} worker process(es)) "
         f"(load average {', '.join(f'{x:.1f}' for x in result['load_average'] or [])}).\n\n"
     )
     with open(os.path.join(args.out, "table.md"), "w") as f:

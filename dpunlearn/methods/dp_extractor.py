@@ -292,6 +292,13 @@ def dp_extractor(
     def feature_rows(params, x):
         return head_features(features, params, x, dtype=head_dtype)
 
+    # One compiled DP-SGD program per method (and data shape): called eagerly,
+    # dpsgd.train's fori_loop closes over this call's data and was compiled
+    # anew on every call (seconds each for a small MLP).
+    @jax.jit
+    def train_extractor(init, key, x, y, mask):
+        return dpsgd.train(key, extractor._replace(params=init), x, y, mask, dpsgd_config)
+
     def labels(y):
         y = jnp.asarray(y)
         if config.num_classes is not None and not jnp.issubdtype(y.dtype, jnp.integer):
@@ -322,7 +329,7 @@ def dp_extractor(
         ):
             raise ValueError("Expected the mask to keep rows for both the extractor and the head.")
         y = jnp.asarray(data.y)
-        params, _ = dpsgd.train(k_ext, extractor, data.x, y, ext_mask, dpsgd_config)
+        params, _ = train_extractor(extractor.params, k_ext, data.x, y, ext_mask)
         feats = feature_rows(params, data.x)
         if target is not None:  # the shadows' key is split off the head's
             k_head, k_shadows = jax.random.split(k_head)

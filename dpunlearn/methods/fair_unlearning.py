@@ -144,8 +144,16 @@ def fair_unlearning(
     def train(key: PRNGKey, data: Data, mask=None):
         data = check_data(data)
         mask = check_mask(mask, data.num_rows, data=data)
-        X, group = split(jnp.asarray(data.x))
-        y = jnp.asarray(data.y, X.dtype)
+        X = jnp.asarray(data.x)
+        if group_column >= X.shape[1]:  # checked here, before the compiled fit
+            split(X)
+        return fit(key, X, jnp.asarray(data.y, X.dtype), mask)
+
+    # One compiled program per data shape: called eagerly, the fori_loop
+    # closed over this call's data and was compiled anew on every train.
+    @jax.jit
+    def fit(key, X, y, mask):
+        X, group = split(X)
         weights = mask.astype(X.dtype)
         b = sigma * jax.random.normal(key, (X.shape[1],), X.dtype)
         b = b.at[group_column].set(0.0)
