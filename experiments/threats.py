@@ -294,6 +294,7 @@ def selection(cfg, seed):
 
     from dpunlearn import data as D
     from dpunlearn import methods
+    from dpunlearn import monitor as M
     from dpunlearn.threats import selection as S
 
     ds = D.load("breast-cancer", seed=seed)
@@ -317,6 +318,11 @@ def selection(cfg, seed):
     out = {"deletions": k, "original": metrics(state), "targeted": after(sel.rows),
            "random_mean": {key: float(np.mean([r[key] for r in rnd])) for key in ("loss", "error")}}  # fmt: skip
     _common.log(f"  selection: loss {out['original']['loss']:.3f} -> targeted {out['targeted']['loss']:.3f}, random {out['random_mean']['loss']:.3f}")
+    # The monitor, one row per request: the selected rows against random ones.
+    feat = M.linear_features(lam, validation=ev)
+    ordinary = M.reference_features(feat, state, tr, key=jax.random.key(seed + 2), num_requests=cfg["mon_ordinary"])
+    mal = np.stack([feat(np.array([r]), state, tr) for r in sel.rows])
+    out["monitor"] = _auc(M, mal, ordinary, seed)
     return out
 
 
@@ -324,8 +330,11 @@ def backdoor(cfg, seed):
     import jax
     import numpy as np
 
+    import jax.numpy as jnp
+
     from dpunlearn import data as D
     from dpunlearn import methods
+    from dpunlearn import monitor as M
     from dpunlearn.threats import backdoor as B
 
     ds = D.load("digits", seed=seed, label_format="int")
@@ -344,6 +353,18 @@ def backdoor(cfg, seed):
            "asr_before": r.asr_before, "asr_after": r.asr_after, "asr_after_random_deletion": c.asr_after,
            "clean_accuracy_before": r.clean_accuracy_before, "clean_accuracy_after": r.clean_accuracy_after}  # fmt: skip
     _common.log(f"  backdoor: ASR {r.asr_before:.2f} -> {r.asr_after:.2f} (random deletion {c.asr_after:.2f})")
+    # The monitor on the model trained with the attack's rows (as run_backdoor
+    # trains it), one row per request: each mitigation row against random rows.
+    aug = methods.Data(
+        jnp.asarray(np.concatenate([np.asarray(tr.x), attack.poison_x, attack.mitigation_x])),
+        jnp.asarray(np.concatenate([np.asarray(tr.y), attack.poison_y, attack.mitigation_y])),
+    )
+    st, _ = method.train(jax.random.fold_in(jax.random.key(seed + 1), 0), aug, None)
+    feat = M.linear_features(1e-5, num_classes=10, validation=test)
+    ordinary = M.reference_features(feat, st, aug, key=jax.random.key(seed + 2), num_requests=cfg["mon_ordinary"])
+    mitigation = np.arange(n + cfg["bd_poison"], n + cfg["bd_poison"] + cfg["bd_mitigation"])
+    mal = np.stack([feat(np.array([i]), st, aug) for i in mitigation])
+    out["monitor"] = _auc(M, mal, ordinary, seed)
     return out
 
 

@@ -13,13 +13,17 @@ from dpunlearn import data as D
 from dpunlearn import methods
 from dpunlearn import monitor as M
 from dpunlearn.accounting import ledger as L
+from dpunlearn.threats import backdoor as B
 from dpunlearn.threats import camouflage as C
 from dpunlearn.threats import fairness as F
+from dpunlearn.threats import selection as S
 from dpunlearn.threats import slowdown as sd
 
 # Every AUC below is deterministic given the seeds; the criterion "AUC >= 0.8"
 # must hold for each attack and must fail when the labels malicious/ordinary
 # are shuffled (the control: the mean AUC over 50 relabellings, near 0.5).
+# The backdoor's mitigation rows are the hardest (measured 0.76: their
+# triggered pixels are far from the data, their budget cost ordinary): 0.7.
 AUC_MIN = 0.8
 
 
@@ -27,7 +31,7 @@ def scores(feats, ref):
     return np.array([M.combine(f, ref)[0] for f in feats])
 
 
-def check_separates(mal, ordinary, seed):
+def check_separates(mal, ordinary, seed, auc_min=AUC_MIN):
     ref = M.fit_reference(ordinary)
     sm, so = scores(mal, ref), scores(ordinary, ref)
     auc = M.roc_auc(sm, so)
@@ -39,8 +43,8 @@ def check_separates(mal, ordinary, seed):
         shuffled.append(M.roc_auc(pooled[perm[: sm.size]], pooled[perm[sm.size :]]))
     shuffled = float(np.mean(shuffled))
     print(f"AUC {auc:.3f}, shuffled {shuffled:.3f}")
-    assert auc >= AUC_MIN, auc
-    assert shuffled < AUC_MIN and abs(shuffled - 0.5) < 0.1, shuffled
+    assert auc >= auc_min, auc
+    assert shuffled < auc_min and abs(shuffled - 0.5) < 0.1, shuffled
     return auc
 
 
@@ -104,6 +108,45 @@ def test_monitor_separates_camouflage_deletions(digits):
     ordinary = M.reference_features(feat, state, d, key=jax.random.key(1), num_requests=16, request_size=k)
     mal = np.stack([feat(c, state, d) for c in camo])
     check_separates(mal, ordinary, seed=2)
+
+
+def test_monitor_separates_accuracy_degrading_selection():
+    # experiments/threats.py's selection scenario (smoke size): measured 0.93.
+    ds = D.load("breast-cancer", seed=0)
+    tr = methods.Data(ds.X_train, ds.y_train)
+    h = ds.X_test.shape[0] // 2
+    ev = methods.Data(ds.X_test[:h], ds.y_test[:h])
+    sel = S.select_accuracy_deletions(tr, 40, lam=1e-3, eval_data=ev, rounds=4)
+    method = methods.certified_removal(lam=1e-3, sigma=0.01, epsilon=1.0, delta=1e-4, num_shadows=0)
+    state, _ = method.train(jax.random.key(0), tr, None)
+    feat = M.linear_features(1e-3, validation=ev)
+    ordinary = M.reference_features(feat, state, tr, key=jax.random.key(2), num_requests=24)
+    mal = np.stack([feat(np.array([r]), state, tr) for r in sel.rows])
+    check_separates(mal, ordinary, seed=3)
+
+
+def test_monitor_separates_backdoor_mitigation_deletions(digits):
+    # experiments/threats.py's backdoor scenario (smoke size), one mitigation
+    # row per request: measured 0.76 (distance component alone 0.88).
+    n, kp, km = 1000, 20, 60
+    tr = methods.Data(digits.X_train[:n], digits.y_train[:n].astype(np.int32))
+    pool = methods.Data(digits.X_train[n:], digits.y_train[n:].astype(np.int32))
+    trig = np.zeros(64, np.float32)
+    trig[[0, 7, 56, 63]] = 0.3
+    attack = B.craft_backdoor(jax.random.key(0), pool, trig, 0, kp, km)
+    aug = methods.Data(
+        np.concatenate([np.asarray(tr.x), attack.poison_x, attack.mitigation_x]),
+        np.concatenate([np.asarray(tr.y), attack.poison_y, attack.mitigation_y]).astype(np.int32),
+    )
+    method = methods.certified_removal(
+        lam=1e-5, sigma=0.01, epsilon=1.0, delta=1e-4, num_shadows=0, num_classes=10
+    )
+    state, _ = method.train(jax.random.key(1), aug, None)
+    test = methods.Data(digits.X_test, digits.y_test.astype(np.int32))
+    feat = M.linear_features(1e-5, num_classes=10, validation=test)
+    ordinary = M.reference_features(feat, state, aug, key=jax.random.key(2), num_requests=24)
+    mal = np.stack([feat(np.array([i]), state, aug) for i in range(n + kp, n + kp + km)])
+    check_separates(mal, ordinary, seed=4, auc_min=0.7)
 
 
 def test_monitor_inline_in_serve_refuses_and_records(slowdown_setting, tmp_path):
