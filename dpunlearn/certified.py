@@ -743,6 +743,7 @@ class _Step(NamedTuple):
     hv_err: Array
     xv_err: Array
     factor: Array | None
+    hessian: Array | None
     iterations: Array
 
 
@@ -792,7 +793,7 @@ def _solve(X, D, reg, rhs, precond, config: CertifiedConfig, cg_tol, *, F, r, dz
         v = cho_solve((L, True), rhs)
         xv, hv, err = product(X, D, reg, v)
         xv_err = F * r * jnp.linalg.norm(v)
-        return _Step(v, xv, hv, err, xv_err, L, jnp.ones((), jnp.int32))
+        return _Step(v, xv, hv, err, xv_err, L, H, jnp.ones((), jnp.int32))
     apply_precond = (lambda g: g) if config.solver == "cg" else (lambda g: mm(precond, g))
     threshold = cg_tol * jnp.linalg.norm(rhs)
 
@@ -846,25 +847,46 @@ def _solve(X, D, reg, rhs, precond, config: CertifiedConfig, cg_tol, *, F, r, dz
         hv_err=charges(c),
         xv_err=c["acc_xv"] + r * c["acc_v"],
         factor=None,
+        hessian=None,
         iterations=c["k"],
     )
 
 
-def _leverages(X, D, reg, r, N, L, loss, u):
+def _leverages(X, D, reg, r, H, L, F, u):
     """Upper bounds on ``x_iᵀK⁻¹x_i`` for every row, ``K = Xᵀdiag(D)X + reg·I``.
 
-    Always the Sherman–Morrison bound ``r²/(reg + D_i r²)``; with a Cholesky
-    factor ``L`` of ``K`` (solver ``"cholesky"``, which paid ``n d²`` for it
-    already), the exact ``‖L⁻¹x_i‖²`` inflated by ``8 d u κ(K)`` (backward
-    stability of the triangular solve; ``κ(K) <= (N² max ℓ'' + reg)/reg``).
+    Always the Sherman–Morrison bound ``r²/(reg + D_i r²)``. With the computed
+    Hessian ``H`` and its Cholesky factor ``L`` (solver ``"cholesky"``, which
+    paid ``n d²`` for them already), also a certified a-posteriori bound on the
+    exact value, from ``y_i = M x_i`` with ``M ≈ L⁻¹`` (one row-wise product:
+    row-sharded ``X`` stays sharded). No stability constant is assumed; every
+    gap is measured or bounded (derivation: ``docs/certified_removal.md`` §9):
+
+    * ``‖K − LLᵀ‖ <= η``: the rounding of forming ``H`` (``F (r²ΣD + reg)``,
+      the trace of ``|X|ᵀdiag(D)|X|``) plus the measured ``‖H − LLᵀ‖_F`` and
+      its product's rounding; then ``K ⪰ (1 − η/(reg − η)) LLᵀ``.
+    * ``‖L⁻¹x‖ <= ‖Mx‖ + ‖L⁻¹‖‖I − LM‖‖x‖`` with ``‖L⁻¹‖² <= 1/(reg − η)``
+      and the measured ``‖I − LM‖_F``.
+
+    Where ``η >= reg/2`` the exact part is ``+inf`` (the Sherman–Morrison
+    bound stands).
     """
     h = solvers.leverage_upper_bound(D, reg, r)
     if L is None:
         return h
     d = X.shape[1]
-    cond = (N * N * loss.hess_bound + reg) / reg
-    y = jax.scipy.linalg.solve_triangular(L, X.T, lower=True)
-    exact = jnp.sum(y * y, axis=0) * (1 + 8 * d * u * cond)
+    eye = jnp.eye(d, dtype=X.dtype)
+    M = jax.lax.linalg.triangular_solve(L, eye, left_side=True, lower=True)
+    fro = lambda A: jnp.linalg.norm(A) * (1 + F)  # noqa: E731 (a computed norm, rounded up)
+    L_fro, M_fro = fro(L), fro(M)
+    eta = (F + 2 * u) * (r * r * jnp.sum(D) + reg) * (1 + F)
+    eta = eta + fro(H - mm(L, L.T)) + (F + 2 * u) * (L_fro * L_fro + fro(H))
+    E = fro(eye - mm(L, M)) + (F + 2 * u) * (L_fro * M_fro + math.sqrt(d))
+    gap = reg - eta
+    inv_norm = jax.lax.rsqrt(jnp.where(gap > 0, gap, 1.0))
+    y_norm = jnp.linalg.norm(mm(X, M.T), axis=1) * (1 + F) + F * M_fro * r
+    exact = (y_norm + r * E * inv_norm) ** 2 * (1 + F) / (1 - eta / jnp.where(gap > 0, gap, 1.0))
+    exact = jnp.where((gap > 0) & (eta < 0.5 * reg), exact, jnp.inf)
     return jnp.minimum(h, exact)
 
 
@@ -992,7 +1014,7 @@ def _remove_step(state: CertifiedState, idx, X, Y, data_ok, cg_tol, *, checks: C
         mass = jnp.sum(rho) * (1 + F)
         D_bar = D * (1 + 8 * u) + weights * loss.gamma * dz
         D_all_bar = D_all * (1 + 8 * u) + loss.gamma * dz
-        h = _leverages(X, D, reg, r, N, chol, loss, u)
+        h = _leverages(X, D, reg, r, step.hessian, chol, F, u)
         removed_mass = jnp.sum(_rows(D_all_bar, safe) * _rows(h, safe))
         logdet = removal_certificate.logdet_step_bound(
             curvature=D_bar,
@@ -1072,6 +1094,9 @@ def _remove_step(state: CertifiedState, idx, X, Y, data_ok, cg_tol, *, checks: C
     poison = lambda new, old: jnp.where(valid, new, old)
     inf = jnp.asarray(jnp.inf, dtype)
     num_sums = W.shape[0] * (3 * n + 3 * d + 2 * k + 8) * (config.cg_maxiter + 3)
+    if config.solver == "cholesky":
+        # Forming H, its factor's checks (L Lᵀ, L M, M = L⁻¹) and X Mᵀ.
+        num_sums += W.shape[0] * (4 * d * d + n * d + 3)
     fail = removal_certificate.rounding_failure(dtype, n + d, num_sums, lam=config.rounding_lambda)
     new_state = state._replace(
         params=poison(_from_heads(W_new, num_classes), state.params),

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from dpunlearn import certified as C
+from dpunlearn import removal_certificate, solvers
 
 
 def data(n=400, d=12, seed=0, dtype=np.float32, k=None):
@@ -156,3 +157,34 @@ def test_emptying_a_class_under_jit_poisons(k):
     # Binary: valid. One-vs-rest: the kept non-member is of one other class, so
     # the third head is left without a positive row.
     assert bool(info.valid) == (k is None)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_cholesky_leverages_bound_the_exact_ones(seed):
+    """The Cholesky solver's leverage bounds (a posteriori, from ``M ≈ L⁻¹``)
+    are upper bounds on ``x_iᵀK⁻¹x_i`` computed in float64, on float32 data
+    from well to badly conditioned, and tighter than Sherman–Morrison where
+    ``K`` is well conditioned (the check is not vacuous)."""
+    rng = np.random.default_rng(seed)
+    n, d = 300, 12
+    # Columns of very different scales make K ill conditioned as reg shrinks.
+    X = rng.normal(size=(n, d)) * np.logspace(0, -2, d)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    X = X.astype(np.float32)
+    D = rng.uniform(0.0, 0.25, size=n).astype(np.float32)
+    r = np.float32(np.max(np.linalg.norm(X.astype(np.float64), axis=1)))
+    for reg in (30.0, 1.0, 1e-2, 1e-4):
+        reg32 = np.float32(reg)
+        H = solvers.hessian_from_curvature(X, D, reg32)
+        L = jnp.linalg.cholesky(H)
+        F = removal_certificate.rounding_factor(np.float32, n + d)
+        u = float(np.finfo(np.float32).eps) / 2
+        h = np.asarray(C._leverages(X, D, reg32, r, H, L, F, u), np.float64)
+        X64, D64 = X.astype(np.float64), D.astype(np.float64)
+        K = X64.T @ (D64[:, None] * X64) + float(reg32) * np.eye(d)
+        exact = np.einsum("ij,ij->i", X64, np.linalg.solve(K, X64.T).T)
+        assert np.all(h >= exact), (reg, np.min(h - exact))
+        sherman = np.asarray(solvers.leverage_upper_bound(D, reg32, r), np.float64)
+        if reg >= 1.0:
+            # Well conditioned: the exact part is used, within 1% of the truth.
+            assert np.all(h < sherman) and np.all(h <= exact * 1.01 + 1e-7), reg

@@ -6,7 +6,8 @@ process with ``JAX_NUM_CPU_DEVICES=4``, on a mesh with automatic axis types
 ``jax.set_mesh``; :mod:`dpunlearn._sharding` gives every row contraction,
 gather and scatter its output sharding). On both: training and a sequence of
 removals equal one device; the parameters and the perturbation come back
-replicated and the mask split like the rows; and the compiled removal moves
+replicated and the mask split like the rows; and the compiled removal (with
+either solver, ``"pcg"`` or ``"cholesky"``) moves
 no more than ``k × d`` rows and ``d``-vectors between devices: it has no
 all-gather of anything as large as ``X``.
 """
@@ -48,10 +49,14 @@ SCRIPT = textwrap.dedent(
         for leaf in (b2.params, b2.perturbation):
             assert leaf.sharding.is_fully_replicated, leaf.sharding
         # The removal of rows held by two shards, compiled: which collectives?
+        # Both solvers (the Cholesky one also bounds leverages row by row).
+        c = certified.train(jax.random.key(0), Xs, ys, lam=1e-2, sigma=1.0,
+                            solver="cholesky")
         remove = jax.jit(lambda s, i, X, y: certified.remove(s, i, X, y))
-        hlo = remove.lower(b, jnp.array([3, 150]), Xs, ys).compile().as_text()
+        hlos = [remove.lower(s, jnp.array([3, 150]), Xs, ys).compile().as_text()
+                for s in (b, c)]
     pattern = r"= (.+?) (all-gather|all-reduce|all-to-all|collective-permute)(-start)?\\("
-    for line in hlo.splitlines():
+    for line in "\\n".join(hlos).splitlines():
         m = re.search(pattern, line)
         if m:
             print("collective", m.group(2), m.group(1))
