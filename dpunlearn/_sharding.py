@@ -52,6 +52,7 @@ __all__ = [
     "index",
     "matmul",
     "ones_rows",
+    "over_axis",
     "replicated",
     "row_shards",
     "rows_like",
@@ -204,6 +205,48 @@ def replicated(x) -> Array:
     if spec(x) is None:
         return x
     return jax.sharding.reshard(x, P())
+
+
+def _batched_over(axis: str) -> bool:
+    """Whether an enclosing ``vmap`` already splits its batch over the
+    explicit mesh axis ``axis`` (models over ``model`` around a method that
+    would place its own models there: the inner ones then stay together).
+
+    JAX 0.10 has no public query for this; the trace's axis environment is
+    read, and ``False`` assumed if that internal is gone.
+    """
+    try:
+        from jax._src import core
+
+        return axis in core.get_axis_env().explicit_mesh_axis_names
+    except (ImportError, AttributeError):  # pragma: no cover (a later JAX)
+        return False
+
+
+def over_axis(tree, axis: str | None):
+    """``tree``'s leaves (leading axes of one size, e.g. ``S`` models) split
+    along that axis over the context mesh's ``axis``, so that a ``vmap`` over
+    them runs ``size/devices`` models per device.
+
+    ``tree`` itself when ``axis`` is ``None``, when no context mesh
+    (``jax.set_mesh``) has that axis, when an enclosing ``vmap`` is already
+    split over it, or when its size does not divide the leading axis. Explicit axes are resharded, automatic ones constrained.
+    """
+    mesh = jax.sharding.get_abstract_mesh()
+    if axis is None or mesh.empty or axis not in mesh.axis_names or _batched_over(axis):
+        return tree
+    leaves = jax.tree.leaves(tree)
+    if not leaves or jnp.shape(leaves[0])[0] % mesh.shape[axis]:
+        return tree
+    explicit_axis = axis in mesh.explicit_axes
+
+    def put(a):
+        target = P(axis, *(None,) * (jnp.ndim(a) - 1))
+        if explicit_axis:
+            return jax.sharding.reshard(a, target)
+        return jax.lax.with_sharding_constraint(a, target)
+
+    return jax.tree.map(put, tree)
 
 
 def _context_is_explicit() -> bool:

@@ -243,15 +243,28 @@ def _where_tree(pred, a, b):
 
 
 def _index(tree, i):
-    return jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, i, 0, keepdims=False), tree)
+    """Entry ``i`` of every leaf's leading axis (on an axis split over an
+    explicit mesh axis, e.g. the constituents over ``model``, the entry is
+    all-reduced to every device)."""
+
+    def one(a):
+        if _sharding.explicit(a):
+            return _sharding.index(a, i)
+        return jax.lax.dynamic_index_in_dim(a, i, 0, keepdims=False)
+
+    return jax.tree.map(one, tree)
 
 
 def _set_index(tree, i, value):
-    return jax.tree.map(
-        lambda a, v: jax.lax.dynamic_update_index_in_dim(a, v.astype(a.dtype), i, 0),
-        tree,
-        value,
-    )
+    """Every leaf with entry ``i`` of its leading axis replaced (sharding kept)."""
+
+    def one(a, v):
+        v = v.astype(a.dtype)
+        if _sharding.explicit(a):
+            return _sharding.scatter(a, jnp.reshape(i, (1,)), v[None])
+        return jax.lax.dynamic_update_index_in_dim(a, v, i, 0)
+
+    return jax.tree.map(one, tree, value)
 
 
 def sisa(
@@ -267,6 +280,7 @@ def sisa(
     init: Callable[[PRNGKey], PyTree] | None = None,
     slice_epochs_override: int | None = None,
     vectorize: bool = True,
+    model_axis: str | None = "model",
 ) -> Method:
     """SISA over constituents of one :class:`~dpunlearn.models.Model`.
 
@@ -291,6 +305,11 @@ def sisa(
       vectorize: ``True`` (default): the shards train together under one
         ``jax.vmap``. ``False``: a Python loop over shards (for benchmarks;
         same result bit for bit).
+      model_axis: Mesh axis for the constituents: when the context mesh
+        (``jax.set_mesh``) has an axis of this name whose size divides ``S``,
+        the vmapped shards are split over it (``S/size`` constituents per
+        device; rows may be sharded over another axis at the same time).
+        ``None``: never placed.
 
     Returns:
       A :class:`~dpunlearn.methods.base.Method` in the ``"exact"`` currency.
@@ -383,7 +402,8 @@ def sisa(
             start = init_params(key_s)
             return fit_shard(start, empty_checkpoints(start), layout_s, key_s, 0, mask, x, y)
 
-        final, ckpts = jax.vmap(one)(keys, layout)
+        placed_keys, placed_layout = _sharding.over_axis((keys, layout), model_axis)
+        final, ckpts = jax.vmap(one)(placed_keys, placed_layout)
         return final, ckpts, layout, shard, slc, keys
 
     @_batch_invariant_jit
