@@ -50,6 +50,7 @@ __all__ = [
     "fori_loop",
     "gather_rows",
     "index",
+    "map_models",
     "matmul",
     "ones_rows",
     "over_axis",
@@ -232,21 +233,63 @@ def over_axis(tree, axis: str | None):
     (``jax.set_mesh``) has that axis, when an enclosing ``vmap`` is already
     split over it, or when its size does not divide the leading axis. Explicit axes are resharded, automatic ones constrained.
     """
+    leaves = jax.tree.leaves(tree)
+    if not leaves or not _axis_size(axis, jnp.shape(leaves[0])[0]):
+        return tree
+    explicit_axis = axis in jax.sharding.get_abstract_mesh().explicit_axes
+
+    return jax.tree.map(lambda a: _lead(a, axis, explicit_axis), tree)
+
+
+def _lead(a, axis: str, explicit_axis: bool) -> Array:
+    """``a`` with its leading axis split over ``axis``; its other axes keep
+    their sharding (explicit) or are left to XLA (automatic)."""
+    if explicit_axis:
+        return jax.sharding.reshard(a, _dedupe((axis,) + _entries(a)[1:]))
+    rest = (P.UNCONSTRAINED,) * (jnp.ndim(a) - 1)
+    return jax.lax.with_sharding_constraint(a, P(axis, *rest))
+
+
+def _axis_size(axis: str | None, size: int) -> int:
+    """Devices on the context mesh's ``axis`` when ``size`` models can be
+    split over it (:func:`over_axis`'s conditions), else 0."""
     mesh = jax.sharding.get_abstract_mesh()
     if axis is None or mesh.empty or axis not in mesh.axis_names or _batched_over(axis):
-        return tree
-    leaves = jax.tree.leaves(tree)
-    if not leaves or jnp.shape(leaves[0])[0] % mesh.shape[axis]:
-        return tree
-    explicit_axis = axis in mesh.explicit_axes
+        return 0
+    m = mesh.shape[axis]
+    return m if m > 1 and size % m == 0 else 0
 
-    def put(a):
-        target = P(axis, *(None,) * (jnp.ndim(a) - 1))
-        if explicit_axis:
-            return jax.sharding.reshard(a, target)
-        return jax.lax.with_sharding_constraint(a, target)
 
-    return jax.tree.map(put, tree)
+def map_models(f, xs, *, batch_size: int, axis: str | None):
+    """``jax.lax.map(f, xs, batch_size=batch_size)`` with every vmapped chunk
+    split over the context mesh's ``axis`` (many models: a chunk of ``B``
+    runs ``B/devices`` per device), and the result's leading axis split the
+    same way.
+
+    The ``M`` models are laid out as ``[B, M/B]`` (``B`` the largest multiple
+    of the axis size that divides ``M`` and is at most ``batch_size``, or the
+    axis size itself), the ``B`` axis split over ``axis``, and scanned over
+    ``M/B`` chunks; model ``i`` is entry ``divmod(i, M/B)``, so reshaping back
+    gives them in order, still split. Plain ``lax.map`` when nothing can be
+    placed (:func:`over_axis`'s conditions).
+    """
+    size = jnp.shape(jax.tree.leaves(xs)[0])[0]
+    m = _axis_size(axis, size)
+    if not m:
+        return jax.lax.map(f, xs, batch_size=batch_size)
+    B = max((b for b in range(m, min(batch_size, size) + 1, m) if size % b == 0), default=m)
+    C = size // B
+    explicit_axis = axis in jax.sharding.get_abstract_mesh().explicit_axes
+
+    def split(a):
+        a = _lead(jnp.reshape(a, (B, C) + jnp.shape(a)[1:]), axis, explicit_axis)
+        return jnp.swapaxes(a, 0, 1)  # [C, B@axis, ...]
+
+    out = jax.lax.map(jax.vmap(f), jax.tree.map(split, xs))
+    out = jax.tree.map(lambda a: jnp.reshape(jnp.swapaxes(a, 0, 1), (size,) + a.shape[2:]), out)
+    # Outputs that do not depend on the inputs (vmap broadcasts them) are
+    # placed like the rest, so that a later vmap sees one sharding.
+    return over_axis(out, axis)
 
 
 def _context_is_explicit() -> bool:

@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dpunlearn import certified, removal_certificate, stats
+from dpunlearn import _sharding, certified, removal_certificate, stats
 from dpunlearn.certified import CertifiedState
 from dpunlearn.types import Array, ArrayLike, PRNGKey
 
@@ -67,6 +67,11 @@ __all__ = [
 #: Shadows vmapped together (the rest of the M are mapped over in chunks of
 #: this size): bounds the memory of the Newton temporaries.
 SHADOW_BATCH = 1024
+
+#: The mesh axis the shadows are split over, when the context mesh
+#: (``jax.set_mesh``) has it and its size divides ``M``
+#: (:func:`dpunlearn._sharding.map_models`).
+MODEL_AXIS = "model"
 
 
 @jax.tree_util.register_static
@@ -186,6 +191,12 @@ def _event(state_like: CertifiedState, target: ScheduleTarget):
     )
 
 
+def _first_shadow(schedule: RetrainSchedule) -> CertifiedState:
+    """Shadow 0 (its configuration and shapes stand for all of them); on every
+    device when the shadows are split over a mesh axis."""
+    return jax.tree.map(lambda a: _sharding.index(a, 0), schedule.shadows)
+
+
 def _epsilons(shadows: CertifiedState, event, dim: int) -> Array:
     """``ε̄`` of every shadow (vectorised :func:`certified.pointwise_epsilon`)."""
     del dim  # each state knows its own dimension
@@ -229,12 +240,14 @@ def init_shadows(
     yl = certified._labels(like, y)
     # lax.map in vmapped chunks: a vmap over 3·10⁵ shadows would hold every
     # shadow's n × d Newton temporaries at once.
-    shadows = jax.lax.map(
+    # On a mesh with a "model" axis the chunks are split over it.
+    shadows = _sharding.map_models(
         lambda k: certified._train_impl(
             k, X, yl, like.mask, like.lam, like.sigma, config=like.config
         )[0],
         keys,
         batch_size=SHADOW_BATCH,
+        axis=MODEL_AXIS,
     )
     exceeded = _epsilons(shadows, _event(like, target), _dim(like)) > target.epsilon
     return RetrainSchedule(shadows=shadows, exceeded=exceeded, target=target)
@@ -243,15 +256,16 @@ def init_shadows(
 def advance(schedule: RetrainSchedule, idx, X, y) -> tuple[RetrainSchedule, Array]:
     """Applies one request to every shadow; returns the schedule and the number
     of marked shadows. Jittable (no host checks: see :func:`update`)."""
-    first = jax.tree.map(lambda a: a[0], schedule.shadows)
+    first = _first_shadow(schedule)
     X = jnp.asarray(X)
     yl = certified._labels(first, y)
     cg_tol = certified._cg_tol(first, X)
     digest = certified._cached_digest(X)
-    shadows, infos = jax.lax.map(
+    shadows, infos = _sharding.map_models(
         lambda s: certified._remove_impl(s, jnp.atleast_1d(idx), X, yl, digest, cg_tol),
         schedule.shadows,
         batch_size=SHADOW_BATCH,
+        axis=MODEL_AXIS,
     )
     eps = _epsilons(shadows, _event(first, schedule.target), _dim(first))
     exceeded = schedule.exceeded | (eps > schedule.target.epsilon) | ~infos.valid
@@ -305,7 +319,7 @@ def update(
     ``verdict.certified == False`` retrain the live model on the remaining
     rows with a fresh key and :func:`init` new shadows.
     """
-    first = jax.tree.map(lambda a: a[0], schedule.shadows)
+    first = _first_shadow(schedule)
     # Host checks once (indices, data), on the first shadow: all share the mask.
     flat = certified._validate_request(first, idx, X, y, name="idx")
     new, _ = advance(schedule, jnp.asarray(np.atleast_1d(flat)), X, y)
@@ -349,17 +363,18 @@ def plan(
     Clopper–Pearson bounds are computed afterwards on the host.
     """
     schedule, verdict0 = init(key, like, X, y, target)
-    first = jax.tree.map(lambda a: a[0], schedule.shadows)
+    first = _first_shadow(schedule)
     certified._validate_request(first, np.asarray(requests), X, y, name="idx_batches")
     X = jnp.asarray(X)
     yl = certified._labels(first, y)
     reqs = jnp.asarray(requests)
     cg_tol = certified._cg_tol(first, X)
     digest = certified._cached_digest(X)
-    _, infos = jax.lax.map(
+    _, infos = _sharding.map_models(
         lambda s: certified._remove_sequence_impl(s, reqs, X, yl, digest, cg_tol),
         schedule.shadows,
         batch_size=SHADOW_BATCH,
+        axis=MODEL_AXIS,
     )
     event = _event(first, target)
     dim = _dim(first)

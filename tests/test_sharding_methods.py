@@ -106,7 +106,7 @@ SISA_SCRIPT = textwrap.dedent(
     import sys
     import jax, jax.numpy as jnp, numpy as np
     from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
-    from dpunlearn import methods, models
+    from dpunlearn import methods, models, retrain_schedule
 
     assert jax.device_count() == 8, jax.devices()
     rng = np.random.default_rng(0)
@@ -150,13 +150,45 @@ SISA_SCRIPT = textwrap.dedent(
             vb, _ = jax.vmap(lambda k: sisa.train(k, sharded, None))(ks)
             close(va.params, vb.params, f"{kind}: vmap over models")
         print("sisa-ok", kind.name, flush=True)
+
+    # Certified removal's shadow models: 300 in chunks of 100 (a smaller
+    # SHADOW_BATCH than the default 1024, so that the chunked path runs), each
+    # chunk split over "model", their margins over "data".
+    retrain_schedule.SHADOW_BATCH = 100
+    cr = methods.certified_removal(lam=0.1, sigma=1.0, epsilon=1.0, delta=0.05,
+                                   num_shadows=300)
+    a, _ = cr.train(jax.random.key(0), data, None)
+    a2, charge_a, _ = cr.unlearn(jax.random.key(1), a, request, data)
+    for kind in (AxisType.Auto, AxisType.Explicit):
+        mesh = jax.make_mesh((4, 2), ("model", "data"), axis_types=(kind,) * 2)
+        with jax.set_mesh(mesh):
+            sharded = methods.Data(
+                jax.device_put(data.x, NamedSharding(mesh, P("data", None))),
+                jax.device_put(data.y, NamedSharding(mesh, P("data"))),
+            )
+            b, _ = cr.train(jax.random.key(0), sharded, None)
+            b2, charge_b, _ = cr.unlearn(jax.random.key(1), b, request, sharded)
+            for state in (b, b2):
+                shadows = state.schedule.shadows
+                for leaf in (shadows.params, shadows.mask, shadows.margins):
+                    assert leaf.sharding.spec[0] == "model", (kind, leaf.sharding)
+                    assert leaf.addressable_shards[0].data.shape[0] == 75, leaf.sharding
+                assert "data" in tuple(shadows.margins.sharding.spec), shadows.margins.sharding
+            close(a.schedule.shadows.params, b.schedule.shadows.params, f"{kind}: shadows")
+            close(a2.schedule.shadows.params, b2.schedule.shadows.params,
+                  f"{kind}: shadows after a request")
+            assert int(charge_a.num_exceeded) == int(charge_b.num_exceeded)
+            np.testing.assert_allclose(charge_a.epsilon_pointwise, charge_b.epsilon_pointwise,
+                                       rtol=1e-3)
+        print("shadows-ok", kind.name, flush=True)
     """
 )
 
 
-def test_sisa_constituents_split_over_the_model_axis():
-    """SISA's own ``vmap`` over its ``S`` shards is split over the ``model``
-    axis (one constituent per device on a 4 × 2 mesh), with the rows over
+def test_models_inside_a_method_split_over_the_model_axis():
+    """SISA's own ``vmap`` over its ``S`` shards, and certified removal's
+    shadow models, are split over the ``model`` axis of a 4 × 2 mesh (one
+    constituent, or 75 of 300 shadows, per device), with the rows over
     ``data``; training and unlearning equal one device."""
     env = dict(os.environ, JAX_NUM_CPU_DEVICES="8", JAX_PLATFORMS="cpu")
     out = subprocess.run(
@@ -166,3 +198,4 @@ def test_sisa_constituents_split_over_the_model_axis():
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
     for kind in ("Auto", "Explicit"):
         assert f"sisa-ok {kind}" in out.stdout, out.stdout
+        assert f"shadows-ok {kind}" in out.stdout, out.stdout
