@@ -16,6 +16,12 @@ are those operations with the output sharding spelled out:
   is all-reduced, never a gather of ``X``;
 * a scatter into a row-sharded array (the mask) keeps its sharding.
 
+Many models at once: :func:`over_axis` splits a batch of models (SISA's
+constituents) over a mesh axis such as ``model`` before a ``vmap``, and
+:func:`map_models` is ``lax.map`` in vmapped chunks with each chunk split so
+(certified removal's shadow models); both keep the other axes' sharding (the
+rows over ``data``) and do nothing where the context mesh lacks the axis.
+
 Where no operand is explicitly sharded (one device, a mesh with automatic
 axes, NumPy inputs) each helper is the plain ``jnp`` operation, so there is
 one code path: the annotation is only added where the types demand it.

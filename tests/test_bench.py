@@ -2,7 +2,7 @@
 
 CI runs ``dpunlearn bench --smoke`` itself: every method × every scenario ×
 the smoke data sets (breast cancer, German credit, synthetic groups), 300
-records, with its default worker processes; the checks below read its
+records, in one process (``--jobs 1``); the checks below read its
 ``results.json``, ``table.md`` and PNGs. Cheaper runs check the
 not-applicable rows of every method, that the records do not depend on the
 number of workers, and the one-line errors.
@@ -21,6 +21,10 @@ from dpunlearn import cli, methods
 
 SMOKE = B.SIZES["smoke"]["datasets"]
 
+# The smoke run is a module fixture: keep its tests on one pytest-xdist worker
+# (``--dist loadgroup`` in pyproject.toml), so that it runs once.
+pytestmark = pytest.mark.xdist_group("bench-smoke")
+
 
 def check_metric(name, m):
     assert set(m) >= {"value", "interval", "interval_kind"}, name
@@ -38,7 +42,10 @@ def check_metric(name, m):
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    code = cli.main(["bench", "--smoke", "--out", str(out), "--no-progress"])
+    # One process: under pytest -n 2 the other test worker holds the second
+    # core, and each bench worker would compile every program again (measured
+    # on 2 cores: 478 s with the default 2 workers, about 200 s alone in one).
+    code = cli.main(["bench", "--smoke", "--out", str(out), "--no-progress", "--jobs", "1"])
     assert code == 0
     res = json.loads((out / "results.json").read_text())
     rec = {(r["method"], r["scenario"], r["dataset"]): r for r in res["records"]}
