@@ -237,13 +237,13 @@ def over_axis(tree, axis: str | None):
 
     ``tree`` itself when ``axis`` is ``None``, when no context mesh
     (``jax.set_mesh``) has that axis, when an enclosing ``vmap`` is already
-    split over it, or when its size does not divide the leading axis. Explicit axes are resharded, automatic ones constrained.
+    split over it, or when its size does not divide the leading axis.
+    Explicit axes are resharded, automatic ones constrained.
     """
     leaves = jax.tree.leaves(tree)
     if not leaves or not _axis_size(axis, jnp.shape(leaves[0])[0]):
         return tree
     explicit_axis = axis in jax.sharding.get_abstract_mesh().explicit_axes
-
     return jax.tree.map(lambda a: _lead(a, axis, explicit_axis), tree)
 
 

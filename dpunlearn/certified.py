@@ -869,7 +869,8 @@ def _leverages(X, D, reg, r, H, L, F, u):
       and the measured ``‖I − LM‖_F``.
 
     Where ``η >= reg/2`` the exact part is ``+inf`` (the Sherman–Morrison
-    bound stands).
+    bound stands). ``F`` is the rounding allowance of a sum of
+    ``max(n + d, d²)`` terms (the Frobenius norms sum ``d²``).
     """
     h = solvers.leverage_upper_bound(D, reg, r)
     if L is None:
@@ -943,6 +944,8 @@ def _remove_step(state: CertifiedState, idx, X, Y, data_ok, cg_tol, *, checks: C
     P_inv = None if state.precond is None else state.precond
     X_rm = _rows(X, safe)
     F = _rounding(dtype, n + d, config)
+    # The Cholesky leverages also take norms of d × d matrices (d² terms).
+    F_wide = _rounding(dtype, max(n + d, d * d), config)
     u = float(jnp.finfo(dtype).eps) / 2
     h_norm = N * N * loss.hess_bound + reg  # ‖H‖ at any point
 
@@ -1014,7 +1017,7 @@ def _remove_step(state: CertifiedState, idx, X, Y, data_ok, cg_tol, *, checks: C
         mass = jnp.sum(rho) * (1 + F)
         D_bar = D * (1 + 8 * u) + weights * loss.gamma * dz
         D_all_bar = D_all * (1 + 8 * u) + loss.gamma * dz
-        h = _leverages(X, D, reg, r, step.hessian, chol, F, u)
+        h = _leverages(X, D, reg, r, step.hessian, chol, F_wide, u)
         removed_mass = jnp.sum(_rows(D_all_bar, safe) * _rows(h, safe))
         logdet = removal_certificate.logdet_step_bound(
             curvature=D_bar,
@@ -1094,10 +1097,14 @@ def _remove_step(state: CertifiedState, idx, X, Y, data_ok, cg_tol, *, checks: C
     poison = lambda new, old: jnp.where(valid, new, old)
     inf = jnp.asarray(jnp.inf, dtype)
     num_sums = W.shape[0] * (3 * n + 3 * d + 2 * k + 8) * (config.cg_maxiter + 3)
-    if config.solver == "cholesky":
-        # Forming H, its factor's checks (L Lᵀ, L M, M = L⁻¹) and X Mᵀ.
-        num_sums += W.shape[0] * (4 * d * d + n * d + 3)
     fail = removal_certificate.rounding_failure(dtype, n + d, num_sums, lam=config.rounding_lambda)
+    if config.solver == "cholesky":
+        # The leverages' sums (H, its factor's checks L Lᵀ and L M, M = L⁻¹,
+        # X Mᵀ, the norms), charged at the longest length, max(n + d, d²).
+        fail = fail + removal_certificate.rounding_failure(
+            dtype, max(n + d, d * d), W.shape[0] * (4 * d * d + n * d + 8),
+            lam=config.rounding_lambda,
+        )  # fmt: skip
     new_state = state._replace(
         params=poison(_from_heads(W_new, num_classes), state.params),
         mask=poison(mask, state.mask),

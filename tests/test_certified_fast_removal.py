@@ -177,7 +177,7 @@ def test_cholesky_leverages_bound_the_exact_ones(seed):
         reg32 = np.float32(reg)
         H = solvers.hessian_from_curvature(X, D, reg32)
         L = jnp.linalg.cholesky(H)
-        F = removal_certificate.rounding_factor(np.float32, n + d)
+        F = removal_certificate.rounding_factor(np.float32, max(n + d, d * d))
         u = float(np.finfo(np.float32).eps) / 2
         h = np.asarray(C._leverages(X, D, reg32, r, H, L, F, u), np.float64)
         X64, D64 = X.astype(np.float64), D.astype(np.float64)

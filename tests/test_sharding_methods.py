@@ -127,13 +127,19 @@ SISA_SCRIPT = textwrap.dedent(
             np.testing.assert_allclose(np.asarray(p), np.asarray(q), rtol=1e-5, atol=1e-6,
                                        err_msg=what)
 
-    for kind in (AxisType.Auto, AxisType.Explicit):
-        mesh = jax.make_mesh((4, 2), ("model", "data"), axis_types=(kind,) * 2)
+    def meshes():
+        # 4 x 2 ("model" x "data") meshes of both kinds, the rows on "data".
+        for kind in (AxisType.Auto, AxisType.Explicit):
+            mesh = jax.make_mesh((4, 2), ("model", "data"), axis_types=(kind,) * 2)
+            with jax.set_mesh(mesh):
+                sharded = methods.Data(
+                    jax.device_put(data.x, NamedSharding(mesh, P("data", None))),
+                    jax.device_put(data.y, NamedSharding(mesh, P("data"))),
+                )
+            yield kind, mesh, sharded
+
+    for kind, mesh, sharded in meshes():
         with jax.set_mesh(mesh):
-            sharded = methods.Data(
-                jax.device_put(data.x, NamedSharding(mesh, P("data", None))),
-                jax.device_put(data.y, NamedSharding(mesh, P("data"))),
-            )
             b, _ = sisa.train(jax.random.key(0), sharded, None)
             # The 4 constituents and their checkpoints: one per model device.
             for leaf in jax.tree.leaves((b.params.constituents, b.checkpoints)):
@@ -159,13 +165,8 @@ SISA_SCRIPT = textwrap.dedent(
                                    num_shadows=300)
     a, _ = cr.train(jax.random.key(0), data, None)
     a2, charge_a, _ = cr.unlearn(jax.random.key(1), a, request, data)
-    for kind in (AxisType.Auto, AxisType.Explicit):
-        mesh = jax.make_mesh((4, 2), ("model", "data"), axis_types=(kind,) * 2)
+    for kind, mesh, sharded in meshes():
         with jax.set_mesh(mesh):
-            sharded = methods.Data(
-                jax.device_put(data.x, NamedSharding(mesh, P("data", None))),
-                jax.device_put(data.y, NamedSharding(mesh, P("data"))),
-            )
             b, _ = cr.train(jax.random.key(0), sharded, None)
             b2, charge_b, _ = cr.unlearn(jax.random.key(1), b, request, sharded)
             for state in (b, b2):
