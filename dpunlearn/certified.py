@@ -883,11 +883,11 @@ def _leverages(X, D, reg, r, H, L, F, u):
     eta = (F + 2 * u) * (r * r * jnp.sum(D) + reg) * (1 + F)
     eta = eta + fro(H - mm(L, L.T)) + (F + 2 * u) * (L_fro * L_fro + fro(H))
     E = fro(eye - mm(L, M)) + (F + 2 * u) * (L_fro * M_fro + math.sqrt(d))
-    gap = reg - eta
-    inv_norm = jax.lax.rsqrt(jnp.where(gap > 0, gap, 1.0))
+    usable = eta < 0.5 * reg  # then reg − η > η >= 0
+    gap = jnp.where(usable, reg - eta, 1.0)
     y_norm = jnp.linalg.norm(mm(X, M.T), axis=1) * (1 + F) + F * M_fro * r
-    exact = (y_norm + r * E * inv_norm) ** 2 * (1 + F) / (1 - eta / jnp.where(gap > 0, gap, 1.0))
-    exact = jnp.where((gap > 0) & (eta < 0.5 * reg), exact, jnp.inf)
+    exact = (y_norm + r * E * jax.lax.rsqrt(gap)) ** 2 * (1 + F) / (1 - eta / gap)
+    exact = jnp.where(usable, exact, jnp.inf)
     return jnp.minimum(h, exact)
 
 
